@@ -1,0 +1,3 @@
+"""bayesnn: Bayesian and probabilistic deep learning in JAX."""
+
+__version__ = "0.1.0"

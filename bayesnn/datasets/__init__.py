@@ -1,0 +1,51 @@
+"""Data sets, never downloaded: UCI regression, Fashion-MNIST (IDX), digits, toy sets."""
+
+from bayesnn.datasets.images import (
+    DEFAULT_FASHION_MNIST_DIR,
+    FASHION_MNIST_CLASSES,
+    load_digits,
+    load_fashion_mnist,
+    read_idx,
+    write_idx,
+)
+from bayesnn.datasets.toy import (
+    ToyRegression,
+    make_gap_regression,
+    make_linear_regression,
+    make_random_gap,
+    make_regression_1d,
+    rbf_gp_sample,
+)
+from bayesnn.datasets.uci import (
+    SHIPPED_UCI,
+    STANDARD_UCI,
+    UCISplit,
+    load_uci,
+    num_splits,
+    uci_names,
+    unstandardize,
+    unstandardize_variance,
+)
+
+__all__ = [
+    "DEFAULT_FASHION_MNIST_DIR",
+    "FASHION_MNIST_CLASSES",
+    "SHIPPED_UCI",
+    "STANDARD_UCI",
+    "ToyRegression",
+    "UCISplit",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_uci",
+    "make_gap_regression",
+    "make_linear_regression",
+    "make_random_gap",
+    "make_regression_1d",
+    "num_splits",
+    "rbf_gp_sample",
+    "read_idx",
+    "uci_names",
+    "unstandardize",
+    "unstandardize_variance",
+    "write_idx",
+]

@@ -1,0 +1,735 @@
+r"""Replica-symmetric (RS) theory, signal-to-noise estimates and thresholds for dense Hebbian
+networks, vectorisable over parameter grids in JAX.
+
+Notation (see :mod:`bayesnn.hebbian.model`): gauge :math:`\xi^1 = +1`, example mean
+:math:`X`, :math:`p = X/\sqrt R` (so :math:`E p^2 = 1`), dataset entropy :math:`\rho`. A *law*
+is a pair ``(values, weights)`` of a discrete distribution of :math:`p`: the exact binomial law
+(:func:`exact_law`) or the large-M Gaussian law (:func:`gaussian_law`).
+
+Low storage (K fixed, N -> inf; RS exact), supervised rule, and the archetype state of the
+unsupervised rule:
+
+.. math::
+    n = E\,[p \tanh(\beta \tfrac P2 n^{P-1} p)],\quad m = E \tanh(\cdot),\quad
+    q = E \tanh^2(\cdot),\qquad
+    f(n) = \tfrac{P-1}{2} n^P - \beta^{-1} E \log 2\cosh(\beta \tfrac P2 n^{P-1} p).
+
+At :math:`T = 0`, :math:`m = E\,\mathrm{sign}\,X` for every P; at P = 2, :math:`T_c = E p^2 = 1`.
+
+These formulas were derived from the model definition (the bodies of Agliari et al.,
+arXiv 2212.00606 / 2211.14067 / 2308.04106 could not be read); the low-storage, T = 0, P = 2
+and multitasking results are checked against Monte Carlo in the tests.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import erf
+
+from .data import check_dilution, check_num_examples, check_quality, example_mean_law
+from .model import check_order
+
+__all__ = [
+    "LowStorageSolution",
+    "exact_law",
+    "gaussian_law",
+    "low_storage_fixed_point",
+    "low_storage_free_energy",
+    "solve_low_storage",
+    "zero_temperature_magnetization",
+    "transition_temperatures",
+    "high_storage_rs",
+    "p2_zero_temperature",
+    "p2_critical_load",
+    "noise_constant",
+    "dense_critical_load",
+    "snr_magnetization_supervised",
+    "snr_magnetization_unsupervised",
+    "unsupervised_energies",
+    "memorization_threshold",
+    "refined_memorization_threshold",
+    "unsupervised_variance_inflation",
+    "cascade_amplitudes",
+    "cascade_stability_margin",
+    "cascade_threshold",
+]
+
+
+def exact_law(quality, num_examples: int):
+    r"""Exact law of :math:`p = X/\sqrt R` with :math:`X = (2B - M)/M`,
+    :math:`B \sim \mathrm{Bin}(M, (1+r)/2)`, :math:`R = r^2 + (1 - r^2)/M`.
+
+    Parameters
+    ----------
+    quality : float
+        ``r`` in (0, 1].
+    num_examples : int
+        ``M`` (static: the law has ``M + 1`` atoms).
+
+    Returns
+    -------
+    values, weights : Array, shape (M + 1,)
+    """
+    x, w = example_mean_law(quality, num_examples)
+    r = jnp.asarray(quality, jnp.float32)
+    return x / jnp.sqrt(r**2 + (1 - r**2) / num_examples), w
+
+
+def gaussian_law(rho, num_nodes: int = 61):
+    r"""Large-M law at fixed :math:`\rho`: :math:`p = (1 + \sqrt\rho Z)/\sqrt{1+\rho}`,
+    :math:`Z \sim N(0, 1)`, discretised with Gauss-Hermite quadrature.
+
+    Parameters
+    ----------
+    rho : float
+        Dataset entropy, ``>= 0``.
+    num_nodes : int
+        Quadrature nodes.
+
+    Returns
+    -------
+    values, weights : Array, shape (num_nodes,)
+    """
+    z, w = _gh(num_nodes)
+    rho = jnp.asarray(rho, jnp.float32)
+    return (1.0 + jnp.sqrt(rho) * z) / jnp.sqrt(1.0 + rho), w
+
+
+def _gh(num_nodes):
+    z, w = np.polynomial.hermite_e.hermegauss(int(num_nodes))
+    return jnp.asarray(z, jnp.float32), jnp.asarray(w / w.sum(), jnp.float32)
+
+
+def _tanh_beta(beta, h):
+    """tanh(beta h), with beta = inf giving sign(h)."""
+    return jnp.where(jnp.isinf(beta), jnp.sign(h), jnp.tanh(jnp.where(jnp.isinf(beta), 0.0, beta) * h))
+
+
+def _logcosh_t(beta, h):
+    """T log 2cosh(beta h) (-> |h| at T = 0)."""
+    b = jnp.where(jnp.isinf(beta), 1.0, beta)
+    val = (jnp.logaddexp(b * h, -b * h)) / b
+    return jnp.where(jnp.isinf(beta), jnp.abs(h), val)
+
+
+class LowStorageSolution(NamedTuple):
+    """Low-storage RS solution.
+
+    Attributes
+    ----------
+    n : Array
+        Overlap with the normalised example mean (what the energy sees).
+    m : Array
+        Mattis magnetisation with the archetype.
+    q : Array
+        Replica overlap.
+    free_energy : Array
+        :math:`f` of the selected solution.
+    retrieval : Array of bool
+        Whether the retrieval solution is the global minimum (else the paramagnet is).
+    metastable : Array of bool
+        Retrieval solution exists but the paramagnet has lower free energy.
+    """
+
+    n: jax.Array
+    m: jax.Array
+    q: jax.Array
+    free_energy: jax.Array
+    retrieval: jax.Array
+    metastable: jax.Array
+
+
+def low_storage_fixed_point(beta, order: int, law, num_iter: int = 3000):
+    r"""Largest solution :math:`n \ge 0` of :math:`n = E[p\tanh(\beta\frac P2 n^{P-1}p)]`.
+
+    Iterates :math:`n \leftarrow g(n)` from :math:`n_0 = E|p|`; ``g`` is non-decreasing in n
+    and maps :math:`[0, E|p|]` into itself, so the iteration decreases monotonically to the
+    largest fixed point (the retrieval branch; 0 if none). Slow only near a transition.
+
+    Parameters
+    ----------
+    beta : float or scalar Array
+        Inverse temperature (``inf`` allowed). ``vmap`` for grids.
+    order : int
+        Even ``P``.
+    law : tuple
+        ``(values, weights)`` of ``p``.
+    num_iter : int
+        Iterations.
+
+    Returns
+    -------
+    n, m, q : Array
+    """
+    p_order = check_order(order)
+    vals, w = law
+    beta = jnp.asarray(beta, jnp.float32)
+
+    def g(n):
+        t = _tanh_beta(beta, 0.5 * p_order * n ** (p_order - 1) * vals)
+        return jnp.sum(w * vals * t)
+
+    n0 = jnp.sum(w * jnp.abs(vals))
+    n = jax.lax.fori_loop(0, num_iter, lambda _, n: g(n), n0)
+    t = _tanh_beta(beta, 0.5 * p_order * n ** (p_order - 1) * vals)
+    return n, jnp.sum(w * t), jnp.sum(w * t**2)
+
+
+def low_storage_free_energy(n, beta, order: int, law):
+    r"""RS free energy :math:`f(n) = \frac{P-1}{2}n^P - \beta^{-1}E\log 2\cosh(\beta\frac P2
+    n^{P-1}p)`; the paramagnet (n = 0) has :math:`-\beta^{-1}\log 2` (0 at T = 0).
+
+    Parameters
+    ----------
+    n : Array
+        Overlap.
+    beta : float
+        Inverse temperature (``inf`` allowed).
+    order : int
+        Even ``P``.
+    law : tuple
+        ``(values, weights)``.
+
+    Returns
+    -------
+    Array
+    """
+    p_order = check_order(order)
+    vals, w = law
+    beta = jnp.asarray(beta, jnp.float32)
+    h = 0.5 * p_order * n ** (p_order - 1) * vals
+    return 0.5 * (p_order - 1) * n**p_order - jnp.sum(w * _logcosh_t(beta, h))
+
+
+def _paramagnet_f(beta):
+    return jnp.where(jnp.isinf(beta), 0.0, -jnp.log(2.0) / jnp.where(jnp.isinf(beta), 1.0, beta))
+
+
+def solve_low_storage(beta, order: int, law, num_iter: int = 3000, tol: float = 1e-3):
+    r"""Stable low-storage RS state: retrieval branch vs paramagnet by free energy.
+
+    Note :math:`E\log 2\cosh(0) = \log 2`, so :func:`low_storage_free_energy` at ``n = 0`` is
+    the paramagnet's :math:`-T\log 2`; the retrieval branch is chosen iff its ``n > tol`` and its
+    free energy is lower (first-order transition for P >= 4, continuous at P = 2).
+
+    Parameters
+    ----------
+    beta : float or scalar Array
+        Inverse temperature (``inf`` allowed); ``jax.vmap`` over a grid of betas.
+    order : int
+        Even ``P``.
+    law : tuple
+        ``(values, weights)`` of ``p`` (:func:`exact_law` or :func:`gaussian_law`).
+    num_iter : int
+        Fixed-point iterations.
+    tol : float
+        Overlap below which the branch counts as paramagnetic.
+
+    Returns
+    -------
+    LowStorageSolution
+    """
+    n, m, q = low_storage_fixed_point(beta, order, law, num_iter)
+    f_ret = low_storage_free_energy(n, beta, order, law)
+    f_para = _paramagnet_f(jnp.asarray(beta, jnp.float32))
+    exists = n > tol
+    ret = exists & (f_ret < f_para + 1e-7)
+    z = jnp.zeros_like(n)
+    return LowStorageSolution(
+        jnp.where(ret, n, z),
+        jnp.where(ret, m, z),
+        jnp.where(ret, q, z),
+        jnp.where(ret, f_ret, f_para),
+        ret,
+        exists & ~ret,
+    )
+
+
+def zero_temperature_magnetization(law):
+    r""":math:`m = E\,\mathrm{sign}(p)` (= :math:`E\,\mathrm{sign}X`), the T = 0 retrieval
+    magnetisation for every P. For the exact law this is
+    :math:`\sum_k \mathrm{Bin}(k; M, \frac{1+r}{2})\,\mathrm{sign}(2k - M)`; for large M,
+    :math:`\mathrm{erf}(1/\sqrt{2\rho})`.
+
+    Parameters
+    ----------
+    law : tuple
+        ``(values, weights)``.
+
+    Returns
+    -------
+    Array
+    """
+    vals, w = law
+    return jnp.sum(w * jnp.sign(vals))
+
+
+def transition_temperatures(order: int, law, t_max: float = 3.0, num_bisect: int = 30):
+    r"""Retrieval transition temperatures in low storage.
+
+    P = 2: continuous, :math:`T_c = E p^2` (= 1 exactly for the normalised law); returned for
+    both. P >= 4: first order; ``t_c`` where the retrieval and paramagnetic free energies are
+    equal and the spinodal ``t_s`` where the retrieval branch disappears (``t_c < t_s``), both
+    by bisection in T.
+
+    Parameters
+    ----------
+    order : int
+        Even ``P``.
+    law : tuple
+        ``(values, weights)``.
+    t_max : float
+        Upper end of the bracket.
+    num_bisect : int
+        Bisection steps.
+
+    Returns
+    -------
+    t_c, t_s : Array
+    """
+    p_order = check_order(order)
+    vals, w = law
+    if p_order == 2:
+        tc = jnp.sum(w * vals**2)
+        return tc, tc
+
+    def bisect(pred):
+        def body(_, lohi):
+            lo, hi = lohi
+            mid = 0.5 * (lo + hi)
+            ok = pred(1.0 / mid)
+            return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+        lo, hi = jax.lax.fori_loop(0, num_bisect, body, (jnp.float32(1e-3), jnp.float32(t_max)))
+        return 0.5 * (lo + hi)
+
+    t_s = bisect(lambda b: low_storage_fixed_point(b, p_order, law)[0] > 1e-2)
+    t_c = bisect(lambda b: solve_low_storage(b, p_order, law, tol=1e-2).retrieval)
+    return t_c, t_s
+
+
+def noise_constant(order: int, convention: str = "distinct"):
+    r"""One-step cross-talk constant :math:`c_P`: :math:`(P-1)!` for distinct indices,
+    :math:`(2P-3)!!` for sums over all index tuples (repeated indices contribute at the same
+    order when :math:`K \sim N^{P-1}`). Equal to 1 at P = 2.
+
+    Parameters
+    ----------
+    order : int
+        Even ``P``.
+    convention : {"distinct", "all"}
+        Index convention of the Hamiltonian.
+
+    Returns
+    -------
+    int
+    """
+    p = check_order(order)
+    if convention == "distinct":
+        return math.factorial(p - 1)
+    if convention == "all":
+        return math.prod(range(1, 2 * p - 2, 2))
+    raise ValueError(f"convention must be 'distinct' or 'all', got {convention!r}")
+
+
+def high_storage_rs(
+    beta, alpha, order: int, law, convention: str = "distinct", num_iter: int = 2000,
+    num_z: int = 41, damping: float = 0.5,
+):
+    r"""High-storage RS solution of the supervised rule (retrieval branch).
+
+    P = 2, :math:`K = \alpha N`:
+
+    .. math::
+        n = E_{p,z}[p\tanh(\beta(n p + z\sqrt{\alpha q}/(1-\beta(1-q))))],\ m = E\tanh,
+        \ q = E\tanh^2 .
+
+    P > 2, :math:`K = \alpha N^{P-1}`, noise constant :math:`\gamma = (P/2)^2 c_P`
+    (:func:`noise_constant`; :math:`(P!/2)(P/2)` for distinct indices):
+
+    .. math::
+        m, q = E\tanh^{1,2}\bigl(\beta[\tfrac P2 n^{P-1}p + z\sqrt{\alpha\gamma q^{P-1}}]\bigr),
+        \ n = E[p\tanh(\cdot)].
+
+    Damped iteration from the retrieval start ``n = E|p|, q = 1``. Finite ``beta`` only (use
+    :func:`p2_zero_temperature` / :func:`dense_critical_load` at T = 0). The P > 2 form with
+    ``convention="all"`` uses the one-step constant and is not checked by simulation.
+
+    Parameters
+    ----------
+    beta, alpha : float
+        Inverse temperature and load.
+    order : int
+        Even ``P``.
+    law : tuple
+        ``(values, weights)`` of ``p``.
+    convention : {"distinct", "all"}
+        Index convention (irrelevant at P = 2).
+    num_iter, num_z : int
+        Iterations and Gauss-Hermite nodes for ``z``.
+    damping : float
+        Weight of the old iterate.
+
+    Returns
+    -------
+    n, m, q : Array
+    """
+    p_order = check_order(order)
+    vals, w = law
+    z, wz = _gh(num_z)
+    beta = jnp.asarray(beta, jnp.float32)
+    alpha = jnp.asarray(alpha, jnp.float32)
+    gamma = 0.25 * p_order**2 * noise_constant(p_order, convention)
+    pp, zz = vals[:, None], z[None, :]
+    ww = w[:, None] * wz[None, :]
+
+    def tanh_field(n, q):
+        if p_order == 2:
+            denom = jnp.maximum(1.0 - beta * (1.0 - q), 1e-6)
+            h = n * pp + zz * jnp.sqrt(alpha * q) / denom
+        else:
+            h = 0.5 * p_order * n ** (p_order - 1) * pp + zz * jnp.sqrt(
+                alpha * gamma * q ** (p_order - 1)
+            )
+        return jnp.tanh(beta * h)
+
+    def body(_, nq):
+        n, q = nq
+        t = tanh_field(n, q)
+        n_new, q_new = jnp.sum(ww * pp * t), jnp.sum(ww * t**2)
+        return damping * n + (1 - damping) * n_new, damping * q + (1 - damping) * q_new
+
+    n, q = jax.lax.fori_loop(0, num_iter, body, (jnp.sum(w * jnp.abs(vals)), jnp.float32(1.0)))
+    t = tanh_field(n, q)
+    return n, jnp.sum(ww * t), q
+
+
+def _p2_g(y, law):
+    vals, w = law
+    y = jnp.asarray(y, jnp.float32)[..., None]
+    a = jnp.sum(w * vals * erf(y * vals), -1)
+    b = jnp.sum(w * jnp.exp(-(y**2) * vals**2), -1)
+    return (a - 2.0 / jnp.sqrt(jnp.pi) * y[..., 0] * b) / (jnp.sqrt(2.0) * y[..., 0])
+
+
+def p2_critical_load(law, y_max: float = 20.0, num_grid: int = 20000):
+    r"""T = 0 critical load of the P = 2 supervised rule (:math:`K = \alpha N`):
+
+    .. math::
+        \alpha_c = \max_y \Bigl\{\frac{E[p\,\mathrm{erf}(yp)] - \frac{2}{\sqrt\pi} y
+        E[e^{-y^2p^2}]}{\sqrt2\,y}\Bigr\}^2,
+
+    which reduces to the Amit-Gutfreund-Sompolinsky capacity (about 0.138) at
+    :math:`\rho = 0` (Amit, Gutfreund, Sompolinsky, Phys. Rev. Lett. 55, 1530 (1985)).
+
+    Parameters
+    ----------
+    law : tuple
+        ``(values, weights)``.
+    y_max, num_grid : float, int
+        Search grid for ``y``.
+
+    Returns
+    -------
+    Array
+    """
+    y = jnp.linspace(1e-3, y_max, num_grid)
+    g = _p2_g(y, law)
+    return jnp.max(jnp.where(g > 0, g, 0.0)) ** 2
+
+
+def p2_zero_temperature(alpha, law, y_max: float = 20.0, num_grid: int = 20000):
+    r"""T = 0 retrieval magnetisation of the P = 2 supervised rule at load :math:`\alpha`.
+
+    ``y`` is the largest root of :math:`E[p\,\mathrm{erf}(yp)] - \frac{2}{\sqrt\pi}
+    yE[e^{-y^2p^2}] = y\sqrt{2\alpha}`; then :math:`m = E\,\mathrm{erf}(yp)`. Returns 0 above
+    :func:`p2_critical_load`.
+
+    Parameters
+    ----------
+    alpha : float
+        Load ``K/N``.
+    law : tuple
+        ``(values, weights)``.
+    y_max, num_grid : float, int
+        Search grid.
+
+    Returns
+    -------
+    m, y : Array
+    """
+    vals, w = law
+    y = jnp.linspace(1e-3, y_max, num_grid)
+    ok = _p2_g(y, law) >= jnp.sqrt(jnp.asarray(alpha, jnp.float32))
+    idx = jnp.max(jnp.where(ok, jnp.arange(num_grid), -1))
+    y_root = jnp.where(idx >= 0, y[jnp.maximum(idx, 0)], 0.0)
+    m = jnp.sum(w * erf(y_root * vals))
+    return jnp.where(idx >= 0, m, 0.0), y_root
+
+
+def dense_critical_load(order: int, rho, convention: str = "distinct", num_grid: int = 20000):
+    r"""T = 0 critical load :math:`\alpha_c` of the supervised rule for P > 2,
+    :math:`K = \alpha N^{P-1}` (large-M Gaussian law), parametric in
+    :math:`u \in (0, \rho^{-1/2})`:
+
+    .. math::
+        n(u) = \frac{\mathrm{erf}(u/\sqrt2) + 2\rho u\phi(u)}{\sqrt{1+\rho}},\
+        a = \frac{P}{2}\frac{n^{P-1}}{\sqrt{1+\rho}},\
+        \alpha(u) = \frac{a^2(u^{-2} - \rho)}{\gamma},\ \alpha_c = \max_u \alpha(u),
+
+    with :math:`\gamma = (P/2)^2 c_P`. At :math:`\rho = 0` and distinct indices,
+    :math:`\alpha_c = \max_x P\,\mathrm{erf}(x)^{2(P-1)}/(2P!x^2)`.
+
+    Parameters
+    ----------
+    order : int
+        Even ``P``.
+    rho : float
+        Dataset entropy.
+    convention : {"distinct", "all"}
+        Index convention (via :func:`noise_constant`).
+    num_grid : int
+        Grid size over ``u``.
+
+    Returns
+    -------
+    Array
+    """
+    p = check_order(order)
+    if p == 2:
+        raise ValueError("order P must be > 2 here; use p2_critical_load for P = 2")
+    gamma = 0.25 * p**2 * noise_constant(p, convention)
+    rho = jnp.asarray(rho, jnp.float32)
+    u_max = jnp.where(rho > 0, 1.0 / jnp.sqrt(jnp.maximum(rho, 1e-12)), 50.0)
+    u = jnp.linspace(1e-3, 1.0, num_grid) * jnp.minimum(u_max, 50.0)
+    phi = jnp.exp(-0.5 * u**2) / jnp.sqrt(2 * jnp.pi)
+    n = (erf(u / jnp.sqrt(2.0)) + 2 * rho * u * phi) / jnp.sqrt(1 + rho)
+    a = 0.5 * p * n ** (p - 1) / jnp.sqrt(1 + rho)
+    return jnp.max(a**2 * (u**-2 - rho) / gamma)
+
+
+def snr_magnetization_supervised(alpha, rho, order: int, convention: str = "distinct"):
+    r"""One-step signal-to-noise estimate at T = 0 from :math:`s = \xi^1`, supervised rule:
+
+    .. math:: m \approx \mathrm{erf}\bigl(1/\sqrt{2[\rho + \alpha c_P (1+\rho)^P]}\bigr),
+        \quad K = \alpha N^{P-1}.
+
+    Parameters
+    ----------
+    alpha, rho : float or Array
+        Load and dataset entropy.
+    order : int
+        Even ``P``.
+    convention : {"distinct", "all"}
+        Index convention (:func:`noise_constant`).
+
+    Returns
+    -------
+    Array
+    """
+    c = noise_constant(order, convention)
+    rho = jnp.asarray(rho, jnp.float32)
+    return erf(1.0 / jnp.sqrt(2.0 * (rho + alpha * c * (1.0 + rho) ** order)))
+
+
+def snr_magnetization_unsupervised(alpha, quality, num_examples, order: int,
+                                   convention: str = "distinct"):
+    r"""One-step SNR estimate at T = 0, unsupervised rule:
+
+    .. math:: m \approx \mathrm{erf}\Bigl(1/\sqrt{2[\rho + \alpha c_P (\tfrac{M-1}{M} +
+        \tfrac{1}{M r^{2P}})]}\Bigr).
+
+    Parameters
+    ----------
+    alpha : float or Array
+        Load ``K / N^(P-1)``.
+    quality : float
+        ``r``.
+    num_examples : int
+        ``M``.
+    order : int
+        Even ``P``.
+    convention : {"distinct", "all"}
+        Index convention.
+
+    Returns
+    -------
+    Array
+    """
+    r, m = check_quality(quality), check_num_examples(num_examples)
+    c = noise_constant(order, convention)
+    rho = (1 - r**2) / (m * r**2)
+    var = rho + alpha * c * ((m - 1) / m + 1.0 / (m * r ** (2 * order)))
+    return erf(1.0 / jnp.sqrt(2.0 * jnp.asarray(var, jnp.float32)))
+
+
+def unsupervised_energies(quality, num_examples, order: int):
+    r"""T = 0 energies per spin of the unsupervised rule: archetype state
+    :math:`-\frac12(r^2/R)^{P/2}` and single-example state
+    :math:`-\frac{1}{2M}R^{-P/2}(1 + (M-1)r^{2P})`.
+
+    Parameters
+    ----------
+    quality : float
+        ``r``.
+    num_examples : int
+        ``M``.
+    order : int
+        Even ``P``.
+
+    Returns
+    -------
+    e_archetype, e_example : float
+    """
+    r, m, p = check_quality(quality), check_num_examples(num_examples), check_order(order)
+    big_r = r**2 + (1 - r**2) / m
+    return -0.5 * (r**2 / big_r) ** (p / 2), -0.5 / m * big_r ** (-p / 2) * (
+        1 + (m - 1) * r ** (2 * p)
+    )
+
+
+def memorization_threshold(quality, order: int):
+    r"""Unsupervised memorisation threshold :math:`M^* = 1 + r^{-P}`: below it the single
+    examples have lower energy than the archetype (the network memorises examples), above it
+    the archetype wins.
+
+    Parameters
+    ----------
+    quality : float
+        ``r``.
+    order : int
+        Even ``P``.
+
+    Returns
+    -------
+    float
+    """
+    return 1.0 + check_quality(quality) ** (-check_order(order))
+
+
+def refined_memorization_threshold(quality, order: int, max_examples: int = 100000):
+    r"""Smallest M for which the true T = 0 archetype fixed point :math:`s = \xi\,\mathrm{sign}X`
+    beats a single example: :math:`(E|X|)^P > (1 + (M-1)r^{2P})/M` (exact law of X).
+
+    Equal to :func:`memorization_threshold` for P >= 4 up to rounding, markedly lower for P = 2.
+
+    Parameters
+    ----------
+    quality : float
+        ``r``.
+    order : int
+        Even ``P``.
+    max_examples : int
+        Search limit; returns ``max_examples + 1`` if not reached.
+
+    Returns
+    -------
+    int
+    """
+    r, p = check_quality(quality), check_order(order)
+    from scipy.stats import binom
+
+    for m in range(1, int(max_examples) + 1):
+        k = np.arange(m + 1)
+        e_abs = float(np.sum(binom.pmf(k, m, (1 + r) / 2) * np.abs(2 * k - m) / m))
+        if e_abs**p > (1 + (m - 1) * r ** (2 * p)) / m:
+            return m
+    return int(max_examples) + 1
+
+
+def unsupervised_variance_inflation(quality, num_examples, order: int):
+    r"""Cross-talk variance inflation of the unsupervised rule at high storage,
+    :math:`\kappa = (1 + (M-1)r^{2P})/(M R^P)`; :math:`\alpha_c^{uns} = \alpha_c^{sup}/\kappa`.
+
+    Parameters
+    ----------
+    quality : float
+        ``r``.
+    num_examples : int
+        ``M``.
+    order : int
+        Even ``P``.
+
+    Returns
+    -------
+    float
+    """
+    r, m, p = check_quality(quality), check_num_examples(num_examples), check_order(order)
+    big_r = r**2 + (1 - r**2) / m
+    return (1 + (m - 1) * r ** (2 * p)) / (m * big_r**p)
+
+
+def cascade_amplitudes(dilution, num_patterns: int):
+    r"""Hierarchical (cascade) T = 0 state of diluted archetypes, :math:`s_i = \xi^{k^*}_i` with
+    :math:`k^*` the first non-blank pattern at site ``i``: :math:`m_k = (1-d)d^{k-1}`
+    (Agliari, Alessandrelli, Barra, Ricci-Tersenghi, arXiv 2308.04106).
+
+    Parameters
+    ----------
+    dilution : float
+        ``d`` in [0, 1).
+    num_patterns : int
+        ``K``.
+
+    Returns
+    -------
+    Array, shape (K,)
+    """
+    d = check_dilution(dilution)
+    return jnp.asarray((1 - d) * d ** np.arange(int(num_patterns)), jnp.float32)
+
+
+def cascade_stability_margin(dilution, num_patterns: int, order: int = 2):
+    r"""Stability margin :math:`1 - 2x + x^K` with :math:`x = d^{P-1}` of the cascade state:
+    the worst site needs :math:`n_1^{P-1} > \sum_{k>1} n_k^{P-1}`. Positive means stable.
+
+    Parameters
+    ----------
+    dilution : float or Array
+        ``d``.
+    num_patterns : int
+        ``K``.
+    order : int
+        Even ``P``.
+
+    Returns
+    -------
+    Array
+    """
+    x = jnp.asarray(dilution, jnp.float32) ** (check_order(order) - 1)
+    return 1 - 2 * x + x ** int(num_patterns)
+
+
+def cascade_threshold(num_patterns: int, order: int = 2):
+    r"""Dilution :math:`d_c = x_c^{1/(P-1)}` above which the cascade breaks, :math:`x_c` the
+    root in (0, 1) of :math:`1 - 2x + x^K` (K = 3: :math:`(\sqrt5 - 1)/2`; K -> inf: 1/2).
+    K <= 2 has no threshold (returns 1).
+
+    Parameters
+    ----------
+    num_patterns : int
+        ``K``.
+    order : int
+        Even ``P``.
+
+    Returns
+    -------
+    float
+    """
+    k, p = int(num_patterns), check_order(order)
+    if k <= 2:
+        return 1.0
+    # f(x) = 1 - 2x + x^K: f(0) = 1 > 0 and f(1 - 1/(4K)) < 0 for K >= 3.
+    lo, hi = 0.0, 1.0 - 1.0 / (4 * k)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if 1 - 2 * mid + mid**k > 0:
+            lo = mid
+        else:
+            hi = mid
+    return (0.5 * (lo + hi)) ** (1.0 / (p - 1))

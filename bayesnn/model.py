@@ -1,0 +1,222 @@
+"""Probabilistic models: architecture + prior + likelihood -> minibatch log-density.
+
+The position that a sampler moves is ``{"net": network params, "likelihood": lik params}``.
+For a data set of ``N`` examples and a minibatch ``B`` of size ``|B|``,
+
+.. math::
+
+    \\log \\hat p(\\theta \\mid \\mathcal D) = \\log p(\\theta)
+        + \\frac{N}{|B|} \\sum_{i \\in B} \\log p(y_i \\mid f_\\theta(x_i)),
+
+an unbiased estimate of the log posterior (up to a constant): the prior is counted once and
+the likelihood is scaled by ``N/|B|`` (Welling and Teh 2011). Hierarchical priors add a
+``prior_state`` (the layer variances) updated by exact Gibbs steps between SG-MCMC steps.
+
+:func:`numpyro_model` adapts a numpyro model to the same interface.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesnn.nn.stax import Layer
+from bayesnn.priors import check_params, template_of
+
+__all__ = ["BayesianNeuralNet", "NumpyroModel", "numpyro_model", "check_data"]
+
+
+def check_data(x, y=None, *, name_x="x", name_y="y", input_shape=None):
+    """Validate a data set: finite values, matching leading axes, expected input shape."""
+    x = jnp.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(f"{name_x} must have a batch axis and a feature axis, got shape {x.shape}")
+    if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
+        raise ValueError(f"{name_x} has example shape {x.shape[1:]}, expected {tuple(input_shape)}")
+    if not bool(jnp.all(jnp.isfinite(x))):
+        raise ValueError(f"{name_x} contains NaN or inf")
+    if y is not None:
+        y = jnp.asarray(y)
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"{name_x} and {name_y} have different numbers of examples: "
+                f"{x.shape[0]} and {y.shape[0]}"
+            )
+        if jnp.issubdtype(y.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(y))):
+            raise ValueError(f"{name_y} contains NaN or inf")
+    return x, y
+
+
+@dataclasses.dataclass(frozen=True)
+class BayesianNeuralNet:
+    """A Bayesian neural network: architecture, weight prior and likelihood.
+
+    Parameters
+    ----------
+    architecture
+        A :class:`bayesnn.nn.Layer` (e.g. ``serial(Dense(50), Tanh(), Dense(1))``).
+    prior
+        A prior from :mod:`bayesnn.priors` over the architecture's parameters, or a callable
+        ``template -> prior``.
+    likelihood
+        A likelihood from :mod:`bayesnn.likelihoods`.
+    input_shape
+        Shape of one input (without the batch axis).
+
+    Examples
+    --------
+    >>> import jax
+    >>> from bayesnn import nn, priors, likelihoods
+    >>> arch = nn.serial(nn.Dense(50, b_std=1.0), nn.Tanh(), nn.Dense(1, b_std=1.0))
+    >>> model = BayesianNeuralNet.create(arch, (8,), priors.IsotropicGaussian.create,
+    ...                                  likelihoods.Gaussian(0.3))
+    >>> position = model.init(jax.random.key(0))
+    """
+
+    architecture: Layer
+    prior: Any
+    likelihood: Any
+    input_shape: tuple
+
+    @classmethod
+    def create(cls, architecture, input_shape, prior, likelihood):
+        """Build the model; ``prior`` may be a prior or a ``template -> prior`` factory."""
+        input_shape = tuple(int(d) for d in input_shape)
+        if not isinstance(architecture, Layer):
+            raise TypeError("architecture must be a bayesnn.nn.Layer")
+        if callable(prior) and not hasattr(prior, "log_prob"):
+            template = template_of(
+                jax.eval_shape(lambda k: architecture.init(k, input_shape), jax.random.key(0))
+            )
+            prior = prior(template)
+        return cls(architecture, prior, likelihood, input_shape)
+
+    @property
+    def is_hierarchical(self) -> bool:
+        """Whether the prior carries variances updated by Gibbs steps."""
+        return hasattr(self.prior, "gibbs")
+
+    def init(self, rng_key):
+        """A starting position: architecture initialisation (as the reference code does)."""
+        params = self.architecture.init(rng_key, self.input_shape)
+        if hasattr(self.prior, "template"):
+            check_params(self.prior.template, params, "architecture parameters")
+        return {"net": params, "likelihood": self.likelihood.init_params()}
+
+    def init_from_prior(self, rng_key):
+        """A starting position drawn from the prior."""
+        return {"net": self.prior.sample(rng_key), "likelihood": self.likelihood.init_params()}
+
+    def init_prior_state(self):
+        """Initial hierarchical variances (``None`` for non-hierarchical priors)."""
+        return self.prior.init_variances() if self.is_hierarchical else None
+
+    def predict(self, position, x):
+        """Network outputs ``f_theta(x)``."""
+        return self.architecture.apply(position["net"], x)
+
+    def log_likelihood(self, position, batch):
+        """Per-example log-likelihood of ``batch = (x, y)``."""
+        x, y = batch
+        return self.likelihood.log_prob(position["likelihood"], self.predict(position, x), y)
+
+    def log_prior(self, position, prior_state=None):
+        """Log prior density of the position (conditional on ``prior_state`` if given)."""
+        if self.is_hierarchical:
+            lp = self.prior.log_prob(position["net"], prior_state)
+        else:
+            lp = self.prior.log_prob(position["net"])
+        return lp + self.likelihood.log_prior(position["likelihood"])
+
+    def logdensity(self, position, batch, data_size, prior_state=None):
+        """Minibatch estimate of the log posterior: prior once, likelihood times ``N/B``."""
+        ll = self.log_likelihood(position, batch)
+        return self.log_prior(position, prior_state) + data_size * jnp.mean(ll)
+
+    def gibbs(self, rng_key, position, prior_state):
+        """Exact Gibbs update of the hierarchical prior state given the weights."""
+        return self.prior.gibbs(rng_key, position["net"], prior_state)
+
+
+class _ScaleObserved:
+    """numpyro messenger scaling only observed sample sites (the likelihood)."""
+
+    def __new__(cls, fn, scale):
+        from numpyro.primitives import Messenger
+
+        class ScaleObserved(Messenger):
+            def __init__(self, fn, scale):
+                self.scale = scale
+                super().__init__(fn)
+
+            def process_message(self, msg):
+                if msg["type"] == "sample" and msg.get("is_observed"):
+                    msg["scale"] = self.scale if msg.get("scale") is None else self.scale * msg["scale"]
+
+        return ScaleObserved(fn, scale)
+
+
+@dataclasses.dataclass(frozen=True)
+class NumpyroModel:
+    """A numpyro model behind the ``logdensity(position, batch, data_size)`` interface.
+
+    Positions live in numpyro's unconstrained space; :meth:`constrain` maps draws back.
+    """
+
+    model: Callable
+    init_position: Any
+    _potential_gen: Callable
+    _postprocess_gen: Callable
+    example_batch: Any
+
+    def logdensity(self, position, batch, data_size, prior_state=None):
+        """``-potential`` with observed sites scaled by ``data_size / batch size``."""
+        del prior_state
+        batch_size = jax.tree_util.tree_leaves(batch)[0].shape[0]
+        scaled = _ScaleObserved(self.model, data_size / batch_size)
+        from numpyro.infer.util import potential_energy
+
+        return -potential_energy(scaled, tuple(batch), {}, position)
+
+    def init(self, rng_key):
+        """The position numpyro's initialisation found (independent of ``rng_key``)."""
+        del rng_key
+        return self.init_position
+
+    def constrain(self, position):
+        """Map an unconstrained position (or a batch of them, vmapped) to constrained values."""
+        fn = self._postprocess_gen(*self.example_batch)
+        return fn(position)
+
+
+def numpyro_model(model: Callable, example_batch, rng_key=None) -> NumpyroModel:
+    """Adapt a numpyro model ``model(*batch)`` to the SG-MCMC log-density interface.
+
+    The model must take the minibatch arrays as positional arguments and mark the
+    likelihood with ``obs=``; observed sites are scaled by ``N / B`` (the prior is not).
+    Do not use ``plate(..., subsample_size=...)``: subsampling is the sampler's job.
+    """
+    from numpyro.infer.util import initialize_model
+
+    rng_key = jax.random.key(0) if rng_key is None else rng_key
+    example_batch = tuple(jnp.asarray(a) for a in example_batch)
+    for i, a in enumerate(example_batch):
+        if jnp.issubdtype(a.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(a))):
+            raise ValueError(f"example_batch[{i}] contains NaN or inf")
+    info = initialize_model(rng_key, model, model_args=example_batch, dynamic_args=True)
+    return NumpyroModel(
+        model,
+        info.param_info.z,
+        info.potential_fn,
+        info.postprocess_fn,
+        example_batch,
+    )
+
+
+def _np_finite(a) -> bool:  # pragma: no cover - small helper
+    return bool(np.all(np.isfinite(np.asarray(a))))

@@ -1,0 +1,151 @@
+"""Dense Hebbian model: energies and flips vs brute-force P-body sums, data laws, bad input."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from bayesnn import hebbian as hb
+
+N_TINY = 5
+
+
+def _brute_energy(rows, weight, order, convention, s):
+    n = rows.shape[1]
+    if convention == "all":
+        tuples = itertools.product(range(n), repeat=order)
+    else:
+        tuples = itertools.permutations(range(n), order)
+    total = 0.0
+    for t in tuples:
+        idx = list(t)
+        total += np.sum(np.prod(rows[:, idx] * s[idx], axis=1))
+    return -weight / (2 * n ** (order - 1)) * total
+
+
+@pytest.mark.parametrize("order", [2, 4])
+@pytest.mark.parametrize("convention", ["all", "distinct"])
+@pytest.mark.parametrize("rule", ["supervised", "unsupervised"])
+def test_energy_and_flips_match_brute_force(order, convention, rule):
+    """Overlap-form H, dE (vector and cached) equal the explicit N^P sum, repeated indices
+    included."""
+    ds = hb.make_dataset(jax.random.key(order), 2, N_TINY, 3, 0.6)
+    build = hb.supervised_network if rule == "supervised" else hb.unsupervised_network
+    net = build(ds.examples, order, quality=0.6, convention=convention)
+    rows = np.asarray(net.rows, np.float64)
+    model = hb.spin_model(net)
+    s = np.array([1.0, -1.0, -1.0, 1.0, 1.0])
+    e_ref = _brute_energy(rows, net.weight, order, convention, s)
+    np.testing.assert_allclose(hb.energy(net, jnp.asarray(s)), e_ref, rtol=1e-5, atol=1e-6)
+    de_vec = np.asarray(hb.delta_energy(net, jnp.asarray(s)))
+    cache = model.init_cache(jnp.asarray(s))
+    for i in range(N_TINY):
+        s2 = s.copy()
+        s2[i] *= -1
+        de_ref = _brute_energy(rows, net.weight, order, convention, s2) - e_ref
+        np.testing.assert_allclose(de_vec[i], de_ref, rtol=1e-4, atol=1e-5)
+        de_c = model.delta_energy(cache, jnp.asarray(s), i)
+        np.testing.assert_allclose(de_c, de_ref, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            model.update_cache(cache, jnp.asarray(s), i), model.init_cache(jnp.asarray(s2)),
+            atol=1e-6,
+        )
+
+
+def test_local_fields_are_minus_gradient_and_flip_rule():
+    """h = -dH/ds (autodiff of the overlap form); distinct convention has dE = 2 s h."""
+    ds = hb.make_dataset(jax.random.key(3), 3, 40, 5, 0.5)
+    s = jnp.where(jax.random.bernoulli(jax.random.key(4), 0.5, (40,)), 1.0, -1.0)
+    for conv in ("all", "distinct"):
+        net = hb.supervised_network(ds.examples, 4, quality=0.5, convention=conv)
+        grad = jax.grad(lambda x: hb.energy(net, x))(s)
+        np.testing.assert_allclose(hb.local_fields(net, s), -grad, rtol=1e-4, atol=1e-6)
+    net = hb.supervised_network(ds.examples, 4, quality=0.5, convention="distinct")
+    np.testing.assert_allclose(
+        hb.delta_energy(net, s), 2 * s * hb.local_fields(net, s), rtol=1e-5, atol=1e-7
+    )
+
+
+def test_supervised_overlap_form():
+    """H_sup = -(N/2) sum_mu n_mu^P with n_mu = etabar.s / (N sqrt R)."""
+    r, m = 0.4, 7
+    ds = hb.make_dataset(jax.random.key(5), 3, 50, m, r)
+    net = hb.supervised_network(ds.examples, 6, quality=r)
+    s = ds.archetypes[0]
+    big_r = r**2 + (1 - r**2) / m
+    n_mu = ds.examples.mean(1) @ s / (50 * np.sqrt(big_r))
+    np.testing.assert_allclose(hb.energy(net, s), -25.0 * np.sum(n_mu**6), rtol=1e-5)
+
+
+def test_example_law_moments_and_data_statistics():
+    """Exact binomial law: E X = r, Var X = (1 - r^2)/M; generated data follow it."""
+    r, m = 0.3, 9
+    x, w = hb.example_mean_law(r, m)
+    np.testing.assert_allclose(np.sum(w), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(np.sum(w * x), r, rtol=1e-5)
+    np.testing.assert_allclose(np.sum(w * x**2) - r**2, (1 - r**2) / m, rtol=1e-4)
+    np.testing.assert_allclose(
+        w, stats.binom.pmf(np.arange(m + 1), m, (1 + r) / 2), rtol=1e-4, atol=1e-7
+    )
+    ds = hb.make_dataset(jax.random.key(1), 4, 5000, m, r)
+    xbar = np.asarray((ds.examples * ds.archetypes[:, None, :]).mean(1)).ravel()
+    se = np.sqrt((1 - r**2) / m / xbar.size)
+    assert abs(xbar.mean() - r) < 4 * se
+    np.testing.assert_allclose(
+        np.mean(xbar**2), hb.second_moment(r, m), rtol=4 * np.sqrt(2.0 / xbar.size) * 3
+    )
+    rho = hb.dataset_entropy(r, m)
+    np.testing.assert_allclose(hb.quality_from_entropy(rho, m), r, rtol=1e-6)
+    np.testing.assert_allclose(hb.second_moment(r, m), r**2 * (1 + rho), rtol=1e-6)
+
+
+def test_dilution_fraction():
+    xi = hb.archetypes(jax.random.key(2), 4, 20000, dilution=0.3)
+    frac = float(jnp.mean(xi == 0))
+    assert abs(frac - 0.3) < 4 * np.sqrt(0.3 * 0.7 / xi.size)
+    assert set(np.unique(np.asarray(xi)).tolist()) == {-1.0, 0.0, 1.0}
+
+
+def test_observables():
+    xi = hb.archetypes(jax.random.key(0), 3, 100)
+    s = jnp.stack([xi[1], -xi[2]])
+    m = hb.mattis_magnetization(xi, s)
+    np.testing.assert_allclose(m[0, 1], 1.0)
+    np.testing.assert_allclose(m[1, 2], -1.0)
+    np.testing.assert_array_equal(hb.retrieved_pattern(m), [1, 2])
+    np.testing.assert_allclose(hb.replica_overlap(s[0], s[0]), 1.0)
+    trace = jnp.stack([s, s, -s])
+    np.testing.assert_allclose(hb.edwards_anderson_overlap(trace), [1 / 9, 1 / 9], rtol=1e-6)
+    mm = np.array([[0.9, 0.0], [0.8, 0.1], [0.05, 0.9]])
+    summ = hb.summarize_retrieval(mm, target=0)
+    assert summ.num_escaped == 1 and summ.escaped_to.tolist() == [1]
+    np.testing.assert_allclose(summ.mean, 0.85)
+
+
+def test_bad_inputs():
+    ex = hb.noisy_examples(jax.random.key(0), hb.archetypes(jax.random.key(1), 2, 10), 3, 0.5)
+    with pytest.raises(ValueError, match="order P"):
+        hb.supervised_network(ex, 3)
+    with pytest.raises(ValueError, match="order P"):
+        hb.unsupervised_network(ex, 0)
+    with pytest.raises(ValueError, match="quality"):
+        hb.supervised_network(ex, 2, quality=1.5)
+    with pytest.raises(ValueError, match="quality"):
+        hb.noisy_examples(jax.random.key(0), jnp.ones((2, 3)), 3, 0.0)
+    with pytest.raises(ValueError, match="num_examples"):
+        hb.noisy_examples(jax.random.key(0), jnp.ones((2, 3)), 0, 0.5)
+    with pytest.raises(ValueError, match="dilution"):
+        hb.archetypes(jax.random.key(0), 2, 3, dilution=1.0)
+    with pytest.raises(ValueError, match="dilution"):
+        hb.archetypes(jax.random.key(0), 2, 3, dilution=-0.1)
+    with pytest.raises(ValueError, match="examples"):
+        hb.supervised_network(jnp.ones((2, 3)), 2)
+    with pytest.raises(ValueError, match="NaN"):
+        hb.hebbian_network(jnp.array([[jnp.nan, 1.0]]), 2)
+    with pytest.raises(ValueError, match="convention"):
+        hb.hebbian_network(jnp.ones((1, 3)), 2, convention="some")
+    with pytest.raises(ValueError, match="mismatch"):
+        hb.mattis_magnetization(jnp.ones((2, 3)), jnp.ones(4))

@@ -1,0 +1,202 @@
+"""Tests for samplers.spins: exact Boltzmann law on tiny systems, zero temperature, API."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from samplers import spins as sp
+
+N_SPINS = 8
+NUM_CHAINS = 4096
+
+
+@pytest.fixture(scope="module")
+def sk_model():
+    key = jax.random.key(42)
+    J = jax.random.normal(key, (N_SPINS, N_SPINS)) / np.sqrt(N_SPINS)
+    J = (J + J.T) / np.sqrt(2.0)
+    b = 0.3 * jax.random.normal(jax.random.key(7), (N_SPINS,))
+    return sp.pair_model(J, b)
+
+
+def _exact_probs(model, beta):
+    states = sp.enumerate_states(N_SPINS)
+    e = jax.vmap(model.energy)(states)
+    logp = -beta * e
+    return np.asarray(jax.nn.softmax(logp), np.float64)
+
+
+def _codes(spins):
+    bits = (np.asarray(spins) > 0).astype(np.int64)
+    return (bits << np.arange(bits.shape[-1])).sum(-1)
+
+
+def _chi2_pvalue(codes, probs):
+    counts = np.bincount(codes, minlength=probs.size)
+    expected = probs * codes.size
+    big = expected >= 5
+    obs = np.append(counts[big], counts[~big].sum())
+    exp = np.append(expected[big], expected[~big].sum())
+    if exp[-1] == 0:
+        obs, exp = obs[:-1], exp[:-1]
+    chi2 = ((obs - exp) ** 2 / exp).sum()
+    return stats.chi2.sf(chi2, obs.size - 1), 0.5 * np.abs(counts / codes.size - probs).sum()
+
+
+def _final_states(model, step, beta, num_steps, seed):
+    s0 = jnp.ones((NUM_CHAINS, N_SPINS))
+    states = jax.vmap(lambda s: sp.init(model, s))(s0)
+    final, _, infos = jax.jit(
+        lambda k, st: sp.run_chains(k, step, st, beta, num_steps), static_argnums=()
+    )(jax.random.key(seed), states)
+    return final, infos
+
+
+@pytest.mark.parametrize(
+    "rule,order",
+    [("glauber", "random"), ("metropolis", "random"), ("glauber", "sweep")],
+)
+def test_sequential_matches_boltzmann(sk_model, rule, order):
+    """Final states of independent chains follow exp(-beta H) (chi-square over 2^8 states)."""
+    beta = 0.8
+    step = sp.build_sequential_kernel(sk_model, rule=rule, order=order)
+    final, _ = _final_states(sk_model, step, beta, 40, seed=1)
+    p, tv = _chi2_pvalue(_codes(final.spins), _exact_probs(sk_model, beta))
+    # TV of an exact sampler with n draws over 256 states is about sqrt(256 / (2 pi n)) / 2.
+    assert p > 1e-3, (p, tv)
+    assert tv < 2.5 * 0.5 * np.sqrt(2**N_SPINS / (2 * np.pi * NUM_CHAINS))
+
+
+def test_checkerboard_colors_exact_on_ring():
+    """Two-colour parallel heat bath on a nearest-neighbour ring is exact Gibbs."""
+    n = N_SPINS
+    J = np.zeros((n, n), np.float32)
+    for i in range(n):
+        J[i, (i + 1) % n] = J[(i + 1) % n, i] = 0.7
+    model = sp.pair_model(jnp.asarray(J), 0.2 * jnp.ones(n))
+    colors = jnp.arange(n) % 2
+    step = sp.build_parallel_kernel(model, mode="colors", colors=colors)
+    final, _ = _final_states(model, step, 1.0, 40, seed=2)
+    states = sp.enumerate_states(n)
+    probs = np.asarray(jax.nn.softmax(-jax.vmap(model.energy)(states)), np.float64)
+    p, _ = _chi2_pvalue(_codes(final.spins), probs)
+    assert p > 1e-3
+
+
+def test_synchronous_is_not_boltzmann_for_dense_coupling(sk_model):
+    """Little dynamics on an SK model has a different stationary law (documented behaviour)."""
+    beta = 1.5
+    step = sp.build_parallel_kernel(sk_model, mode="synchronous")
+    final, _ = _final_states(sk_model, step, beta, 40, seed=3)
+    p, _ = _chi2_pvalue(_codes(final.spins), _exact_probs(sk_model, beta))
+    assert p < 1e-6
+
+
+def test_delta_energy_info_and_cache_consistent(sk_model):
+    """Sum of accepted dE equals H(final) - H(initial); cached fields equal recomputed ones."""
+    step = jax.jit(sp.build_sequential_kernel(sk_model, refresh_cache=False))
+    state = sp.init(sk_model, jnp.ones(N_SPINS))
+    e0 = sk_model.energy(state.spins)
+    new, info = step(jax.random.key(3), state, 0.5)
+    np.testing.assert_allclose(info.delta_energy, sk_model.energy(new.spins) - e0, atol=1e-4)
+    np.testing.assert_allclose(new.cache, sk_model.init_cache(new.spins), atol=1e-5)
+    hamming = int(jnp.sum(new.spins != state.spins))
+    assert int(info.num_flips) >= hamming and (int(info.num_flips) - hamming) % 2 == 0
+    assert new.spins.dtype == jnp.float32 and new.spins.shape == (N_SPINS,)
+    assert 0.0 <= float(info.acceptance_rate) <= 1.0
+
+
+@pytest.mark.parametrize("rule", ["glauber", "metropolis"])
+def test_zero_temperature_reaches_local_minimum(sk_model, rule):
+    """At beta=inf energy never increases and the end state has no downhill single flip."""
+    step = sp.build_sequential_kernel(sk_model, rule=rule, order="sweep")
+    s0 = jnp.where(jax.random.bernoulli(jax.random.key(5), 0.5, (64, N_SPINS)), 1.0, -1.0)
+    states = jax.vmap(lambda s: sp.init(sk_model, s))(s0)
+    run = jax.jit(
+        lambda k, st: sp.run_chains(k, step, st, jnp.inf, 10, lambda x: sk_model.energy(x.spins))
+    )
+    final, energies, infos = run(jax.random.key(6), states)
+    assert np.all(np.diff(np.asarray(energies), axis=0) <= 1e-5)
+    assert np.all(np.asarray(infos.delta_energy) <= 1e-6)
+    de = jax.vmap(sk_model.delta_energy_all)(final.cache, final.spins)
+    assert np.all(np.asarray(de) >= -1e-5)
+
+
+def test_parallel_chains_are_independent(sk_model):
+    """Chains from one start decorrelate: spin correlations across chains are ~ 0."""
+    step = sp.build_sequential_kernel(sk_model)
+    final, _ = _final_states(sk_model, step, 0.3, 20, seed=8)
+    s = np.asarray(final.spins)
+    a, b = s[0::2], s[1::2]
+    # Pairs of chains: cross-chain covariance of the same site vanishes (SE ~ 1/sqrt(2048)).
+    cov = (a * b).mean(0) - a.mean(0) * b.mean(0)
+    assert np.all(np.abs(cov) < 4.5 / np.sqrt(a.shape[0]))
+    assert len({tuple(r) for r in s[:100]}) > 20
+
+
+def test_flip_probability_limits():
+    de = jnp.array([-1.0, 0.0, 1.0])
+    np.testing.assert_allclose(sp.flip_probability(de, jnp.inf), [1.0, 0.5, 0.0])
+    np.testing.assert_allclose(sp.flip_probability(de, jnp.inf, "metropolis"), [1.0, 1.0, 0.0])
+    np.testing.assert_allclose(
+        sp.flip_probability(de, 2.0), 1 / (1 + np.exp(2.0 * np.array([-1.0, 0.0, 1.0]))),
+        rtol=1e-6,
+    )
+
+
+def test_model_from_local_field_fn_matches_pair_model(sk_model):
+    J = np.asarray(jax.random.normal(jax.random.key(1), (5, 5)))
+    J = (J + J.T) / 2
+    np.fill_diagonal(J, 0.0)
+    J = jnp.asarray(J)
+    ref = sp.pair_model(J)
+    m = sp.model_from_local_field_fn(lambda s, i: J[i] @ s)
+    s = jnp.array([1.0, -1, 1, 1, -1])
+    for i in range(5):
+        np.testing.assert_allclose(
+            m.delta_energy(m.init_cache(s), s, i),
+            ref.energy(s.at[i].multiply(-1)) - ref.energy(s),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+
+def test_bad_inputs():
+    J = jnp.eye(3)
+    with pytest.raises(ValueError, match="couplings"):
+        sp.pair_model(jnp.ones((3, 4)))
+    with pytest.raises(ValueError, match="symmetric"):
+        sp.pair_model(jnp.array([[0.0, 1.0], [0.0, 0.0]]))
+    with pytest.raises(ValueError, match="NaN"):
+        sp.pair_model(jnp.full((2, 2), jnp.nan))
+    with pytest.raises(ValueError, match="fields"):
+        sp.pair_model(J, jnp.ones(2))
+    model = sp.pair_model(J)
+    with pytest.raises(ValueError, match="spins"):
+        sp.init(model, jnp.array([1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="spins"):
+        sp.init(model, jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match="rule"):
+        sp.build_sequential_kernel(model, rule="gibbs")
+    with pytest.raises(ValueError, match="order"):
+        sp.build_sequential_kernel(model, order="zigzag")
+    with pytest.raises(ValueError, match="mode"):
+        sp.build_parallel_kernel(model, mode="async")
+    with pytest.raises(ValueError, match="fraction"):
+        sp.build_parallel_kernel(model, mode="random_subset", fraction=0.0)
+    with pytest.raises(ValueError, match="colors"):
+        sp.build_parallel_kernel(model, mode="colors")
+    states = jax.vmap(lambda s: sp.init(model, s))(jnp.ones((2, 3)))
+    step = sp.build_sequential_kernel(model)
+    with pytest.raises(ValueError, match="thin"):
+        sp.run_chains(jax.random.key(0), step, states, 1.0, 10, thin=3)
+    with pytest.raises(ValueError, match="n must"):
+        sp.enumerate_states(0)
+
+
+def test_integer_spins_cast_to_float():
+    model = sp.pair_model(jnp.zeros((3, 3)))
+    st = sp.init(model, jnp.array([1, -1, 1], dtype=jnp.int32))
+    assert st.spins.dtype == jnp.float32
