@@ -220,7 +220,8 @@ def _rhat_core(x):
     chain_mean = x.mean(axis=1)
     within = x.var(axis=1, ddof=1).mean(axis=0)
     between = n * chain_mean.var(axis=0, ddof=1)
-    return jnp.sqrt((between / within + n - 1) / n)
+    constant = (x.max(axis=(0, 1)) - x.min(axis=(0, 1))) < np.finfo(np.float64).resolution
+    return jnp.where(constant, jnp.nan, jnp.sqrt((between / within + n - 1) / n))
 
 
 @jax.jit
@@ -252,7 +253,7 @@ def split_rhat(x):
 
     Returns
     -------
-    Array of shape ``x.shape[2:]`` (NaN where a quantity is constant).
+    Array of shape ``x.shape[2:]`` (NaN where a quantity is constant, as in ArviZ).
     """
     x = _as_float(x)
     _check_chain_draw("x", x)
@@ -349,15 +350,12 @@ def ess(x, *, split: bool = True):
 
 def _chunked(fn, x, chunk_size):
     """Apply ``fn`` on (chain, draw, chunk) column blocks of x (chain, draw, P)."""
+    # Blocks of a power-of-two width, so leaves of many sizes share few compilations.
     total = x.shape[2]
-    if total <= chunk_size:
-        return fn(x)
-    pad = (-total) % chunk_size
+    width = min(chunk_size, 2 ** int(math.ceil(math.log2(max(total, 1)))))
+    pad = (-total) % width
     x = jnp.pad(x, ((0, 0), (0, 0), (0, pad)))
-    parts = [
-        fn(jax.lax.dynamic_slice_in_dim(x, start, chunk_size, axis=2))
-        for start in range(0, total + pad, chunk_size)
-    ]
+    parts = [fn(x[:, :, start : start + width]) for start in range(0, total + pad, width)]
     return jnp.concatenate(parts)[:total]
 
 

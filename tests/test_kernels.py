@@ -114,7 +114,7 @@ def test_quadrature_matches_erf_closed_form():
             stax.Dense(1, 0.8, 0.1),
         )
         for a, b in zip(kernel_fn(quad, x), kernel_fn(closed, x), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("act", ["relu", "erf", "tanh"])
@@ -168,8 +168,9 @@ def test_gradients_finite_at_diagonal_and_zero(act, x_hard):
 
     def f_hyper(w, b):
         t = kernels.dense_kernel(w, b, "ntk")
-        a = kernels.activation_kernel(act, {"relu": jax.nn.relu, "erf": jax.scipy.special.erf,
-                                            "tanh": jnp.tanh}[act])
+        a = kernels.activation_kernel(
+            act, {"relu": jax.nn.relu, "erf": jax.scipy.special.erf, "tanh": jnp.tanh}[act]
+        )
         k = kernels.input_kernel(x)
         k = t(a(t(k)))
         return jnp.sum(k.nngp) + jnp.sum(k.ntk)
@@ -179,31 +180,37 @@ def test_gradients_finite_at_diagonal_and_zero(act, x_hard):
 
 
 def test_finite_network_covariance_matches_nngp():
-    """Empirical output covariance over random inits -> NNGP (width 1024, 300 draws)."""
+    """Empirical output covariance over random inits -> NNGP (width 512, 200 draws)."""
     x = jnp.asarray(np.random.default_rng(8).normal(size=(4, 3)), jnp.float32)
     arch = stax.serial(
-        stax.Dense(1024, 1.5, 0.1), stax.Relu(), stax.Dense(1024, 1.5, 0.1), stax.Erf(),
+        stax.Dense(512, 1.5, 0.1),
+        stax.Relu(),
+        stax.Dense(512, 1.5, 0.1),
+        stax.Erf(),
         stax.Dense(16, 1.5, 0.1),
     )
     # stax.Dense.apply adds a (width,) bias to (n, width): allow rank promotion there
     with jax.numpy_rank_promotion("allow"):
-        mean, se = kernels.monte_carlo_nngp(arch, jax.random.key(0), x, n_samples=300)
+        mean, se = kernels.monte_carlo_nngp(arch, jax.random.key(0), x, n_samples=200)
     K = kernel_fn(arch, x, get="nngp")
     # Monte Carlo error (4.5 s.e.) plus the O(1/width) finite-width bias
-    tol = 4.5 * se + 4.0 / 1024 * jnp.abs(K)
+    tol = 4.5 * se + 4.0 / 512 * jnp.abs(K)
     assert np.all(np.abs(mean - K) <= tol), (mean, K, se)
 
 
 @pytest.mark.parametrize("param", ["ntk", "standard"])
 def test_empirical_ntk_approaches_analytic(param):
     x = jnp.asarray(np.random.default_rng(9).normal(size=(3, 2)), jnp.float32)
-    width = 1024
+    width = 512
     arch = stax.serial(
-        stax.Dense(width, 1.4, 0.2, param), stax.Relu(), stax.Dense(width, 1.4, 0.2, param),
-        stax.Relu(), stax.Dense(1, 1.4, 0.2, param),
+        stax.Dense(width, 1.4, 0.2, param),
+        stax.Relu(),
+        stax.Dense(width, 1.4, 0.2, param),
+        stax.Relu(),
+        stax.Dense(1, 1.4, 0.2, param),
     )
     theta = kernel_fn(arch, x, get="ntk")
-    keys = jax.random.split(jax.random.key(1), 8)
+    keys = jax.random.split(jax.random.key(1), 6)
     ntk_fn = jax.jit(lambda k: kernels.empirical_ntk(arch.apply, arch.init(k, (2,)), x))
     with jax.numpy_rank_promotion("allow"):
         draws = jnp.stack([ntk_fn(k) for k in keys])

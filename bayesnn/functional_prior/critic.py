@@ -51,14 +51,20 @@ class CriticState(NamedTuple):
 
 
 def init_critic(rng_key, input_dim: int, hidden=(200, 200)):
-    """Xavier-normal weights and zero biases for an MLP ``input_dim -> hidden -> 1``."""
+    """LeCun-normal weights ``N(0, 1/fan_in)`` and ``N(0, 1)`` biases for ``input_dim -> hidden -> 1``.
+
+    Unit-scale first-layer weights and spread biases place the softplus kinks over the
+    range of the inputs (Xavier weights with zero biases leave a 1-D critic almost linear).
+    """
     if not isinstance(input_dim, int) or input_dim < 1:
         raise ValueError(f"input_dim must be a positive int, got {input_dim!r}")
     sizes = (input_dim, *tuple(hidden), 1)
     params = []
-    for k, (a, b) in zip(jax.random.split(rng_key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
-        W = jax.random.normal(k, (a, b)) * jnp.sqrt(2.0 / (a + b))
-        params.append((W, jnp.zeros((b,))))
+    keys = jax.random.split(rng_key, len(sizes) - 1)
+    for k, (a, b) in zip(keys, zip(sizes[:-1], sizes[1:], strict=True), strict=True):
+        kw, kb = jax.random.split(k)
+        W = jax.random.normal(kw, (a, b)) / jnp.sqrt(a)
+        params.append((W, jax.random.normal(kb, (b,))))
     return params
 
 

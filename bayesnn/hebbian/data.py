@@ -17,6 +17,7 @@ Data and dynamics take separate PRNG keys.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -136,7 +137,11 @@ def archetypes(rng_key, num_patterns: int, num_spins: int, dilution: float = 0.0
     d = check_dilution(dilution)
     if int(num_patterns) < 1 or int(num_spins) < 1:
         raise ValueError("num_patterns and num_spins must be >= 1")
-    dtype = dtype or jnp.float32
+    return _archetypes(rng_key, int(num_patterns), int(num_spins), d, dtype or jnp.float32)
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _archetypes(rng_key, num_patterns, num_spins, d, dtype):
     k1, k2 = jax.random.split(rng_key)
     sign = jnp.where(jax.random.bernoulli(k1, 0.5, (num_patterns, num_spins)), 1.0, -1.0)
     if d > 0:
@@ -169,6 +174,11 @@ def noisy_examples(rng_key, xi, num_examples: int, quality: float):
     xi = jnp.asarray(xi)
     if xi.ndim != 2:
         raise ValueError(f"xi must have shape (K, N), got {xi.shape}")
+    return _noisy_examples(rng_key, xi, m, r)
+
+
+@partial(jax.jit, static_argnums=(2,))
+def _noisy_examples(rng_key, xi, m, r):
     chi = jnp.where(
         jax.random.bernoulli(rng_key, (1.0 + r) / 2.0, (xi.shape[0], m, xi.shape[1])), 1.0, -1.0
     )

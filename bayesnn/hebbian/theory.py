@@ -24,6 +24,7 @@ and multitasking results are checked against Monte Carlo in the tests.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -144,6 +145,7 @@ class LowStorageSolution(NamedTuple):
     metastable: jax.Array
 
 
+@partial(jax.jit, static_argnames=("order", "num_iter"))
 def low_storage_fixed_point(beta, order: int, law, num_iter: int = 3000):
     r"""Largest solution :math:`n \ge 0` of :math:`n = E[p\tanh(\beta\frac P2 n^{P-1}p)]`.
 
@@ -180,6 +182,7 @@ def low_storage_fixed_point(beta, order: int, law, num_iter: int = 3000):
     return n, jnp.sum(w * t), jnp.sum(w * t**2)
 
 
+@partial(jax.jit, static_argnames=("order",))
 def low_storage_free_energy(n, beta, order: int, law):
     r"""RS free energy :math:`f(n) = \frac{P-1}{2}n^P - \beta^{-1}E\log 2\cosh(\beta\frac P2
     n^{P-1}p)`; the paramagnet (n = 0) has :math:`-\beta^{-1}\log 2` (0 at T = 0).
@@ -210,6 +213,7 @@ def _paramagnet_f(beta):
     return jnp.where(jnp.isinf(beta), 0.0, -jnp.log(2.0) / jnp.where(jnp.isinf(beta), 1.0, beta))
 
 
+@partial(jax.jit, static_argnames=("order", "num_iter", "tol"))
 def solve_low_storage(beta, order: int, law, num_iter: int = 3000, tol: float = 1e-3):
     r"""Stable low-storage RS state: retrieval branch vs paramagnet by free energy.
 
@@ -269,6 +273,7 @@ def zero_temperature_magnetization(law):
     return jnp.sum(w * jnp.sign(vals))
 
 
+@partial(jax.jit, static_argnames=("order", "t_max", "num_bisect"))
 def transition_temperatures(order: int, law, t_max: float = 3.0, num_bisect: int = 30):
     r"""Retrieval transition temperatures in low storage.
 
@@ -337,6 +342,7 @@ def noise_constant(order: int, convention: str = "distinct"):
     raise ValueError(f"convention must be 'distinct' or 'all', got {convention!r}")
 
 
+@partial(jax.jit, static_argnames=("order", "convention", "num_iter", "num_z", "damping"))
 def high_storage_rs(
     beta, alpha, order: int, law, convention: str = "distinct", num_iter: int = 2000,
     num_z: int = 41, damping: float = 0.5,
@@ -411,12 +417,14 @@ def high_storage_rs(
 
 def _p2_g(y, law):
     vals, w = law
-    y = jnp.asarray(y, jnp.float32)[..., None]
-    a = jnp.sum(w * vals * erf(y * vals), -1)
-    b = jnp.sum(w * jnp.exp(-(y**2) * vals**2), -1)
-    return (a - 2.0 / jnp.sqrt(jnp.pi) * y[..., 0] * b) / (jnp.sqrt(2.0) * y[..., 0])
+    y = jnp.asarray(y, jnp.float32)
+    yv = y[:, None] * vals[None, :]
+    a = jnp.sum(w[None, :] * vals[None, :] * erf(yv), -1)
+    b = jnp.sum(w[None, :] * jnp.exp(-(yv**2)), -1)
+    return (a - 2.0 / jnp.sqrt(jnp.pi) * y * b) / (jnp.sqrt(2.0) * y)
 
 
+@partial(jax.jit, static_argnames=("y_max", "num_grid"))
 def p2_critical_load(law, y_max: float = 20.0, num_grid: int = 20000):
     r"""T = 0 critical load of the P = 2 supervised rule (:math:`K = \alpha N`):
 
@@ -443,6 +451,7 @@ def p2_critical_load(law, y_max: float = 20.0, num_grid: int = 20000):
     return jnp.max(jnp.where(g > 0, g, 0.0)) ** 2
 
 
+@partial(jax.jit, static_argnames=("y_max", "num_grid"))
 def p2_zero_temperature(alpha, law, y_max: float = 20.0, num_grid: int = 20000):
     r"""T = 0 retrieval magnetisation of the P = 2 supervised rule at load :math:`\alpha`.
 
@@ -472,6 +481,7 @@ def p2_zero_temperature(alpha, law, y_max: float = 20.0, num_grid: int = 20000):
     return jnp.where(idx >= 0, m, 0.0), y_root
 
 
+@partial(jax.jit, static_argnames=("order", "convention", "num_grid"))
 def dense_critical_load(order: int, rho, convention: str = "distinct", num_grid: int = 20000):
     r"""T = 0 critical load :math:`\alpha_c` of the supervised rule for P > 2,
     :math:`K = \alpha N^{P-1}` (large-M Gaussian law), parametric in

@@ -194,7 +194,8 @@ def dense_kernel(W_std, b_std, parameterization, out_dim: int | None = None):
 
         K \\leftarrow \\sigma_w^2 K + \\sigma_b^2, \\qquad
         \\Theta \\leftarrow
-        \\begin{cases} \\sigma_w^2 K_{\\rm in} + \\sigma_b^2 + \\sigma_w^2 \\Theta & \\text{ntk}\\\\
+        \\begin{cases}
+        \\sigma_w^2 K_{\\rm in} + \\sigma_b^2 + \\sigma_w^2 \\Theta & \\text{ntk}\\\\
         n_{\\rm in} K_{\\rm in} + 1_{\\rm bias} + \\sigma_w^2 \\Theta & \\text{standard}
         \\end{cases}
 
@@ -232,9 +233,7 @@ def dense_kernel(W_std, b_std, parameterization, out_dim: int | None = None):
             else:
                 ntk = k.width * k.nngp + (0.0 if b_std is None else 1.0) + w2 * ntk
         width = k.width if out_dim is None else int(out_dim)
-        return Kernel(
-            _set_diag(k, nngp, var1), ntk, var1, var2, k.ids1, k.ids2, width, True
-        )
+        return Kernel(_set_diag(k, nngp, var1), ntk, var1, var2, k.ids1, k.ids2, width, True)
 
     return transform
 
@@ -323,9 +322,13 @@ def _hermite_series(fn: Callable, name: str, n_terms: int = 64, grid: int = 801)
         return a, full
 
     def series(a1, a2, rho):
-        acc = a1[:, -1:] * a2[None, :, -1]
-        for n in range(n_terms - 1, -1, -1):
-            acc = acc * rho + a1[:, n : n + 1] * a2[None, :, n]
+        # Horner in rho, highest order first; a scan keeps compile time flat in n_terms
+        def step(acc, c):
+            c1, c2 = c
+            return acc * rho + c1[:, None] * c2[None, :], None
+
+        rev = (a1[:, ::-1].T, a2[:, ::-1].T)
+        acc, _ = jax.lax.scan(step, jnp.zeros_like(rho), rev)
         return acc
 
     def transform(k: Kernel) -> Kernel:
@@ -377,9 +380,9 @@ def activation_kernel(name: str, fn: Callable, **kw):
 
     .. math::
 
-        \mathbb{E}[\phi(u)\phi(u')] = \sum_{n=0}^{N} a_n(\sqrt{k_{11}})
-        a_n(\sqrt{k_{22}})\, \rho^n, \qquad
-        a_n(s) = \mathbb{E}_{z \sim N(0,1)}[\phi(s z)\, He_n(z)] / \sqrt{n!},
+        \\mathbb{E}[\\phi(u)\\phi(u')] = \\sum_{n=0}^{N} a_n(\\sqrt{k_{11}})
+        a_n(\\sqrt{k_{22}})\\, \\rho^n, \\qquad
+        a_n(s) = \\mathbb{E}_{z \\sim N(0,1)}[\\phi(s z)\\, He_n(z)] / \\sqrt{n!},
 
     with ``rho = k12 / sqrt(k11 k22)``, ``N = n_terms`` (kw, default 64) and the 1-D
     Gaussian expectations by quadrature on a fine grid (``phi'`` by forward-mode

@@ -27,6 +27,7 @@ The log-density convention: ``logdensity_fn(position, batch, data_size)`` (plus
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -110,6 +111,7 @@ class SampleResult(NamedTuple):
         keep = ~np.asarray(self.info.explore).any(axis=0)
         positions = jax.tree.map(lambda x: np.asarray(x)[:, keep], self.positions)
         stats = {k: np.asarray(v)[:, keep] for k, v in self.info._asdict().items()}
+        stats["diverging"] = ~stats["is_finite"]
         if self.gibbs_states is not None:
             positions = {
                 "position": positions,
@@ -223,6 +225,100 @@ def _load_checkpoint(path, config, state_template, draws_template):
     )
 
 
+_ACTIVE_PROGRESS = [None]
+
+
+def _report_progress(t):
+    if _ACTIVE_PROGRESS[0] is not None:
+        _ACTIVE_PROGRESS[0].update(t)
+
+
+def _build_runner(
+    kernel, logdensity_fn, step_size, temperature, batch_size, batches, gibbs_fn, gibbs_every,
+    grad_clip, num_burnin, data_size, show, control_variate_center=None, data=None,
+):
+    """Compile-once chunk runner: ``run(state, keys, data, t0, inner_counts)``.
+
+    The outer ``lax.scan`` runs over ``inner_counts`` (steps between stored draws; the first
+    entry of the first chunk also covers the burn-in), the inner loop is a ``fori_loop`` with
+    a traced trip count, so burn-in and sampling share one compiled program.
+    """
+    schedule = as_schedule(step_size)
+    estimator = value_and_grad(logdensity_fn)
+    if control_variate_center is not None:
+        estimator = control_variates(estimator, control_variate_center, data, data_size)
+
+    def chain_step(t, cstate: DriverState, chain_key, data):
+        kernel_key, data_key, gibbs_key = (jax.random.fold_in(chain_key, i) for i in range(3))
+        batch, batch_state = minibatch.next_batch(
+            data_key, cstate.batch_state, t, data, batch_size, batches
+        )
+        h, explore = schedule(t)
+        temp = jnp.where(explore, 0.0, temperature).astype(jnp.float32)
+        position = cstate.kernel_state.position
+        if gibbs_fn is None:
+            value, grad = estimator(position, batch, data_size)
+        else:
+            value, grad = estimator(position, batch, data_size, cstate.gibbs_state)
+        if grad_clip is not None:
+            grad = clip_by_global_norm(grad, grad_clip)
+        grad_norm = jnp.sqrt(tree_sq_norm(grad))
+        finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
+        kernel_state = kernel.step(
+            jax.random.fold_in(kernel_key, t), cstate.kernel_state, value, grad, h, temp,
+            t < num_burnin,
+        )
+        # Step sizes are float32: keep every state leaf in its own dtype (e.g. bfloat16).
+        kernel_state = jax.tree.map(
+            lambda new, old: new.astype(old.dtype), kernel_state, cstate.kernel_state
+        )
+        gibbs_state = cstate.gibbs_state
+        if gibbs_fn is not None:
+            gibbs_state = jax.lax.cond(
+                jnp.mod(t + 1, gibbs_every) == 0,
+                lambda: gibbs_fn(
+                    jax.random.fold_in(gibbs_key, t), kernel_state.position, gibbs_state
+                ),
+                lambda: gibbs_state,
+            )
+        first_bad = jnp.where((cstate.first_bad_step < 0) & ~finite, t, cstate.first_bad_step)
+        info = SGMCMCInfo(
+            value, grad_norm, jnp.asarray(h, jnp.float32), temp, jnp.asarray(explore), finite
+        )
+        return DriverState(kernel_state, gibbs_state, batch_state, first_bad), info
+
+    step_all = jax.vmap(chain_step, in_axes=(None, 0, 0, None))
+
+    def run_chunk(state, chain_keys, data, t0, inner_counts):
+        num_outer = inner_counts.shape[0]
+        starts = t0 + jnp.cumsum(inner_counts) - inner_counts
+
+        def outer(state, xs):
+            o, start, count = xs
+            info0 = jax.eval_shape(lambda s: step_all(start, s, chain_keys, data)[1], state)
+            info0 = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), info0)
+
+            def inner(i, carry):
+                state, _ = carry
+                return step_all(start + i, state, chain_keys, data)
+
+            state, info = jax.lax.fori_loop(0, count, inner, (state, info0))
+            if show:
+                jax.lax.cond(
+                    jnp.mod(o, max(1, num_outer // 50)) == 0,
+                    lambda: jax.debug.callback(_report_progress, start + count),
+                    lambda: None,
+                )
+            return state, (state.kernel_state.position, state.gibbs_state, info)
+
+        return jax.lax.scan(outer, state, (jnp.arange(num_outer), starts, inner_counts))
+
+    return jax.jit(run_chunk)
+
+
+_cached_runner = functools.lru_cache(maxsize=64)(_build_runner)
+
+
 def sample(
     rng_key,
     kernel: SGMCMCKernel,
@@ -311,74 +407,18 @@ def sample(
         _check_positive_int("checkpoint_every", checkpoint_every)
     data = jax.tree.map(jnp.asarray, data)
     data_size, num_chains = _validate(data, init_positions, batch_size, temperature)
-    schedule = as_schedule(step_size)
-
-    estimator = value_and_grad(logdensity_fn)
-    if control_variate_center is not None:
-        estimator = control_variates(estimator, control_variate_center, data, data_size)
-
-    def chain_step(t, cstate: DriverState, chain_key, data):
-        kernel_key, data_key, gibbs_key = (jax.random.fold_in(chain_key, i) for i in range(3))
-        batch, batch_state = minibatch.next_batch(
-            data_key, cstate.batch_state, t, data, batch_size, batches
-        )
-        h, explore = schedule(t)
-        temp = jnp.where(explore, 0.0, temperature).astype(jnp.float32)
-        position = cstate.kernel_state.position
-        if gibbs_fn is None:
-            value, grad = estimator(position, batch, data_size)
-        else:
-            value, grad = estimator(position, batch, data_size, cstate.gibbs_state)
-        if grad_clip is not None:
-            grad = clip_by_global_norm(grad, grad_clip)
-        grad_norm = jnp.sqrt(tree_sq_norm(grad))
-        finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
-        kernel_state = kernel.step(
-            jax.random.fold_in(kernel_key, t), cstate.kernel_state, value, grad, h, temp,
-            t < num_burnin,
-        )
-        # Step sizes are float32: keep every state leaf in its own dtype (e.g. bfloat16).
-        kernel_state = jax.tree.map(
-            lambda new, old: new.astype(old.dtype), kernel_state, cstate.kernel_state
-        )
-        gibbs_state = cstate.gibbs_state
-        if gibbs_fn is not None:
-            gibbs_state = jax.lax.cond(
-                jnp.mod(t + 1, gibbs_every) == 0,
-                lambda: gibbs_fn(
-                    jax.random.fold_in(gibbs_key, t), kernel_state.position, gibbs_state
-                ),
-                lambda: gibbs_state,
-            )
-        first_bad = jnp.where((cstate.first_bad_step < 0) & ~finite, t, cstate.first_bad_step)
-        info = SGMCMCInfo(value, grad_norm, jnp.asarray(h, jnp.float32), temp, explore, finite)
-        return DriverState(kernel_state, gibbs_state, batch_state, first_bad), info
-
-    step_all = jax.vmap(chain_step, in_axes=(None, 0, 0, None))
-    total_steps = num_burnin + num_samples * thinning
     show = _progress_default() if progress_bar is None else bool(progress_bar)
+    total_steps = num_burnin + num_samples * thinning
     progress = _Progress(total_steps, show)
-
-    def run_chunk(state, chain_keys, data, t0, num_outer, num_inner):
-        def outer(state, o):
-            def inner(state, i):
-                t = t0 + o * num_inner + i
-                return step_all(t, state, chain_keys, data)
-
-            state, infos = jax.lax.scan(inner, state, jnp.arange(num_inner))
-            info = jax.tree.map(lambda x: x[-1], infos)
-            if show:
-                t_end = t0 + (o + 1) * num_inner
-                jax.lax.cond(
-                    jnp.mod(o, max(1, num_outer // 50)) == 0,
-                    lambda: jax.debug.callback(progress.update, t_end),
-                    lambda: None,
-                )
-            return state, (state.kernel_state.position, state.gibbs_state, info)
-
-        return jax.lax.scan(outer, state, jnp.arange(num_outer))
-
-    run_chunk = jax.jit(run_chunk, static_argnums=(4, 5))
+    runner_args = (
+        kernel, logdensity_fn, step_size, float(temperature), batch_size, batches, gibbs_fn,
+        gibbs_every, grad_clip, num_burnin, data_size, show,
+    )
+    if control_variate_center is None:
+        run_chunk = _cached_runner(*runner_args)
+    else:
+        run_chunk = _build_runner(*runner_args, control_variate_center, data)
+    _ACTIVE_PROGRESS[0] = progress
 
     chain_keys = jax.vmap(lambda c: jax.random.fold_in(rng_key, c))(jnp.arange(num_chains))
     state = DriverState(
@@ -408,14 +448,12 @@ def sample(
     t, draws = 0, None
     if checkpoint_path is not None and os.path.exists(checkpoint_path):
         template_draws = jax.eval_shape(
-            lambda s: run_chunk(s, chain_keys, data, 0, 1, 1)[1], state
+            lambda s: run_chunk(s, chain_keys, data, jnp.int32(0), jnp.ones((1,), jnp.int32))[1],
+            state,
         )
-        t, state, draws = _load_checkpoint(
-            checkpoint_path, config, (state, chain_keys), template_draws if t else template_draws
+        t, (state, chain_keys), draws = _load_checkpoint(
+            checkpoint_path, config, (state, chain_keys), template_draws
         )
-        state, chain_keys = state
-        if t <= num_burnin:
-            draws = None
 
     def check(state):
         bad = np.asarray(state.first_bad_step)
@@ -429,17 +467,13 @@ def sample(
             )
 
     try:
-        if t < num_burnin:
-            state, _ = run_chunk(state, chain_keys, data, t, 1, num_burnin - t)
-            t = num_burnin
-            check(state)
-            if checkpoint_path is not None:
-                _save_checkpoint(checkpoint_path, config, t, (state, chain_keys), ())
         while t < total_steps:
-            done = (t - num_burnin) // thinning
+            done = max(t - num_burnin, 0) // thinning
             n = min(chunk, num_samples - done)
-            state, new = run_chunk(state, chain_keys, data, t, n, thinning)
-            t += n * thinning
+            counts = np.full((n,), thinning, np.int32)
+            counts[0] += num_burnin - min(t, num_burnin)
+            state, new = run_chunk(state, chain_keys, data, jnp.int32(t), jnp.asarray(counts))
+            t += int(counts.sum())
             check(state)
             new = jax.tree.map(lambda x: np.asarray(x), new)
             draws = new if draws is None else jax.tree.map(
@@ -449,6 +483,7 @@ def sample(
                 _save_checkpoint(checkpoint_path, config, t, (state, chain_keys), draws)
     finally:
         progress.close()
+        _ACTIVE_PROGRESS[0] = None
 
     positions, gibbs_states, info = jax.tree.map(
         lambda x: np.swapaxes(np.asarray(x), 0, 1), draws

@@ -1,0 +1,52 @@
+"""NNGP/NTK regression and scale mixtures of NNGPs (Student-t processes and beyond).
+
+Lee, Yun, Yang, Lee, "Scale Mixtures of Neural Network Gaussian Processes", ICLR 2022.
+Kernels come from :func:`bayesnn.nn.kernels.kernel_fn` on a ``bayesnn.nn.stax``
+architecture whose readout has unit ``W_std`` (the random scale ``sigma^2`` multiplies it).
+"""
+
+from bayesnn.nngp.classification import gaussian_classifier_predict, one_hot
+from bayesnn.nngp.ensemble import gd_ensemble_moments, gd_ensemble_predict
+from bayesnn.nngp.mixtures import (
+    BurrXII,
+    DiscreteScalePrior,
+    ScaleMixturePosterior,
+    importance_posterior,
+    mixture_predict,
+    scale_log_likelihood,
+)
+from bayesnn.nngp.regression import (
+    GPPosterior,
+    TPosterior,
+    fit_tp_hyperparameters,
+    gp_fit,
+    gp_log_marginal,
+    gp_predict,
+    psd_cholesky,
+    tp_fit,
+    tp_log_marginal,
+    tp_predict,
+)
+
+__all__ = [
+    "BurrXII",
+    "DiscreteScalePrior",
+    "GPPosterior",
+    "ScaleMixturePosterior",
+    "TPosterior",
+    "fit_tp_hyperparameters",
+    "gaussian_classifier_predict",
+    "gd_ensemble_moments",
+    "gd_ensemble_predict",
+    "gp_fit",
+    "gp_log_marginal",
+    "gp_predict",
+    "importance_posterior",
+    "mixture_predict",
+    "one_hot",
+    "psd_cholesky",
+    "scale_log_likelihood",
+    "tp_fit",
+    "tp_log_marginal",
+    "tp_predict",
+]

@@ -1,0 +1,127 @@
+"""Predictives of gradient-descent-trained wide networks with a random readout scale.
+
+A wide network whose readout weights have variance ``sigma^2 x (usual)``, ``sigma^2 ~ H``
+drawn once per network, trained by gradient flow on the MSE to convergence (Lee et al.,
+"Scale Mixtures of NNGPs", ICLR 2022; Lee et al. 2019 for the fixed-scale case). With
+``Kbar``, ``Thetabar`` the NNGP and NTK at unit readout scale, given ``sigma^2``:
+
+* readout only (NNGP regime): ``f ~ GP(Kbar_xX Kbar^-1 y, sigma^2 Sigma_NNGP)``;
+* all layers (NTK regime): ``f ~ GP(Thetabar_xX Thetabar^-1 y, sigma^2 Sigma_NTK)`` with
+
+.. math::
+
+    \\Sigma_{NTK} = K_{xx} + \\Theta_{xX}\\Theta^{-1} K_{XX} \\Theta^{-1}\\Theta_{Xx}
+    - (\\Theta_{xX}\\Theta^{-1} K_{Xx} + K_{xX}\\Theta^{-1}\\Theta_{Xx}).
+
+Under ``sigma^2 ~ IG(alpha, beta)`` the ensemble is Student-t with ``2 alpha`` degrees of
+freedom and scale ``(beta/alpha) Sigma`` (GD does not reweight ``sigma^2``). The
+``posterior=True`` variant draws ``sigma^2`` from ``IG(alpha + nC/2, beta + q/2)`` instead
+(``q = y^T Kbar^-1 y``), which turns the NNGP ensemble into the t-process posterior.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as dist
+
+from bayesnn.nngp.regression import _as_2d_targets, _check_matrix, _positive, psd_cholesky
+
+__all__ = ["gd_ensemble_moments", "gd_ensemble_predict"]
+
+
+def gd_ensemble_moments(
+    k_train,
+    k_test_train,
+    k_test_diag,
+    y,
+    mode="nngp",
+    ntk_train=None,
+    ntk_test_train=None,
+    eta=1e-6,
+):
+    """Mean and per-point variance (at unit ``sigma^2``) of the infinitely-trained ensemble.
+
+    Parameters
+    ----------
+    k_train, k_test_train, k_test_diag
+        NNGP ``Kbar(X, X)`` ``(n, n)``, ``Kbar(x*, X)`` ``(m, n)``, ``Kbar(x*, x*)`` ``(m,)``.
+    y
+        ``(n,)`` or ``(n, C)`` targets.
+    mode
+        ``"nngp"`` (readout-only training) or ``"ntk"`` (all layers; needs the NTK matrices).
+    ntk_train, ntk_test_train
+        ``Thetabar(X, X)`` and ``Thetabar(x*, X)``.
+    eta
+        Absolute diagonal regularisation of the matrix being inverted.
+
+    Returns
+    -------
+    tuple
+        ``(mean (m, C), var (m,))`` in float64.
+    """
+    if mode not in ("nngp", "ntk"):
+        raise ValueError(f"mode must be 'nngp' or 'ntk', got {mode!r}")
+    eta = _positive("eta", eta)
+    with jax.enable_x64(True):
+        K = _check_matrix("k_train", k_train, square=True).astype(jnp.float64)
+        n = K.shape[0]
+        y = _as_2d_targets(y, n).astype(jnp.float64)
+        kxX = _check_matrix("k_test_train", k_test_train).astype(jnp.float64)
+        kxx = jnp.asarray(k_test_diag, jnp.float64)
+        if mode == "nngp":
+            L, _ = psd_cholesky(K + eta * jnp.eye(n))
+            mean = kxX @ jax.scipy.linalg.cho_solve((L, True), y)
+            v = jax.scipy.linalg.solve_triangular(L, kxX.T, lower=True)
+            var = kxx - jnp.sum(v * v, axis=0)
+        else:
+            if ntk_train is None or ntk_test_train is None:
+                raise ValueError("mode='ntk' needs ntk_train and ntk_test_train")
+            T = _check_matrix("ntk_train", ntk_train, square=True).astype(jnp.float64)
+            txX = _check_matrix("ntk_test_train", ntk_test_train).astype(jnp.float64)
+            L, _ = psd_cholesky(T + eta * jnp.eye(n))
+            A = jax.scipy.linalg.cho_solve((L, True), txX.T).T  # Theta_xX Theta^-1
+            mean = A @ y
+            var = kxx + jnp.sum((A @ K) * A, axis=1) - 2.0 * jnp.sum(A * kxX, axis=1)
+        return mean, jnp.maximum(var, 0.0)
+
+
+def gd_ensemble_predict(
+    k_train,
+    k_test_train,
+    k_test_diag,
+    y,
+    alpha,
+    beta,
+    mode="nngp",
+    ntk_train=None,
+    ntk_test_train=None,
+    eta=1e-6,
+    posterior=False,
+) -> dist.StudentT:
+    """Student-t marginal predictive of a GD-trained wide ensemble with ``IG`` readout scale.
+
+    .. math:: f(x_*) \\sim t_{2\\alpha}(\\mu, (\\beta/\\alpha)\\, \\Sigma)
+
+    with ``(mu, Sigma)`` from :func:`gd_ensemble_moments`; ``posterior=True`` uses
+    ``(alpha + nC/2, beta + q/2)``.
+
+    Returns
+    -------
+    numpyro.distributions.StudentT
+        Batch shape ``(m, C)`` (latent ``f``: no observation noise).
+    """
+    alpha, beta = _positive("alpha", alpha), _positive("beta", beta)
+    mean, var = gd_ensemble_moments(
+        k_train, k_test_train, k_test_diag, y, mode, ntk_train, ntk_test_train, eta
+    )
+    with jax.enable_x64(True):
+        a, b = jnp.asarray(alpha, jnp.float64), jnp.asarray(beta, jnp.float64)
+        if posterior:
+            K = jnp.asarray(k_train, jnp.float64)
+            y2 = _as_2d_targets(y, K.shape[0]).astype(jnp.float64)
+            L, _ = psd_cholesky(K + eta * jnp.eye(K.shape[0]))
+            q = jnp.sum(y2 * jax.scipy.linalg.cho_solve((L, True), y2))
+            a, b = a + 0.5 * y2.size, b + 0.5 * q
+        sd = jnp.sqrt(b / a * var)[:, None] * jnp.ones((1, mean.shape[1]))
+        return dist.StudentT(2.0 * a, mean, sd)

@@ -1,0 +1,136 @@
+"""RS theory of dense Hebbian networks: closed forms, limits, thresholds."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import special, stats
+
+from bayesnn import hebbian as hb
+
+
+@pytest.mark.parametrize("r,m", [(0.5, 20), (0.3, 11), (0.8, 4)])
+def test_zero_temperature_magnetization_is_mean_sign_for_all_orders(r, m):
+    """At T = 0 the RS retrieval m = E sign X = sum_k Bin(k) sign(2k - M), for every P."""
+    k = np.arange(m + 1)
+    ref = np.sum(stats.binom.pmf(k, m, (1 + r) / 2) * np.sign(2 * k - m))
+    law = hb.exact_law(r, m)
+    np.testing.assert_allclose(hb.zero_temperature_magnetization(law), ref, rtol=1e-5)
+    for order in (2, 4, 6):
+        sol = hb.solve_low_storage(jnp.inf, order, law)
+        assert bool(sol.retrieval)
+        np.testing.assert_allclose(sol.m, ref, rtol=1e-5)
+
+
+def test_p2_critical_temperature_is_one():
+    """P = 2: continuous transition at T_c = 1 for any (r, M): retrieval just below, not above."""
+    solve = jax.jit(jax.vmap(lambda b, x, w: hb.solve_low_storage(b, 2, (x, w), num_iter=20000)))
+    for r, m in [(0.4, 15), (0.9, 3)]:
+        law = hb.exact_law(r, m)
+        tc, _ = hb.transition_temperatures(2, law)
+        np.testing.assert_allclose(tc, 1.0, rtol=1e-5)
+        betas = jnp.array([1 / 0.97, 1 / 1.03])
+        sol = solve(betas, *(jnp.broadcast_to(a, (2,) + a.shape) for a in law))
+        assert bool(sol.retrieval[0]) and not bool(sol.retrieval[1])
+        # Near T_c: n^2 ~ 2 (1 - T) / E p^4 (Landau expansion of n = E p tanh(beta n p)).
+        p4 = float(np.sum(law[1] * law[0] ** 4))
+        np.testing.assert_allclose(sol.n[0] ** 2, 3 * 0.03 / 0.97**-3 / p4, rtol=0.15)
+
+
+def test_p4_first_order_transition():
+    """P = 4: T_c < T_s, equal free energies at T_c, metastable retrieval between them."""
+    law = hb.exact_law(0.6, 10)
+    tc, ts = (float(t) for t in hb.transition_temperatures(4, law))
+    assert 0.2 < tc < ts
+    n, _, _ = hb.low_storage_fixed_point(1 / tc, 4, law)
+    f = hb.low_storage_free_energy(n, 1 / tc, 4, law)
+    np.testing.assert_allclose(f, -tc * np.log(2), atol=2e-3)
+    mid = hb.solve_low_storage(2 / (tc + ts), 4, law)
+    assert bool(mid.metastable) and not bool(mid.retrieval)
+
+
+def test_gaussian_form_and_large_m_limit():
+    """The exact law approaches the Gaussian law as M grows at fixed rho; the Gaussian
+    low-storage solution satisfies the Stein form n = m/sqrt(1+rho) + beta P/2 n^{P-1}
+    rho/(1+rho)(1-q)."""
+    rho, beta, order = 0.3, 1 / 0.4, 4
+    glaw = hb.gaussian_law(rho)
+    sol = hb.solve_low_storage(beta, order, glaw)
+    stein = sol.m / np.sqrt(1 + rho) + beta * order / 2 * sol.n ** (order - 1) * rho / (
+        1 + rho
+    ) * (1 - sol.q)
+    np.testing.assert_allclose(sol.n, stein, rtol=1e-4)
+    errs = []
+    for m in (10, 100, 1000):
+        r = float(hb.quality_from_entropy(rho, m))
+        errs.append(abs(float(hb.solve_low_storage(beta, order, hb.exact_law(r, m)).m - sol.m)))
+    assert errs[2] < errs[0] and errs[2] < 5e-3
+    np.testing.assert_allclose(
+        hb.zero_temperature_magnetization(hb.exact_law(hb.quality_from_entropy(rho, 2001), 2001)),
+        special.erf(1 / np.sqrt(2 * rho)),
+        atol=5e-4,
+    )
+
+
+def test_high_storage_closed_forms():
+    """rho = 0 gives AGS alpha_c ~ 0.138 (P = 2) and max_x P erf^{2(P-1)}/(2 P! x^2) (P > 2);
+    alpha_c falls with rho; the T = 0 m equals the finite-T RS at low T."""
+    ac = float(hb.p2_critical_load(hb.gaussian_law(0.0)))
+    np.testing.assert_allclose(ac, 0.1379, atol=5e-4)
+    assert float(hb.p2_critical_load(hb.gaussian_law(0.2))) < 0.7 * ac
+    x = np.linspace(1e-3, 5, 200000)
+    for order in (4, 6):
+        ref = np.max(order * special.erf(x) ** (2 * (order - 1))
+                     / (2 * special.factorial(order) * x**2))
+        np.testing.assert_allclose(hb.dense_critical_load(order, 0.0), ref, rtol=1e-3)
+        assert hb.dense_critical_load(order, 0.0, "all") < hb.dense_critical_load(order, 0.0)
+    law = hb.exact_law(0.6, 30)
+    m0, _ = hb.p2_zero_temperature(0.02, law)
+    _, m_lowt, _ = hb.high_storage_rs(1 / 0.01, 0.02, 2, law)
+    np.testing.assert_allclose(m_lowt, m0, atol=2e-3)
+    m_above, _ = hb.p2_zero_temperature(1.2 * float(hb.p2_critical_load(law)), law)
+    assert float(m_above) == 0.0
+
+
+def test_snr_and_unsupervised_thresholds():
+    """SNR reduces to erf(1/sqrt(2 rho)) at alpha = 0; memorisation threshold M* = 1 + r^-P
+    where archetype and example energies cross; refined threshold equal for P >= 4."""
+    np.testing.assert_allclose(
+        hb.snr_magnetization_supervised(0.0, 0.25, 4), special.erf(1 / np.sqrt(0.5)), rtol=1e-5
+    )
+    r, order = 0.5, 4
+    mstar = hb.memorization_threshold(r, order)
+    for m in (int(np.floor(mstar)) - 1, int(np.ceil(mstar)) + 1):
+        e_arch, e_ex = hb.unsupervised_energies(r, m, order)
+        assert (e_arch < e_ex) == (m > mstar)
+    assert abs(hb.refined_memorization_threshold(r, order) - mstar) <= 1.5
+    assert hb.refined_memorization_threshold(r, 2) < 0.7 * hb.memorization_threshold(r, 2)
+    assert hb.unsupervised_variance_inflation(1.0, 5, 4) == pytest.approx(1.0)
+    assert hb.unsupervised_variance_inflation(0.3, 5, 4) > 10
+
+
+def test_cascade_thresholds():
+    """1 - 2x + x^K = 0: K = 3 -> golden ratio, K -> inf -> 1/2, d_c = x_c^{1/(P-1)}."""
+    np.testing.assert_allclose(hb.cascade_threshold(3), (np.sqrt(5) - 1) / 2, rtol=1e-9)
+    np.testing.assert_allclose(hb.cascade_threshold(60), 0.5, rtol=1e-9)
+    np.testing.assert_allclose(hb.cascade_threshold(3, 4), ((np.sqrt(5) - 1) / 2) ** (1 / 3))
+    assert hb.cascade_threshold(2) == 1.0
+    dc = hb.cascade_threshold(4)
+    assert float(hb.cascade_stability_margin(dc - 1e-3, 4)) > 0
+    assert float(hb.cascade_stability_margin(dc + 1e-3, 4)) < 0
+    np.testing.assert_allclose(hb.cascade_amplitudes(0.3, 3), [0.7, 0.21, 0.063], rtol=1e-6)
+
+
+def test_theory_bad_inputs():
+    with pytest.raises(ValueError, match="order P"):
+        hb.solve_low_storage(1.0, 3, hb.exact_law(0.5, 3))
+    with pytest.raises(ValueError, match="quality"):
+        hb.exact_law(0.0, 3)
+    with pytest.raises(ValueError, match="num_examples"):
+        hb.exact_law(0.5, 0)
+    with pytest.raises(ValueError, match="dilution"):
+        hb.cascade_amplitudes(1.2, 3)
+    with pytest.raises(ValueError, match="P must be > 2"):
+        hb.dense_critical_load(2, 0.1)
+    with pytest.raises(ValueError, match="convention"):
+        hb.noise_constant(4, "pairs")

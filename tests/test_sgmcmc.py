@@ -1,0 +1,307 @@
+"""Conformance suite every SG-MCMC kernel passes, plus driver features.
+
+The target is the posterior of a Gaussian mean with known variance (conjugate): with prior
+``theta ~ N(0, I)`` and ``y_i ~ N(theta, I)``, ``theta | y ~ N(sum y / (N + 1), I / (N + 1))``.
+Errors are z-scores against the Monte Carlo standard error computed from the effective sample
+size (as in BlackJAX's MonteCarloStandardErrorTest), plus a discretisation allowance that each
+row of the table states.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.diagnostics import effective_sample_size
+
+from samplers import sgmcmc
+
+N, D = 100, 2
+NUM_CHAINS = 8
+Z = 4.0  # |z| bound: 99.99% two-sided for one statistic
+
+
+@pytest.fixture(scope="module")
+def data():
+    y = jax.random.normal(jax.random.key(42), (N, D)) + jnp.array([[1.0, -2.0]])
+    return y
+
+
+def logdensity(theta, batch, data_size):
+    return -0.5 * jnp.sum(theta**2) - 0.5 * data_size * jnp.mean(jnp.sum((batch - theta[None, :]) ** 2, -1))
+
+
+def exact(y):
+    return np.asarray(y.sum(0) / (N + 1)), 1.0 / (N + 1)
+
+
+# kernel, step size, burn-in, thinning, allowed relative variance bias (discretisation)
+TABLE = [
+    ("sgld", sgmcmc.sgld(), 2e-3, 1000, 4, 0.12),
+    ("sghmc", sgmcmc.sghmc(alpha=2.0), 0.03, 1000, 4, 0.12),
+    ("sgnht", sgmcmc.sgnht(alpha=2.0), 0.03, 2000, 4, 0.15),
+    ("psgld", sgmcmc.psgld(), 1e-2, 1000, 4, 0.12),
+    ("adaptive_sghmc", sgmcmc.adaptive_sghmc(mdecay=0.05), 0.02, 1000, 4, 0.12),
+]
+
+
+def _moments_z(draws, mean, var, allowance):
+    draws = np.asarray(draws, np.float64)  # (chains, draws, D)
+    ess = effective_sample_size(draws)
+    est_mean = draws.mean((0, 1))
+    est_var = draws.var((0, 1))
+    z_mean = (est_mean - mean) / np.sqrt(var / ess)
+    # Var of a sample variance of Gaussians ~ 2 var^2 / ess; allowance for the step-size bias.
+    excess = np.maximum(np.abs(est_var / var - 1.0) - allowance, 0.0)
+    z_var = excess / np.sqrt(2.0 / ess)
+    return z_mean, z_var, ess
+
+
+@pytest.mark.parametrize("name,kernel,h,burnin,thin,allow", TABLE, ids=[t[0] for t in TABLE])
+def test_conjugate_gaussian_moments(data, name, kernel, h, burnin, thin, allow):
+    mean, var = exact(data)
+    result = sgmcmc.sample(
+        jax.random.key(1),
+        kernel,
+        logdensity,
+        data,
+        jnp.zeros((NUM_CHAINS, D)),
+        num_samples=500,
+        batch_size=N,
+        step_size=h,
+        num_burnin=burnin,
+        thinning=thin,
+        progress_bar=False,
+        shard=False,
+    )
+    assert result.positions.shape == (NUM_CHAINS, 500, D)
+    assert result.info.logdensity.shape == (NUM_CHAINS, 500)
+    z_mean, z_var, ess = _moments_z(result.positions, mean, var, allow)
+    assert np.all(ess > 100), ess
+    assert np.all(np.abs(z_mean) < Z), (z_mean, ess)
+    assert np.all(z_var < Z), (z_var, result.positions.var((0, 1)), var)
+
+
+def test_minibatch_sgld_with_control_variates(data):
+    """Minibatches of N/5 with control variates at the posterior mode: noise-free enough."""
+    mean, var = exact(data)
+    result = sgmcmc.sample(
+        jax.random.key(3),
+        sgmcmc.sgld(),
+        logdensity,
+        data,
+        jnp.zeros((NUM_CHAINS, D)),
+        num_samples=500,
+        batch_size=N // 5,
+        step_size=2e-3,
+        num_burnin=1000,
+        thinning=4,
+        control_variate_center=jnp.asarray(mean),
+        progress_bar=False,
+        shard=False,
+    )
+    z_mean, z_var, _ = _moments_z(result.positions, mean, var, 0.12)
+    assert np.all(np.abs(z_mean) < Z)
+    assert np.all(z_var < Z)
+
+
+def test_bayesian_linear_regression_sghmc_minibatches():
+    """SGHMC with small minibatches on Bayesian linear regression recovers the posterior mean."""
+    n, d = 400, 3
+    kx, ke = jax.random.split(jax.random.key(7))
+    x = jax.random.normal(kx, (n, d))
+    w_true = jnp.array([0.5, -1.0, 2.0])
+    y = x @ w_true + 0.5 * jax.random.normal(ke, (n,))
+
+    def logdens(w, batch, data_size):
+        xb, yb = batch
+        return -0.5 * jnp.sum(w**2) - 0.5 * data_size * jnp.mean((yb - xb @ w) ** 2) / 0.25
+
+    prec = np.eye(d) + np.asarray(x.T @ x) / 0.25
+    cov = np.linalg.inv(prec)
+    post_mean = cov @ np.asarray(x.T @ y) / 0.25
+    result = sgmcmc.sample(
+        jax.random.key(8),
+        sgmcmc.sghmc(alpha=5.0),
+        logdens,
+        (x, y),
+        jnp.zeros((NUM_CHAINS, d)),
+        num_samples=400,
+        batch_size=n // 4,
+        step_size=2e-3,
+        num_burnin=1000,
+        thinning=5,
+        progress_bar=False,
+        shard=False,
+    )
+    draws = np.asarray(result.positions, np.float64)
+    ess = effective_sample_size(draws)
+    # Minibatch noise inflates the spread (known SGHMC bias, beta = 0); test the mean against
+    # the posterior sd / sqrt(ESS) and the spread to within a factor 2.
+    se = np.sqrt(np.diag(cov) * 2.0 / ess)
+    assert np.all(np.abs(draws.mean((0, 1)) - post_mean) < Z * se + 0.01)
+    ratio = draws.std((0, 1)) / np.sqrt(np.diag(cov))
+    assert np.all((ratio > 0.7) & (ratio < 2.0)), ratio
+
+
+def _make_pytree_logdensity(traces):
+    def logdens(pos, batch, data_size):
+        traces.append(1)
+        c = pos["b"]["c"].astype(jnp.float32)
+        theta = pos["a"] + c.sum()
+        return logdensity(theta, batch, data_size) - 0.5 * jnp.sum(c**2)
+
+    return logdens
+
+
+def test_pytree_positions_dtypes_and_no_recompilation(data):
+    """Mixed-shape pytree, bfloat16 leaf kept bfloat16; chunking and reruns do not retrace."""
+    init = {"a": jnp.zeros((4, D)), "b": {"c": jnp.zeros((4, 3, 1), jnp.bfloat16)}}
+    kwargs = dict(
+        num_samples=30, batch_size=20, step_size=1e-3, num_burnin=10, thinning=2,
+        progress_bar=False, shard=False,
+    )
+    kernel = sgmcmc.sghmc(alpha=1.0)
+    one_chunk, three_chunks = [], []
+    sgmcmc.sample(jax.random.key(0), kernel, _make_pytree_logdensity(one_chunk), data, init,
+                  **kwargs)
+    fn = _make_pytree_logdensity(three_chunks)
+    result = sgmcmc.sample(jax.random.key(0), kernel, fn, data, init, checkpoint_every=10,
+                           **kwargs)
+    assert result.positions["a"].shape == (4, 30, D)
+    assert result.positions["b"]["c"].shape == (4, 30, 3, 1)
+    assert result.positions["b"]["c"].dtype == jnp.bfloat16
+    assert result.positions["a"].dtype == jnp.float32
+    # Burn-in and three equal chunks share one compiled program: as many traces as one chunk.
+    assert len(three_chunks) == len(one_chunk) > 0
+    before = len(three_chunks)
+    sgmcmc.sample(jax.random.key(1), kernel, fn, data, init, checkpoint_every=10, **kwargs)
+    assert len(three_chunks) == before  # a rerun with the same functions hits the cache
+
+
+def test_checkpoint_resume_gives_identical_draws(data, tmp_path, monkeypatch):
+    from samplers.sgmcmc import driver
+
+    kwargs = dict(
+        num_samples=40, batch_size=25, step_size=1e-3, num_burnin=20, thinning=3,
+        progress_bar=False,
+        shard=False,
+    )
+    init = jnp.zeros((2, D))
+    full = sgmcmc.sample(jax.random.key(5), sgmcmc.sghmc(), logdensity, data, init, **kwargs)
+
+    path = tmp_path / "run.npz"
+    calls = {"n": 0}
+    real_save = driver._save_checkpoint
+
+    def crashing_save(*args, **kw):
+        real_save(*args, **kw)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(driver, "_save_checkpoint", crashing_save)
+    with pytest.raises(KeyboardInterrupt):
+        sgmcmc.sample(
+            jax.random.key(5), sgmcmc.sghmc(), logdensity, data, init,
+            checkpoint_path=str(path), checkpoint_every=10, **kwargs,
+        )
+    monkeypatch.setattr(driver, "_save_checkpoint", real_save)
+    resumed = sgmcmc.sample(
+        jax.random.key(5), sgmcmc.sghmc(), logdensity, data, init,
+        checkpoint_path=str(path), checkpoint_every=10, **kwargs,
+    )
+    np.testing.assert_allclose(resumed.positions, full.positions, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(resumed.info.logdensity, full.info.logdensity, rtol=1e-5)
+    with pytest.raises(ValueError, match="other settings"):
+        sgmcmc.sample(
+            jax.random.key(5), sgmcmc.sghmc(), logdensity, data, init,
+            checkpoint_path=str(path), checkpoint_every=10, **{**kwargs, "thinning": 4},
+        )
+
+
+def test_divergence_raises_with_step(data):
+    with pytest.raises(sgmcmc.DivergenceError, match=r"chain \d+ .* at step \d+.*smaller step"):
+        sgmcmc.sample(
+            jax.random.key(0), sgmcmc.sgld(), logdensity, data, jnp.zeros((2, D)),
+            num_samples=50, batch_size=N, step_size=1.0, progress_bar=False,
+        )
+
+
+def test_sharded_chains_match_single_device(data):
+    assert jax.device_count() == 8  # set in conftest
+    kwargs = dict(num_samples=20, batch_size=20, step_size=1e-3, num_burnin=5, progress_bar=False)
+    init = jnp.zeros((8, D))
+    sharded = sgmcmc.sample(jax.random.key(2), sgmcmc.sgld(), logdensity, data, init, **kwargs)
+    single = sgmcmc.sample(
+        jax.random.key(2), sgmcmc.sgld(), logdensity, data, init, shard=False, **kwargs
+    )
+    assert len(sharded.state.first_bad_step.sharding.device_set) == 8
+    np.testing.assert_allclose(sharded.positions, single.positions, rtol=1e-4, atol=1e-5)
+
+
+def test_cyclical_schedule_explores_then_samples():
+    sched = sgmcmc.schedules.cyclical(0.1, num_steps=100, num_cycles=4, exploration_ratio=0.5)
+    h, explore = jax.vmap(sched)(jnp.arange(100))
+    assert np.isclose(h[0], 0.1) and h[12] < h[5]
+    assert bool(explore[0]) and not bool(explore[20]) and bool(explore[25])
+    assert np.isclose(float(np.asarray(explore).mean()), 0.52, atol=0.05)
+
+
+def test_cyclical_draws_flagged_and_dropped(data):
+    sched = sgmcmc.schedules.cyclical(1e-3, num_steps=200, num_cycles=2)
+    result = sgmcmc.sample(
+        jax.random.key(0), sgmcmc.sgld(), logdensity, data, jnp.zeros((2, D)),
+        num_samples=40, batch_size=50, step_size=sched, thinning=5, progress_bar=False,
+        shard=False,
+    )
+    explore = np.asarray(result.info.explore)
+    assert explore.any() and not explore.all()
+    assert np.all(np.asarray(result.info.temperature)[explore] == 0)
+    idata = result.to_inference_data()
+    assert idata.posterior.sizes["draw"] == int((~explore[0]).sum())
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(step_size=-1.0), "step_size"),
+        (dict(batch_size=1000), "batch_size"),
+        (dict(num_samples=0), "num_samples"),
+        (dict(thinning=0), "thinning"),
+        (dict(batches="nope"), "batches"),
+        (dict(temperature=-1.0), "temperature"),
+    ],
+)
+def test_bad_arguments(data, kwargs, match):
+    base = dict(num_samples=5, batch_size=10, step_size=1e-3, progress_bar=False)
+    with pytest.raises(ValueError, match=match):
+        sgmcmc.sample(
+            jax.random.key(0), sgmcmc.sgld(), logdensity, data, jnp.zeros((2, D)),
+            **{**base, **kwargs},
+        )
+
+
+def test_bad_data_and_positions(data):
+    base = dict(num_samples=5, batch_size=10, step_size=1e-3, progress_bar=False)
+    bad = data.at[3, 0].set(jnp.nan)
+    with pytest.raises(ValueError, match="NaN"):
+        sgmcmc.sample(jax.random.key(0), sgmcmc.sgld(), logdensity, bad, jnp.zeros((2, D)), **base)
+    with pytest.raises(ValueError, match="chain"):
+        sgmcmc.sample(
+            jax.random.key(0), sgmcmc.sgld(), logdensity, data,
+            {"a": jnp.zeros((2, D)), "b": jnp.zeros((3,))}, **base,
+        )
+    with pytest.raises(ValueError, match="leading axis"):
+        sgmcmc.sample(
+            jax.random.key(0), sgmcmc.sgld(), logdensity, (data, data[:10]),
+            jnp.zeros((2, D)), **base,
+        )
+
+
+def test_kernel_hyperparameter_errors():
+    with pytest.raises(ValueError, match="alpha"):
+        sgmcmc.sghmc(alpha=0.0)
+    with pytest.raises(ValueError, match="decay"):
+        sgmcmc.psgld(decay=1.5)
+    with pytest.raises(ValueError, match="mdecay"):
+        sgmcmc.adaptive_sghmc(mdecay=0.0)
