@@ -436,9 +436,7 @@ def build_parallel_kernel(
     """
     _check_rule(rule)
     if mode not in ("synchronous", "random_subset", "colors"):
-        raise ValueError(
-            f"mode must be 'synchronous', 'random_subset' or 'colors', got {mode!r}"
-        )
+        raise ValueError(f"mode must be 'synchronous', 'random_subset' or 'colors', got {mode!r}")
     if mode == "random_subset" and not (0.0 < float(fraction) <= 1.0):
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     num_colors = 1

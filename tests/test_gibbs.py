@@ -22,7 +22,9 @@ def _model(seed, bipartite):
     rng = np.random.default_rng(seed)
     W = rng.normal(scale=0.9, size=(N, N))
     W = 0.5 * (W + W.T)
-    var_of = np.concatenate([g * 10 + np.repeat(np.arange(n), k) for g, (n, k) in enumerate(GROUPS)])
+    var_of = np.concatenate(
+        [g * 10 + np.repeat(np.arange(n), k) for g, (n, k) in enumerate(GROUPS)]
+    )
     W[var_of[:, None] == var_of[None, :]] = 0.0  # hollow
     if bipartite:
         for g in range(len(GROUPS)):
@@ -44,7 +46,10 @@ def _exact(W, b, clamp_state=None):
         if clamp_state is not None and c[2] != clamp_state:
             continue
         z = np.concatenate(
-            [np.eye(k)[list(c[i0 : i0 + n])].ravel() for (n, k), i0 in zip(GROUPS, (0, 2))]
+            [
+                np.eye(k)[list(c[i0 : i0 + n])].ravel()
+                for (n, k), i0 in zip(GROUPS, (0, 2), strict=True)
+            ]
         )
         confs.append(c)
         logp.append(0.5 * z @ W @ z + b @ z)

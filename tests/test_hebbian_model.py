@@ -50,7 +50,8 @@ def test_energy_and_flips_match_brute_force(order, convention, rule):
         de_c = model.delta_energy(cache, jnp.asarray(s), i)
         np.testing.assert_allclose(de_c, de_ref, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(
-            model.update_cache(cache, jnp.asarray(s), i), model.init_cache(jnp.asarray(s2)),
+            model.update_cache(cache, jnp.asarray(s), i),
+            model.init_cache(jnp.asarray(s2)),
             atol=1e-6,
         )
 

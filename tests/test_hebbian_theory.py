@@ -80,8 +80,9 @@ def test_high_storage_closed_forms():
     assert float(hb.p2_critical_load(hb.gaussian_law(0.2))) < 0.7 * ac
     x = np.linspace(1e-3, 5, 200000)
     for order in (4, 6):
-        ref = np.max(order * special.erf(x) ** (2 * (order - 1))
-                     / (2 * special.factorial(order) * x**2))
+        ref = np.max(
+            order * special.erf(x) ** (2 * (order - 1)) / (2 * special.factorial(order) * x**2)
+        )
         np.testing.assert_allclose(hb.dense_critical_load(order, 0.0), ref, rtol=1e-3)
         assert hb.dense_critical_load(order, 0.0, "all") < hb.dense_critical_load(order, 0.0)
     law = hb.exact_law(0.6, 30)

@@ -141,7 +141,8 @@ def test_flip_probability_limits():
     np.testing.assert_allclose(sp.flip_probability(de, jnp.inf), [1.0, 0.5, 0.0])
     np.testing.assert_allclose(sp.flip_probability(de, jnp.inf, "metropolis"), [1.0, 1.0, 0.0])
     np.testing.assert_allclose(
-        sp.flip_probability(de, 2.0), 1 / (1 + np.exp(2.0 * np.array([-1.0, 0.0, 1.0]))),
+        sp.flip_probability(de, 2.0),
+        1 / (1 + np.exp(2.0 * np.array([-1.0, 0.0, 1.0]))),
         rtol=1e-6,
     )
 

@@ -56,6 +56,9 @@ class BackwardOptions(NamedTuple):
     on_failure: str = "warn"
 
 
+DEFAULT_BACKWARD = BackwardOptions()
+
+
 def _warn(res, tol):
     warnings.warn(
         f"implicit backward: adjoint residual {float(res):.3g} exceeds {tol:.3g}; "
@@ -65,7 +68,7 @@ def _warn(res, tol):
     )
 
 
-def adjoint_solve(vjp_fn, cotangent, options=BackwardOptions()):
+def adjoint_solve(vjp_fn, cotangent, options=DEFAULT_BACKWARD):
     """Solve ``(I - J)^T u = cotangent`` for one example, given ``vjp_fn(u) = J^T u``.
 
     Parameters
@@ -104,7 +107,11 @@ def adjoint_solve(vjp_fn, cotangent, options=BackwardOptions()):
         )
     else:
         u, _ = bicgstab(
-            matvec, cotangent, x0=cotangent, tol=options.tol, atol=0.0,
+            matvec,
+            cotangent,
+            x0=cotangent,
+            tol=options.tol,
+            atol=0.0,
             maxiter=options.maxiter * options.restart,
         )
     r = matvec(u) - cotangent
@@ -130,7 +137,7 @@ def _unravel_like(flat, like):
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 5))
-def implicit_fixed_point(map_fn, solve_fn, params, data, q0, options=BackwardOptions()):
+def implicit_fixed_point(map_fn, solve_fn, params, data, q0, options=DEFAULT_BACKWARD):
     """Fixed point ``q* = map_fn(params, data, q*)`` with gradients by implicit differentiation.
 
     Parameters

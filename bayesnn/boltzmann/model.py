@@ -75,6 +75,9 @@ class SolverConfig(NamedTuple):
     backward: BackwardOptions = BackwardOptions()
 
 
+DEFAULT_CONFIG = SolverConfig()
+
+
 def bin_images(images, num_bins, vmax):
     """Bin intensities in ``[0, vmax]`` into ``num_bins`` equal-width integer bins.
 
@@ -146,7 +149,7 @@ def make_evidence(spec, pixels, pixel_mask, labels=None):
         )
     batch = pixels.shape[0]
     masks, values = [], []
-    for lid, lay in enumerate(spec.layers):
+    for lay in spec.layers:
         masks.append(jnp.zeros((batch, lay.num_vars)))
         values.append(jnp.zeros((batch, lay.num_vars, lay.num_states)))
     masks[0] = pixel_mask.astype(jnp.float32)
@@ -252,9 +255,7 @@ def pr_resolvent(coupling, spec, alpha):
     Winston and Kolter, "Monotone operator equilibrium networks", NeurIPS 2020.
     """
     A = _stacked_A(coupling, spec)
-    Binv = [
-        jnp.linalg.inv((1.0 + alpha) * jnp.eye(d.shape[-1]) - alpha * d) for d in coupling.D
-    ]
+    Binv = [jnp.linalg.inv((1.0 + alpha) * jnp.eye(d.shape[-1])[None] - alpha * d) for d in coupling.D]
     sizes = [lay.num_vars * lay.num_states for lay in spec.layers]
     offs = np.cumsum([0] + sizes)
 
@@ -294,13 +295,13 @@ def _solve(coupling, spec, evidence, q0, config):
     )
     if config.method == "pr":
         kw["resolvent_fn"] = pr_resolvent(coupling, spec, config.alpha)
-        kw["bias"] = tuple(jnp.broadcast_to(b[None], x.shape) for b, x in zip(coupling.b, q0))
-    return solve(
-        lambda q: field(coupling, spec, q), lambda q: _clamp(evidence, q), q0, **kw
-    )
+        kw["bias"] = tuple(
+            jnp.broadcast_to(b[None], x.shape) for b, x in zip(coupling.b, q0, strict=True)
+        )
+    return solve(lambda q: field(coupling, spec, q), lambda q: _clamp(evidence, q), q0, **kw)
 
 
-def infer(coupling, spec, evidence, q0=None, config=SolverConfig()):
+def infer(coupling, spec, evidence, q0=None, config=DEFAULT_CONFIG):
     """Unique mean-field fixed point given the evidence, differentiable implicitly.
 
     Parameters
@@ -343,7 +344,7 @@ def _complete_jit(coupling, spec, pixels, mask, config):
     return pred, q, info
 
 
-def complete(coupling, spec, pixels, mask, config=SolverConfig(), on_failure="raise"):
+def complete(coupling, spec, pixels, mask, config=DEFAULT_CONFIG, on_failure="raise"):
     """Complete the unobserved pixels and infer the label jointly.
 
     Parameters
@@ -388,7 +389,7 @@ def complete(coupling, spec, pixels, mask, config=SolverConfig(), on_failure="ra
     return pred, q, info
 
 
-def classify(coupling, spec, pixels, mask=None, config=SolverConfig(), on_failure="raise"):
+def classify(coupling, spec, pixels, mask=None, config=DEFAULT_CONFIG, on_failure="raise"):
     """Class probabilities given (possibly partially observed) images.
 
     Parameters

@@ -297,7 +297,10 @@ def monotone_coupling(params, spec, m=0.01, power_state=None, num_power_iters=2)
         norms = [block_spectral_norms(d) for d in D]
         new_u = None
     else:
-        pairs = [power_iteration_norms(d, u, num_power_iters) for d, u in zip(D, power_state.u)]
+        pairs = [
+            power_iteration_norms(d, u, num_power_iters)
+            for d, u in zip(D, power_state.u, strict=True)
+        ]
         norms = [p[0] for p in pairs]
         new_u = PowerState(tuple(p[1] for p in pairs))
     scale = [jnp.minimum(1.0, (1.0 - m) / jnp.maximum(n, 1e-30)) for n in norms]

@@ -8,8 +8,9 @@ indicator of their observed one-hot, so their prox just writes the observation b
 - Forward-backward (FB): :math:`q^+ = \\operatorname{prox}^\\alpha_f((1 - \\alpha) q
   + \\alpha (W q + b))`; ``alpha = 1`` is plain mean field.
 - Anderson acceleration of the FB map (memory ``m``, ridge ``lambda``).
-- Peaceman-Rachford (PR): :math:`\\hat u = 2q - u`, :math:`\\hat q = (I + \\alpha (I - W))^{-1}
-  (\\hat u + \\alpha b)`, :math:`u = 2 \\hat q - \\hat u`, :math:`q = \\operatorname{prox}^\\alpha_f(u)`.
+- Peaceman-Rachford (PR): :math:`\\hat u = 2q - u`,
+  :math:`\\hat q = (I + \\alpha (I - W))^{-1} (\\hat u + \\alpha b)`,
+  :math:`u = 2 \\hat q - \\hat u`, :math:`q = \\operatorname{prox}^\\alpha_f(u)`.
 
 All solvers stop on the **true** mean-field residual
 :math:`\\lVert q - \\operatorname{softmax}(W q + b) \\rVert / \\lVert q \\rVert` (per example,
@@ -195,7 +196,8 @@ def solve(
         if alpha == 1.0:
             fb = mf
         else:
-            fb = clamp_fn(act(jax.tree_util.tree_map(lambda a, c: (1 - alpha) * a + alpha * c, x, y)))
+            mix = jax.tree_util.tree_map(lambda a, c: (1 - alpha) * a + alpha * c, x, y)
+            fb = clamp_fn(act(mix))
         mf_f = _ravel(mf)
         return _ravel(fb), _rel_norm(xf, mf_f)
 
@@ -247,7 +249,7 @@ def _anderson_loop(evaluate, x0, tol, max_iter, memory, ridge):
         G = (F - X) * valid[None, :, None]
         GG = jnp.einsum("bin,bjn->bij", G, G)
         scale = jnp.max(jnp.abs(jnp.diagonal(GG, axis1=1, axis2=2)), axis=1) + 1e-30
-        H = GG / scale[:, None, None] + (ridge + 1.0 - valid)[None, :] * jnp.eye(m)
+        H = GG / scale[:, None, None] + ((ridge + 1.0 - valid)[:, None] * jnp.eye(m))[None]
         top = jnp.concatenate([jnp.zeros((b, 1)), jnp.broadcast_to(valid, (b, m))], axis=1)
         side = jnp.concatenate([jnp.broadcast_to(valid[:, None], (b, m, 1)), H], axis=2)
         Hb = jnp.concatenate([top[:, None, :], side], axis=1)

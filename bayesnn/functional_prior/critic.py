@@ -51,7 +51,7 @@ class CriticState(NamedTuple):
 
 
 def init_critic(rng_key, input_dim: int, hidden=(200, 200)):
-    """LeCun-normal weights ``N(0, 1/fan_in)`` and ``N(0, 1)`` biases for ``input_dim -> hidden -> 1``.
+    """Critic MLP ``input_dim -> hidden -> 1``: LeCun-normal weights, ``N(0, 1)`` biases.
 
     Unit-scale first-layer weights and spread biases place the softplus kinks over the
     range of the inputs (Xavier weights with zero biases leave a 1-D critic almost linear).

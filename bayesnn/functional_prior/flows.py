@@ -145,8 +145,9 @@ def _spline_inv(p, w, bound):
     return jnp.where(inside, z, w), -jnp.sum(jnp.where(inside, jnp.log(dfwd), 0.0))
 
 
-def init_flow(rng_key, dim: int, layers=("affine", "coupling", "coupling"), *, scale=1.0,
-              rank=8, bins=8):
+def init_flow(
+    rng_key, dim: int, layers=("affine", "coupling", "coupling"), *, scale=1.0, rank=8, bins=8
+):
     """Parameters of a flow on ``R^dim`` (a list, one dict per bijection; identity-like)."""
     if not isinstance(dim, int) or dim < 1:
         raise ValueError(f"dim must be a positive int, got {dim!r}")
@@ -236,8 +237,16 @@ class FlowPrior:
     bound: float = 4.0
 
     @classmethod
-    def create(cls, template: Template, rng_key, layers=("affine", "coupling", "coupling"),
-               scale=1.0, rank=8, bins=8, bound=4.0):
+    def create(
+        cls,
+        template: Template,
+        rng_key,
+        layers=("affine", "coupling", "coupling"),
+        scale=1.0,
+        rank=8,
+        bins=8,
+        bound=4.0,
+    ):
         """Identity-initialised flows for every layer of ``template``."""
         if not float(scale) > 0:
             raise ValueError(f"scale must be positive, got {scale!r}")
@@ -272,8 +281,9 @@ class FlowPrior:
         """Draw a parameter pytree ``w = T(z)`` (reparameterised in the flow parameters)."""
         idx = _layer_leaf_indices(self.template)
         leaves = [None] * len(self.template.shapes)
-        for k, (name, ids) in zip(jax.random.split(rng_key, max(len(idx), 1)), idx.items(),
-                                  strict=False):
+        for k, (name, ids) in zip(
+            jax.random.split(rng_key, max(len(idx), 1)), idx.items(), strict=False
+        ):
             sizes = [math.prod(self.template.shapes[i]) for i in ids]
             z = jax.random.normal(k, (sum(sizes),))
             w, _ = flow_forward(self.flows[name], z, self.layers, self.bound)

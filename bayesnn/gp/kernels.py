@@ -132,6 +132,7 @@ def _scaled_sq_dist(x1, x2, lengthscale):
         raise ValueError(
             f"ARD lengthscale has {ls.shape[0]} entries but inputs have dimension {x1.shape[-1]}"
         )
+    ls = ls.reshape(1, -1) if ls.ndim == 1 else ls
     a = x1 / ls
     b = x2 / ls
     d2 = jnp.sum(a**2, -1)[:, None] + jnp.sum(b**2, -1)[None, :] - 2.0 * a @ b.T
@@ -242,7 +243,9 @@ class Periodic(Kernel):
     def evaluate(self, x1, x2):
         """Periodic covariance."""
         diff = x1[:, None, :] - x2[None, :, :]
-        s = jnp.sin(jnp.pi * diff / self.period) / self.lengthscale
+        ls = jnp.asarray(self.lengthscale)
+        ls = ls.reshape(1, 1, -1) if ls.ndim == 1 else ls
+        s = jnp.sin(jnp.pi * diff / self.period) / ls
         return self.variance * jnp.exp(-2.0 * jnp.sum(s**2, -1))
 
 

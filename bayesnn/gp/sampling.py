@@ -184,7 +184,12 @@ class GPPrior:
                 f = f.astype(out_dtype)
             return f, ok
         return _sample_impl(
-            rng_key, self.kernel, self.mean, x.astype(out_dtype), num_samples, self.jitter,
+            rng_key,
+            self.kernel,
+            self.mean,
+            x.astype(out_dtype),
+            num_samples,
+            self.jitter,
             self.max_jitter,
         )
 

@@ -7,7 +7,7 @@ Agliari, Alessandrelli, Barra, Ricci-Tersenghi, "Parallel learning by multitaski
 networks" (arXiv 2308.04106).
 """
 
-from . import data, model, observables, theory
+from . import data, images, model, observables, theory
 from .data import (
     HebbianDataset,
     archetypes,
@@ -18,6 +18,7 @@ from .data import (
     quality_from_entropy,
     second_moment,
 )
+from .images import binarize, class_examples, relax_and_classify
 from .model import (
     HebbianNetwork,
     delta_energy,
@@ -49,8 +50,8 @@ from .theory import (
     high_storage_rs,
     low_storage_fixed_point,
     low_storage_free_energy,
-    noise_constant,
     memorization_threshold,
+    noise_constant,
     p2_critical_load,
     p2_zero_temperature,
     refined_memorization_threshold,
@@ -68,6 +69,10 @@ __all__ = [
     "model",
     "observables",
     "theory",
+    "images",
+    "binarize",
+    "class_examples",
+    "relax_and_classify",
     "HebbianDataset",
     "archetypes",
     "dataset_entropy",

@@ -264,7 +264,9 @@ def second_moment(quality, num_examples):
 
 
 def example_mean_law(quality, num_examples: int):
-    """Exact law of the example mean :math:`X = (2B - M)/M`, :math:`B\\sim\\mathrm{Bin}(M,(1+r)/2)`.
+    """Exact law of the example mean :math:`X = (2B - M)/M`, :math:`B\\sim\\mathrm{Bin}(M, p)`.
+
+    Here :math:`p = (1 + r)/2`.
 
     Parameters
     ----------

@@ -42,7 +42,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from samplers import spins as spins_lib
 

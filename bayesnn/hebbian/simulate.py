@@ -113,5 +113,5 @@ def simulate(
         rng_key, step, states, beta, int(num_sweeps), observe
     )
     return SimulationResult(
-        final.spins, trace, trace[int(burn_in):].mean(0), infos.acceptance_rate
+        final.spins, trace, trace[int(burn_in) :].mean(0), infos.acceptance_rate
     )

@@ -108,7 +108,9 @@ def _gh(num_nodes):
 
 def _tanh_beta(beta, h):
     """tanh(beta h), with beta = inf giving sign(h)."""
-    return jnp.where(jnp.isinf(beta), jnp.sign(h), jnp.tanh(jnp.where(jnp.isinf(beta), 0.0, beta) * h))
+    return jnp.where(
+        jnp.isinf(beta), jnp.sign(h), jnp.tanh(jnp.where(jnp.isinf(beta), 0.0, beta) * h)
+    )
 
 
 def _logcosh_t(beta, h):
@@ -344,8 +346,14 @@ def noise_constant(order: int, convention: str = "distinct"):
 
 @partial(jax.jit, static_argnames=("order", "convention", "num_iter", "num_z", "damping"))
 def high_storage_rs(
-    beta, alpha, order: int, law, convention: str = "distinct", num_iter: int = 2000,
-    num_z: int = 41, damping: float = 0.5,
+    beta,
+    alpha,
+    order: int,
+    law,
+    convention: str = "distinct",
+    num_iter: int = 2000,
+    num_z: int = 41,
+    damping: float = 0.5,
 ):
     r"""High-storage RS solution of the supervised rule (retrieval branch).
 
@@ -547,8 +555,9 @@ def snr_magnetization_supervised(alpha, rho, order: int, convention: str = "dist
     return erf(1.0 / jnp.sqrt(2.0 * (rho + alpha * c * (1.0 + rho) ** order)))
 
 
-def snr_magnetization_unsupervised(alpha, quality, num_examples, order: int,
-                                   convention: str = "distinct"):
+def snr_magnetization_unsupervised(
+    alpha, quality, num_examples, order: int, convention: str = "distinct"
+):
     r"""One-step SNR estimate at T = 0, unsupervised rule:
 
     .. math:: m \approx \mathrm{erf}\Bigl(1/\sqrt{2[\rho + \alpha c_P (\tfrac{M-1}{M} +

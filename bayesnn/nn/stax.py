@@ -88,6 +88,11 @@ def _check_parameterization(parameterization: str) -> None:
         )
 
 
+def _lift(b, ndim):
+    """Explicitly broadcast a bias over leading axes (no implicit rank promotion)."""
+    return jnp.reshape(b, (1,) * (ndim - 1) + b.shape)
+
+
 def Dense(
     out_dim: int,
     W_std: float = 1.0,
@@ -145,11 +150,11 @@ def Dense(
         if parameterization == "ntk":
             y = (W_std / jnp.sqrt(W.shape[0])) * (x @ W)
             if "b" in params:
-                y = y + b_std * params["b"]
+                y = y + b_std * _lift(params["b"], y.ndim)
         else:
             y = x @ W
             if "b" in params:
-                y = y + params["b"]
+                y = y + _lift(params["b"], y.ndim)
         return y
 
     kernel = _kernels.dense_kernel(W_std, b_std, parameterization, out_dim)

@@ -25,7 +25,13 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from bayesnn.nngp.regression import _as_2d_targets, _check_matrix, _positive, psd_cholesky
+from bayesnn.nngp.regression import (
+    _as_2d_targets,
+    _check_matrix,
+    _out,
+    _positive,
+    psd_cholesky,
+)
 
 __all__ = ["gd_ensemble_moments", "gd_ensemble_predict"]
 
@@ -58,7 +64,7 @@ def gd_ensemble_moments(
     Returns
     -------
     tuple
-        ``(mean (m, C), var (m,))`` in float64.
+        ``(mean (m, C), var (m,))``, solved in float64, returned in the default dtype.
     """
     if mode not in ("nngp", "ntk"):
         raise ValueError(f"mode must be 'nngp' or 'ntk', got {mode!r}")
@@ -83,7 +89,8 @@ def gd_ensemble_moments(
             A = jax.scipy.linalg.cho_solve((L, True), txX.T).T  # Theta_xX Theta^-1
             mean = A @ y
             var = kxx + jnp.sum((A @ K) * A, axis=1) - 2.0 * jnp.sum(A * kxX, axis=1)
-        return mean, jnp.maximum(var, 0.0)
+        var = jnp.maximum(var, 0.0)
+    return _out(mean, var)
 
 
 def gd_ensemble_predict(
@@ -116,6 +123,7 @@ def gd_ensemble_predict(
         k_train, k_test_train, k_test_diag, y, mode, ntk_train, ntk_test_train, eta
     )
     with jax.enable_x64(True):
+        mean, var = jnp.asarray(mean, jnp.float64), jnp.asarray(var, jnp.float64)
         a, b = jnp.asarray(alpha, jnp.float64), jnp.asarray(beta, jnp.float64)
         if posterior:
             K = jnp.asarray(k_train, jnp.float64)
@@ -124,4 +132,5 @@ def gd_ensemble_predict(
             q = jnp.sum(y2 * jax.scipy.linalg.cho_solve((L, True), y2))
             a, b = a + 0.5 * y2.size, b + 0.5 * q
         sd = jnp.sqrt(b / a * var)[:, None] * jnp.ones((1, mean.shape[1]))
-        return dist.StudentT(2.0 * a, mean, sd)
+        df = 2.0 * a
+    return dist.StudentT(*_out(df, mean, sd))

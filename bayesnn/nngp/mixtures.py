@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-from bayesnn.nngp.regression import GPPosterior, _latent
+from bayesnn.nngp.regression import GPPosterior, _latent, _out
 
 __all__ = [
     "BurrXII",
@@ -185,7 +185,8 @@ def importance_posterior(
                 raise ValueError("prior: values must be positive and probs non-negative (K,)")
             lw = jnp.log(p / jnp.sum(p)) + scale_log_likelihood(gp, v)
             lw = lw - jax.scipy.special.logsumexp(lw)
-            return ScaleMixturePosterior(gp, v, lw, 1.0 / jnp.sum(jnp.exp(2 * lw)))
+            ess = 1.0 / jnp.sum(jnp.exp(2 * lw))
+        return ScaleMixturePosterior(gp, *_out(v, lw, ess))
     log_prior = _prior_log_prob(prior)
     if not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
@@ -203,26 +204,36 @@ def importance_posterior(
             s2 = jnp.asarray(prior.sample(rng_key, (num_samples,)), jnp.float64)
             lw = scale_log_likelihood(gp, s2)
         else:
-            # start at the likelihood's mode q / (nC), then Newton steps on the log posterior
-            t = jnp.log(jnp.maximum(gp.quad / (gp.n * gp.n_out), 1e-300))
-            g_fn = jax.grad(log_post_t)
-            h_fn = jax.grad(g_fn)
-            for _ in range(50):
-                g, h = g_fn(t), h_fn(t)
-                step = jnp.where(h < 0, -g / h, jnp.sign(g))
-                t = t + jnp.clip(step, -2.0, 2.0)
-            h = h_fn(t)
+            t, h = _laplace_log_scale(log_post_t, gp)
             if not bool(jnp.isfinite(t)) or not bool(h < 0):
                 raise ValueError("could not locate the posterior mode of log sigma^2")
-            sd = 1.5 / jnp.sqrt(-h)
-            q = dist.StudentT(df, t, sd)
+            q = dist.StudentT(df, t, 1.5 / jnp.sqrt(-h))
             ts = q.sample(rng_key, (num_samples,))
             s2 = jnp.exp(ts)
             lw = log_post_t(ts) - q.log_prob(ts)
         lw = jnp.where(jnp.isfinite(lw), lw, -jnp.inf)
         lw = lw - jax.scipy.special.logsumexp(lw)
         ess = 1.0 / jnp.sum(jnp.exp(2 * lw))
-        return ScaleMixturePosterior(gp, s2, lw, ess)
+    return ScaleMixturePosterior(gp, *_out(s2, lw, ess))
+
+
+def _laplace_log_scale(log_post_t, gp):
+    """Mode and curvature of the log posterior of ``t = log sigma^2`` (damped Newton)."""
+
+    @jax.jit
+    def run(t0):
+        g_fn = jax.grad(log_post_t)
+        h_fn = jax.grad(g_fn)
+
+        def body(_, t):
+            g, h = g_fn(t), h_fn(t)
+            step = jnp.where(h < 0, -g / jnp.where(h < 0, h, -1.0), jnp.sign(g))
+            return t + jnp.clip(step, -2.0, 2.0)
+
+        t = jax.lax.fori_loop(0, 50, body, t0)
+        return t, h_fn(t)
+
+    return run(jnp.log(jnp.maximum(gp.quad / (gp.n * gp.n_out), 1e-300)))
 
 
 def mixture_predict(
@@ -241,6 +252,8 @@ def mixture_predict(
         m, c = mean.shape
         s = post.sigma2.shape[0]
         sd = jnp.sqrt(var[:, None, None] * post.sigma2[None, None, :])
-        comp = dist.Normal(mean[:, :, None] * jnp.ones((1, 1, s)), sd * jnp.ones((1, c, 1)))
-        mix = dist.Categorical(logits=jnp.broadcast_to(post.log_weights, (m, c, s)))
-        return dist.MixtureSameFamily(mix, comp)
+        loc = mean[:, :, None] * jnp.ones((1, 1, s))
+        sd = sd * jnp.ones((1, c, 1))
+        logits = jnp.broadcast_to(jnp.asarray(post.log_weights, jnp.float64), (m, c, s))
+    loc, sd, logits = _out(loc, sd, logits)
+    return dist.MixtureSameFamily(dist.Categorical(logits=logits), dist.Normal(loc, sd))

@@ -70,6 +70,13 @@ def _positive(name: str, v) -> float:
     return float(v)
 
 
+def _out(*xs):
+    """Cast float64 results to the default float dtype (float32 unless x64 is enabled)."""
+    dt = jnp.zeros(()).dtype
+    res = tuple(jnp.asarray(x).astype(dt) for x in xs)
+    return res[0] if len(res) == 1 else res
+
+
 def psd_cholesky(k: jax.Array, max_tries: int = 6) -> tuple[jax.Array, float]:
     """Cholesky factor of a symmetric PSD matrix with bounded jitter (eager, float64).
 
@@ -211,7 +218,7 @@ def gp_predict(
         mean, var = _latent(post, k_test_train, k_test_diag)
         var = var + (post.eta if include_noise else 0.0)
         sd = jnp.sqrt(scale * var)[:, None] * jnp.ones((1, post.n_out))
-        return dist.Normal(mean, sd)
+    return dist.Normal(*_out(mean, sd))
 
 
 def gp_log_marginal(k_train: jax.Array, y: jax.Array, scale=1.0, eta=1e-6) -> jax.Array:
@@ -248,7 +255,7 @@ class TPosterior(NamedTuple):
 
     def scale_posterior(self) -> dist.InverseGamma:
         """``sigma^2 | Y ~ IG(alpha + nC/2, beta + q/2)`` as a numpyro distribution."""
-        return dist.InverseGamma(self.alpha, self.beta)
+        return dist.InverseGamma(*_out(self.alpha, self.beta))
 
 
 def tp_fit(k_train, y, alpha: float, beta: float, eta: float = 1e-6) -> TPosterior:
@@ -288,7 +295,8 @@ def tp_predict(
         var = var + (post.gp.eta if include_noise else 0.0)
         s2 = post.beta / post.alpha
         sd = jnp.sqrt(s2 * var)[:, None] * jnp.ones((1, post.gp.n_out))
-        return dist.StudentT(2.0 * post.alpha, mean, sd)
+        df = 2.0 * post.alpha
+    return dist.StudentT(*_out(df, mean, sd))
 
 
 def tp_log_marginal(k_train, y, alpha, beta, eta=1e-6) -> jax.Array:

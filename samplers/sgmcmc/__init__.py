@@ -20,6 +20,7 @@ Kernels: :func:`sgld`, :func:`sghmc`, :func:`sgnht` (BlackJAX's diffusions), :fu
 from samplers.sgmcmc import schedules
 from samplers.sgmcmc.adaptive_sghmc import adaptive_sghmc
 from samplers.sgmcmc.base import SGMCMCKernel
+from samplers.sgmcmc.csgld import csgld
 from samplers.sgmcmc.driver import DivergenceError, DriverState, SampleResult, SGMCMCInfo, sample
 from samplers.sgmcmc.gradients import clip_by_global_norm, control_variates, value_and_grad
 from samplers.sgmcmc.psgld import psgld
@@ -36,6 +37,7 @@ __all__ = [
     "adaptive_sghmc",
     "clip_by_global_norm",
     "control_variates",
+    "csgld",
     "psgld",
     "sample",
     "schedules",

@@ -1,0 +1,122 @@
+"""Monotone deep Boltzmann machines (Feng, Winston and Kolter, TMLR 2023).
+
+Categorical units with pairwise energy :math:`-E(z) = \\tfrac12 z^T W z + b^T z`, a monotone
+parameterisation ``W = blockdiag(A^T A) - A^T A`` with :math:`I - W \\succeq m I` (unique
+mean-field fixed point for any clamping), fast damped/accelerated solvers, implicit gradients,
+masked completion + classification training, a plain mean-field baseline, and Gibbs sampling.
+"""
+
+from bayesnn.boltzmann.baseline import (
+    fixed_point_spread,
+    multistart_mean_field,
+    random_simplex_state,
+)
+from bayesnn.boltzmann.implicit import BackwardOptions, adjoint_solve, implicit_fixed_point
+from bayesnn.boltzmann.model import (
+    Evidence,
+    SolverConfig,
+    bin_images,
+    classify,
+    complete,
+    energy,
+    field,
+    infer,
+    make_evidence,
+    mean_field_map,
+    pr_resolvent,
+    uniform_state,
+)
+from bayesnn.boltzmann.parameterization import (
+    Coupling,
+    Layer,
+    MDBMParams,
+    MDBMSpec,
+    PowerState,
+    block_diagonals,
+    block_spectral_norms,
+    check_monotone,
+    coupling_matvec,
+    dense_coupling_matrix,
+    fully_connected_spec,
+    init_params,
+    init_power_state,
+    monotone_coupling,
+    power_iteration_norms,
+    state_size,
+    unconstrained_coupling,
+)
+from bayesnn.boltzmann.prox import prox_entropy, prox_entropy_jacobian_vp
+from bayesnn.boltzmann.sampling import gibbs_kernel, init_chains, sample
+from bayesnn.boltzmann.solver import (
+    ConvergenceError,
+    SolverInfo,
+    mean_field_residual,
+    raise_if_not_converged,
+    solve,
+)
+from bayesnn.boltzmann.train import (
+    TrainState,
+    evaluate,
+    fit,
+    load_checkpoint,
+    make_train_step,
+    masked_loss,
+    random_masks,
+    save_checkpoint,
+)
+
+__all__ = [
+    "BackwardOptions",
+    "ConvergenceError",
+    "Coupling",
+    "Evidence",
+    "Layer",
+    "MDBMParams",
+    "MDBMSpec",
+    "PowerState",
+    "SolverConfig",
+    "SolverInfo",
+    "TrainState",
+    "adjoint_solve",
+    "bin_images",
+    "block_diagonals",
+    "block_spectral_norms",
+    "check_monotone",
+    "classify",
+    "complete",
+    "coupling_matvec",
+    "dense_coupling_matrix",
+    "energy",
+    "evaluate",
+    "field",
+    "fit",
+    "fixed_point_spread",
+    "fully_connected_spec",
+    "gibbs_kernel",
+    "implicit_fixed_point",
+    "infer",
+    "init_chains",
+    "init_params",
+    "init_power_state",
+    "load_checkpoint",
+    "make_evidence",
+    "make_train_step",
+    "masked_loss",
+    "mean_field_map",
+    "mean_field_residual",
+    "monotone_coupling",
+    "multistart_mean_field",
+    "power_iteration_norms",
+    "pr_resolvent",
+    "prox_entropy",
+    "prox_entropy_jacobian_vp",
+    "raise_if_not_converged",
+    "random_masks",
+    "random_simplex_state",
+    "sample",
+    "save_checkpoint",
+    "solve",
+    "state_size",
+    "unconstrained_coupling",
+    "uniform_state",
+]

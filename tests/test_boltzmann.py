@@ -1,0 +1,258 @@
+"""Monotone deep Boltzmann machines: parameterisation, prox, solvers, gradients, bad input."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bayesnn import boltzmann as bm
+
+SPEC = bm.fully_connected_spec(num_visible=12, num_bins=3, num_hidden=6, num_classes=4)
+M = 0.05
+
+
+@pytest.fixture(scope="module")
+def params():
+    p = bm.init_params(jax.random.key(0), SPEC, scale=4.0)
+    b = tuple(0.5 * jax.random.normal(jax.random.key(i), x.shape) for i, x in enumerate(p.b))
+    return p._replace(b=b)
+
+
+@pytest.fixture(scope="module")
+def coupling(params):
+    return bm.monotone_coupling(params, SPEC, M)
+
+
+@pytest.fixture(scope="module")
+def evidence():
+    pix = jax.random.randint(jax.random.key(1), (5, 12), 0, 3)
+    mask = jax.random.bernoulli(jax.random.key(2), 0.5, (5, 12))
+    return bm.make_evidence(SPEC, pix, mask)
+
+
+def _matrix_from_matvec(coupling):
+    n = bm.state_size(SPEC)
+    eye = jnp.eye(n)
+    sizes = [lay.num_vars * lay.num_states for lay in SPEC.layers]
+    offs = np.cumsum([0] + sizes)
+    q = tuple(
+        eye[:, offs[i] : offs[i + 1]].reshape(n, lay.num_vars, lay.num_states)
+        for i, lay in enumerate(SPEC.layers)
+    )
+    wq = bm.coupling_matvec(coupling, SPEC, q)
+    return np.asarray(jnp.concatenate([x.reshape(n, -1) for x in wq], axis=1), np.float64)
+
+
+def test_parameterisation_symmetric_hollow_monotone(params, coupling):
+    W = _matrix_from_matvec(coupling)
+    np.testing.assert_allclose(W, W.T, atol=1e-5 * np.abs(W).max())
+    var = np.concatenate(
+        [
+            i * 100 + np.repeat(np.arange(l.num_vars), l.num_states)
+            for i, l in enumerate(SPEC.layers)
+        ]
+    )
+    assert np.abs(W[var[:, None] == var[None, :]]).max() < 1e-5
+    eye = np.eye(len(W))
+    assert np.linalg.eigvalsh(eye - 0.5 * (W + W.T)).min() >= M - 1e-4
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # clamping keeps the bound (principal submatrices)
+        free = rng.random(len(W)) < 0.5
+        sub = (eye - W)[np.ix_(free, free)]
+        assert np.linalg.eigvalsh(0.5 * (sub + sub.T)).min() >= M - 1e-4
+    # the unconstrained weights violate it (the constraint is active)
+    Wu = _matrix_from_matvec(bm.unconstrained_coupling(params, SPEC))
+    assert np.linalg.eigvalsh(eye - 0.5 * (Wu + Wu.T)).min() < 0
+    np.testing.assert_allclose(bm.dense_coupling_matrix(coupling, SPEC), W, atol=1e-4)
+    assert bm.check_monotone(coupling, SPEC, M)
+
+
+def test_power_iteration_norms_track_exact(params):
+    D = bm.block_diagonals(SPEC, params.A)
+    state = bm.init_power_state(jax.random.key(3), SPEC)
+    for d, u in zip(D, state.u, strict=True):
+        est, u2 = bm.power_iteration_norms(d, u, 50)
+        exact = bm.block_spectral_norms(d)
+        assert bool(jnp.all(est <= exact * (1 + 1e-5)))
+        np.testing.assert_allclose(est, exact, rtol=1e-3)
+    c, new_state = bm.monotone_coupling(params, SPEC, M, power_state=state, num_power_iters=50)
+    assert bm.check_monotone(c, SPEC, M, atol=1e-3)
+    assert len(new_state.u) == len(SPEC.layers)
+
+
+def test_check_monotone_detects_hand_edits(coupling):
+    A = coupling.A
+    edited = coupling._replace(A=((2.0 * A[0][0], A[0][1]), A[1]))
+    with pytest.raises(ValueError, match="hollow"):
+        bm.check_monotone(edited, SPEC, M)
+    D2 = bm.block_diagonals(SPEC, edited.A)
+    with pytest.raises(ValueError, match="monotonicity constraint: layer 0"):
+        bm.check_monotone(edited._replace(D=D2), SPEC, M)
+
+
+def _sparsemax(y):
+    z = np.sort(y)[::-1]
+    cs = np.cumsum(z)
+    k = np.arange(1, len(y) + 1)
+    kk = k[1 + k * z > cs].max()
+    tau = (cs[kk - 1] - 1) / kk
+    return np.maximum(y - tau, 0)
+
+
+def test_prox_softmax_kkt_and_sparsemax_limit():
+    y = 3.0 * jax.random.normal(jax.random.key(4), (200, 7))
+    np.testing.assert_allclose(bm.prox_entropy(y, 1.0), jax.nn.softmax(y, -1), atol=1e-7)
+    for alpha in (0.1, 0.5, 0.9):
+        z = np.asarray(bm.prox_entropy(y, alpha), np.float64)
+        np.testing.assert_allclose(z.sum(-1), 1.0, atol=2e-6)
+        assert z.min() >= 0
+        pos = z > 1e-12
+        lhs = (1 - alpha) * z + alpha * np.log(np.where(pos, z, 1.0)) - np.asarray(y)
+        nu = np.array([lhs[i][pos[i]].mean() for i in range(len(z))])
+        kkt = np.where(pos, lhs - nu[:, None], 0.0)
+        assert np.abs(kkt).max() < 1e-4 * (1 + np.abs(np.asarray(y)).max())
+    with jax.enable_x64(True):
+        y64 = jnp.asarray(np.asarray(y[:20]), jnp.float64)
+        zs = np.asarray(bm.prox_entropy(y64, 1e-3, 30, 5))
+    sm = np.stack([_sparsemax(np.asarray(r, np.float64)) for r in np.asarray(y[:20])])
+    assert np.abs(zs - sm).max() < 2e-2
+
+
+def test_prox_vjp_matches_finite_differences():
+    with jax.enable_x64(True):
+        y = jnp.asarray(np.random.default_rng(5).normal(size=(3, 5)) * 2.0)
+        v = jnp.asarray(np.random.default_rng(6).normal(size=(3, 5)))
+        for alpha in (0.3, 1.0):
+            f = jax.jit(lambda x, a=alpha: jnp.sum(v * bm.prox_entropy(x, a, 30, 5)))
+            g = jax.grad(f)(y)
+            eps = 1e-6
+            basis = jnp.eye(15).reshape(15, 3, 5) * eps
+            num = (jax.vmap(f)(y[None] + basis) - jax.vmap(f)(y[None] - basis)) / (2 * eps)
+            np.testing.assert_allclose(g, num.reshape(3, 5), atol=1e-6)
+
+
+def test_fixed_point_unique_and_solvers_agree(params, coupling, evidence):
+    cfg = bm.SolverConfig(tol=1e-6, max_iter=300)
+    qs, info = bm.multistart_mean_field(jax.random.key(7), coupling, SPEC, evidence, 6, cfg)
+    assert bool(jnp.all(info.converged))
+    assert float(jnp.max(bm.fixed_point_spread(qs))) < 1e-4
+    ref = qs[-1][0]
+    for method, alpha in (("fb", 0.5), ("anderson", 0.3), ("pr", 0.5)):
+        c = bm.SolverConfig(method=method, alpha=alpha, tol=1e-6, max_iter=400)
+        q, inf = bm.infer(coupling, SPEC, evidence, config=c)
+        assert bool(jnp.all(inf.converged)), (method, inf)
+        np.testing.assert_allclose(q[-1], ref, atol=1e-4)
+        res = bm.mean_field_residual(
+            lambda z: bm.field(coupling, SPEC, z), lambda z: bm.model._clamp(evidence, z), q
+        )
+        assert float(jnp.max(res)) < 1e-6
+    # baseline without the constraint: several fixed points or no convergence
+    cu = bm.unconstrained_coupling(params, SPEC)
+    qs_u, info_u = bm.multistart_mean_field(jax.random.key(7), cu, SPEC, evidence, 6, cfg)
+    spread = bm.fixed_point_spread(qs_u)
+    assert float(jnp.max(spread)) > 0.1 or not bool(jnp.all(info_u.converged))
+
+
+def test_pr_resolvent_matches_dense_inverse(coupling):
+    alpha = 0.7
+    W = _matrix_from_matvec(coupling)
+    n = len(W)
+    V = np.linalg.inv((1 + alpha) * np.eye(n) - alpha * W)
+    v = np.random.default_rng(8).normal(size=(2, n)).astype(np.float32)
+    sizes = [lay.num_vars * lay.num_states for lay in SPEC.layers]
+    offs = np.cumsum([0] + sizes)
+    vt = tuple(
+        jnp.asarray(v[:, offs[i] : offs[i + 1]].reshape(2, lay.num_vars, lay.num_states))
+        for i, lay in enumerate(SPEC.layers)
+    )
+    out = bm.pr_resolvent(coupling, SPEC, alpha)(vt)
+    out = np.concatenate([x.reshape(2, -1) for x in out], axis=1)
+    np.testing.assert_allclose(out, v @ V.T, atol=1e-4)
+
+
+def test_implicit_gradient_matches_unrolled(params, evidence):
+    def out(q):
+        return jnp.sum(jnp.log(q[-1][:, 0]) * jnp.arange(4.0)) + jnp.sum(q[1][..., 0] ** 2)
+
+    with jax.enable_x64(True):
+        p64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
+        ev = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), evidence)
+        cfg = bm.SolverConfig(
+            tol=1e-11, max_iter=200, backward=bm.BackwardOptions(tol=1e-11, maxiter=10)
+        )
+
+        def loss(p):
+            q, _ = bm.infer(bm.monotone_coupling(p, SPEC, M), SPEC, ev, config=cfg)
+            return out(q)
+
+        def loss_unrolled(p):
+            c = bm.monotone_coupling(p, SPEC, M)
+            q = bm.uniform_state(SPEC, 5)
+            q = jax.lax.fori_loop(0, 400, lambda i, q: bm.mean_field_map(c, SPEC, ev, q), q)
+            return out(q)
+
+        g1 = jax.jit(jax.grad(loss))(p64)
+        g2 = jax.jit(jax.grad(loss_unrolled))(p64)
+        for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-7 * (1 + float(jnp.abs(b).max())))
+
+
+def test_nonconvergence_is_flagged_and_raised(params, coupling):
+    pix = jax.random.randint(jax.random.key(9), (4, 12), 0, 3)
+    mask = jnp.zeros((4, 12), bool)
+    cfg = bm.SolverConfig(method="fb", alpha=0.05, max_iter=3)
+    with pytest.raises(bm.ConvergenceError, match="did not converge"):
+        bm.complete(coupling, SPEC, pix, mask, cfg)
+    _, _, info = bm.complete(coupling, SPEC, pix, mask, cfg, on_failure="flag")
+    assert not bool(jnp.any(info.converged)) and int(info.num_steps) == 3
+    # plain mean field (alpha = 1) on the unconstrained weights: never reported as converged
+    cu = bm.unconstrained_coupling(
+        params._replace(A=jax.tree.map(lambda a: 3 * a, params.A)), SPEC
+    )
+    ev = bm.make_evidence(SPEC, pix, mask)
+    _, info = bm.solve(
+        lambda q: bm.field(cu, SPEC, q),
+        lambda q: bm.model._clamp(ev, q),
+        bm.uniform_state(SPEC, 4),
+        method="fb",
+        max_iter=50,
+    )
+    assert not bool(jnp.all(info.converged))
+
+
+def test_bad_input(coupling, params):
+    with pytest.raises(ValueError, match="images must lie in"):
+        bm.bin_images(np.full((2, 8, 8), 17.0), 4, 16)
+    with pytest.raises(ValueError, match="NaN"):
+        bm.bin_images(np.full((2, 8, 8), np.nan), 4, 16)
+    pix = jnp.zeros((2, 12), jnp.int32)
+    with pytest.raises(ValueError, match="mask must have shape"):
+        bm.complete(coupling, SPEC, pix, jnp.ones((2, 11), bool))
+    with pytest.raises(ValueError, match="pixels must have shape"):
+        bm.complete(coupling, SPEC, jnp.zeros((2, 13), jnp.int32), jnp.ones((2, 13), bool))
+    with pytest.raises(ValueError, match="bin indices"):
+        bm.complete(coupling, SPEC, pix + 3, jnp.ones((2, 12), bool))
+    with pytest.raises(ValueError, match="alpha"):
+        bm.prox_entropy(jnp.zeros(3), 1.5)
+    with pytest.raises(ValueError, match="m must be"):
+        bm.monotone_coupling(params, SPEC, 1.0)
+    with pytest.raises(ValueError, match="method"):
+        bm.solve(lambda q: q, lambda q: q, (jnp.zeros((1, 2, 2)),), method="newton")
+    with pytest.raises(ValueError, match="num_hidden"):
+        bm.fully_connected_spec(4, 2, 0, 3)
+    with pytest.raises(ValueError, match="hidden_fraction"):
+        bm.random_masks(jax.random.key(0), (2, 3), 1.5)
+
+
+def test_bin_images_and_checkpoint(tmp_path, params):
+    x = np.array([[[0.0, 3.9], [4.0, 16.0]]])
+    np.testing.assert_array_equal(bm.bin_images(x, 4, 16), [[0, 0, 1, 3]])
+    path = tmp_path / "ckpt.npz"
+    bm.save_checkpoint(path, params)
+    back = bm.load_checkpoint(path, params)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(params), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
