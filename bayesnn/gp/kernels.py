@@ -17,6 +17,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "LogNormal",
@@ -50,10 +51,10 @@ def _check_hyper(name, value):
     if isinstance(value, LogNormal | jax.core.Tracer) or value is None:
         return value
     try:
-        arr = jnp.asarray(value)
-    except TypeError:  # tree sentinels during pytree manipulation
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):  # tree sentinels during pytree manipulation
         return value
-    if not bool(jnp.all(jnp.isfinite(arr))) or not bool(jnp.all(arr > 0)):
+    if not np.all(np.isfinite(arr)) or not np.all(arr > 0):
         raise ValueError(f"{name} must be positive and finite, got {value!r}")
     return value
 
@@ -77,7 +78,7 @@ class LogNormal:
         if isinstance(self.loc, int | float) or (
             hasattr(self.loc, "shape") and not isinstance(self.loc, jax.core.Tracer)
         ):
-            if not bool(jnp.all(jnp.isfinite(jnp.asarray(self.loc)))):
+            if not np.all(np.isfinite(np.asarray(self.loc, dtype=np.float64))):
                 raise ValueError(f"LogNormal loc must be finite, got {self.loc!r}")
 
     def sample(self, rng_key):
@@ -268,8 +269,10 @@ class Linear(Kernel):
 
     def __post_init__(self):
         _check_hyper("variance", self.variance)
-        if isinstance(self.bias, int | float) or hasattr(self.bias, "shape"):
-            if not bool(jnp.all(jnp.asarray(self.bias) >= 0.0)):
+        if isinstance(self.bias, int | float | np.ndarray) or (
+            hasattr(self.bias, "shape") and not isinstance(self.bias, jax.core.Tracer)
+        ):
+            if not np.all(np.asarray(self.bias, dtype=np.float64) >= 0.0):
                 raise ValueError(f"bias must be >= 0, got {self.bias!r}")
 
     def evaluate(self, x1, x2):

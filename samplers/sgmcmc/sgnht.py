@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from samplers.sgmcmc.base import SGMCMCKernel, tree_normal
 
-__all__ = ["SGNHTState", "init", "build_kernel", "sgnht"]
+__all__ = ["SGNHTState", "build_kernel", "sgnht"]
 
 
 class SGNHTState(NamedTuple):
