@@ -305,3 +305,13 @@ def test_kernel_hyperparameter_errors():
         sgmcmc.psgld(decay=1.5)
     with pytest.raises(ValueError, match="mdecay"):
         sgmcmc.adaptive_sghmc(mdecay=0.0)
+
+
+def test_progress_bar_reports_all_steps(data, capsys):
+    sgmcmc.sample(
+        jax.random.key(0), sgmcmc.sgld(), logdensity, data, jnp.zeros((2, D)),
+        num_samples=20, batch_size=10, step_size=1e-3, num_burnin=10, thinning=2,
+        progress_bar=True, shard=False,
+    )
+    err = capsys.readouterr().err
+    assert "sampling" in err and "50/50" in err

@@ -175,9 +175,8 @@ class _Progress:
             self.bar = tqdm(total=total, desc="sampling", unit="step")
 
     def update(self, t):
-        if self.bar is not None:
-            self.bar.n = int(t)
-            self.bar.refresh()
+        if self.bar is not None and int(t) > self.bar.n:
+            self.bar.update(int(t) - self.bar.n)
 
     def close(self):
         if self.bar is not None:

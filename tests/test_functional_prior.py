@@ -1,0 +1,335 @@
+"""Tests for bayesnn.functional_prior: W1 estimators, flows, families, samplers, fitting."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from bayesnn import functional_prior as fp
+from bayesnn.functional_prior import critic as critic_mod
+from bayesnn.gp import RBF, GPPrior, GPSampleError, Kernel
+from bayesnn.nn import stax
+from bayesnn.priors import HierarchicalGaussian, LayerwiseGaussian, template_of
+
+SMALL = dict(num_steps=400, num_samples=128, num_eval_batches=20, hidden=(64, 64))
+
+
+def _gauss(m, shift=0.0, scale=1.0):
+    return lambda k, n: scale * jax.random.normal(k, (n, m)) + shift
+
+
+# ---------------------------------------------------------------- W1 estimators
+def test_w1_identical_distributions_near_zero():
+    est, se = fp.estimate_w1(jax.random.key(0), _gauss(4), _gauss(4), **SMALL)
+    assert abs(float(est)) < 4 * float(se) + 0.05
+
+
+def test_w1_shifted_copy_recovers_known_value():
+    # W1(N(0, I), N(mu, I)) = ||mu||. With penalty weight lam the penalised optimum is the
+    # linear critic of slope g = 1 + ||mu|| / (2 lam): estimate ||mu|| (1 + ||mu|| / (2 lam)).
+    mu = jnp.array([1.0, -0.5, 0.5, 0.0])
+    norm, lam = float(jnp.linalg.norm(mu)), 10.0
+    est, se = fp.estimate_w1(
+        jax.random.key(1), _gauss(4), _gauss(4, mu), penalty_weight=lam, **SMALL
+    )
+    penalised = norm * (1 + norm / (2 * lam))
+    assert abs(float(est) - penalised) < 4 * float(se) + 0.05
+    assert abs(float(est) / norm - 1) < 0.12
+
+
+def test_w1_one_dimensional_scale_change():
+    # W1(N(0,1), N(0,4)) = |1 - 2| sqrt(2/pi); one-sided penalty (the two-sided one has a
+    # local optimum at a linear critic in 1-D).
+    est, se = fp.estimate_w1(
+        jax.random.key(2), _gauss(1), _gauss(1, scale=2.0), penalty="one-sided",
+        learning_rate=1e-2, **{**SMALL, "num_steps": 800},
+    )
+    assert abs(float(est) - math.sqrt(2 / math.pi)) < 4 * float(se) + 0.08
+
+
+def test_penalty_is_vectorised_correctly_and_outputs_share_critic():
+    params = fp.init_critic(jax.random.key(0), 5, (16,))
+    fp_ = jax.random.normal(jax.random.key(1), (6, 5, 2))
+    fq_ = jax.random.normal(jax.random.key(2), (6, 5, 2)) + 1.0
+    w, pen = fp.critic_objective(params, fp_, fq_, jax.random.key(3))
+    w_sum = sum(fp.dual_w1(params, fp_[..., j], fq_[..., j]) for j in range(2))
+    np.testing.assert_allclose(w, w_sum, rtol=1e-5)
+    # explicit loop over interpolates
+    rp = jnp.moveaxis(fp_, 2, 0).reshape(-1, 5)
+    rq = jnp.moveaxis(fq_, 2, 0).reshape(-1, 5)
+    eps = jax.random.uniform(jax.random.key(3), (12, 1))
+    gaps = []
+    for i in range(12):
+        g = jax.grad(lambda v: fp.apply_critic(params, v))(eps[i] * rp[i] + (1 - eps[i]) * rq[i])
+        gaps.append((jnp.linalg.norm(g) - 1) ** 2)
+    np.testing.assert_allclose(pen, 2 * np.mean(gaps), rtol=1e-4)
+
+
+def test_train_critic_keeps_weights_and_optimizer_state_together():
+    opt = optax.adam(1e-3)
+    params = fp.init_critic(jax.random.key(0), 3, (8,))
+    st = fp.CriticState(params, opt.init(params))
+    f1 = jax.random.normal(jax.random.key(1), (16, 3))
+    st, (w, pen) = fp.train_critic(
+        st, f1, f1 + 1.0, jax.random.key(2), optimizer=opt, num_steps=7
+    )
+    assert w.shape == (7,) and int(st.opt_state[0].count) == 7
+    assert float(w[-1]) > float(w[0])  # ascent on the dual objective
+
+
+def test_sliced_w1_closed_forms():
+    x = jax.random.normal(jax.random.key(0), (500, 1))
+    y = 2 * jax.random.normal(jax.random.key(1), (500, 1)) + 0.3
+    exact = np.mean(np.abs(np.sort(np.asarray(x[:, 0])) - np.sort(np.asarray(y[:, 0]))))
+    np.testing.assert_allclose(fp.sliced_w1(jax.random.key(2), x, y), exact, rtol=1e-5)
+    # SW1(N(0,I), N(mu,I)) = ||mu|| E|theta_1| with E|theta_1| = G(m/2)/(sqrt(pi)G((m+1)/2))
+    m, n = 5, 4000
+    mu = jnp.full((m,), 1.0)
+    a = jax.random.normal(jax.random.key(3), (n, m))
+    b = jax.random.normal(jax.random.key(4), (n, m)) + mu
+    e_abs = math.exp(math.lgamma(m / 2) - math.lgamma((m + 1) / 2)) / math.sqrt(math.pi)
+    est = float(fp.sliced_w1(jax.random.key(5), a, b, num_projections=2000))
+    assert abs(est - math.sqrt(m) * e_abs) < 0.06
+
+
+# ---------------------------------------------------------------- flows
+FLOW = ("affine", "coupling", "spline", "coupling")
+
+
+def _random_flow(dim, key=0, layers=FLOW):
+    p = fp.init_flow(jax.random.key(key), dim, layers)
+    leaves, tree = jax.tree_util.tree_flatten(p)
+    keys = jax.random.split(jax.random.key(key + 1), len(leaves))
+    leaves = [x + 0.5 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    return jax.tree_util.tree_unflatten(tree, leaves)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 5])
+def test_flow_change_of_variables_numerically(dim):
+    p = _random_flow(dim)
+    z = 2.0 * jax.random.normal(jax.random.key(7), (dim,))
+    w, logdet = fp.flow_forward(p, z, FLOW)
+    z_back, logdet_inv = fp.flow_inverse(p, w, FLOW)
+    np.testing.assert_allclose(z_back, z, atol=1e-5)
+    J = jax.jacfwd(lambda v: fp.flow_forward(p, v, FLOW)[0])(z)
+    np.testing.assert_allclose(logdet, jnp.linalg.slogdet(J)[1], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(logdet_inv, -logdet, rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny_flow_prior():
+    # one layer with W (1, 1) and b (1,): a 2-D flow over (W, b)
+    template = template_of({"dense_0": {"W": jnp.zeros((1, 1)), "b": jnp.zeros((1,))}})
+    prior = fp.FlowPrior.create(template, jax.random.key(0), FLOW)
+    return fp.FlowPrior(template, {"dense_0": _random_flow(2, 3)}, prior.layers, prior.bound)
+
+
+def test_flow_prior_density_integrates_to_one_and_matches_samples(tiny_flow_prior):
+    prior = tiny_flow_prior
+    g = jnp.linspace(-12, 12, 241)
+    h = float(g[1] - g[0])
+    W, B = jnp.meshgrid(g, g, indexing="ij")
+
+    def lp(w, b):
+        return prior.log_prob({"dense_0": {"W": w.reshape(1, 1), "b": b.reshape(1)}})
+
+    dens = jnp.exp(jax.vmap(jax.vmap(lp))(W, B))
+    assert abs(float(dens.sum()) * h * h - 1.0) < 0.01
+    # probability of coarse cells: samples vs integrated density
+    draws = jax.vmap(prior.sample)(jax.random.split(jax.random.key(1), 20000))
+    w = np.asarray(draws["dense_0"]["W"]).ravel()
+    b = np.asarray(draws["dense_0"]["b"]).ravel()
+    edges = np.linspace(-12, 12, 9)
+    counts, _, _ = np.histogram2d(w, b, [edges, edges])
+    probs = counts / counts.sum()
+    cell = np.clip(np.searchsorted(edges, np.asarray(g), side="right") - 1, 0, 7)
+    expected = np.zeros((8, 8))
+    np.add.at(expected, (cell[:, None].repeat(241, 1), cell[None, :].repeat(241, 0)),
+              np.asarray(dens) * h * h)
+    se = np.sqrt(expected * (1 - expected) / 20000)
+    assert np.all(np.abs(probs - expected) < 5 * se + 3e-3)
+
+
+def test_flow_prior_identity_init_is_gaussian():
+    template = template_of({"d": {"W": jnp.zeros((3, 2)), "b": jnp.zeros((2,))}})
+    prior = fp.FlowPrior.create(template, jax.random.key(0), scale=1.5)
+    params = prior.sample(jax.random.key(1))
+    ref = LayerwiseGaussian.create(template, 1.5, 1.5)
+    np.testing.assert_allclose(prior.log_prob(params), ref.log_prob(params), rtol=1e-5)
+
+
+# ---------------------------------------------------------------- families, Gibbs
+ARCH = stax.serial(stax.Dense(16, b_std=1.0), stax.Tanh(), stax.Dense(1, b_std=1.0))
+
+
+@pytest.fixture(scope="module")
+def template():
+    return template_of(ARCH.init(jax.random.key(0), (1,)))
+
+
+def test_hierarchical_family_draws_variances_per_function(template):
+    fam = fp.hierarchical_family(template, concentration=4.0, rate=3.0)
+    theta = fam.init()
+    draws = jax.vmap(lambda k: fam.sample_params(theta, k))(
+        jax.random.split(jax.random.key(0), 4000)
+    )
+    w = np.asarray(draws["dense_0"]["W"]).reshape(4000, -1)  # 16 weights per function
+    # per-function sums of squares: E = n E[s2] = 16; Var = 2n E[s4] + n^2 Var(s2)
+    a, b = 4.0, 3.0
+    es2, vs2 = b / (a - 1), b**2 / ((a - 1) ** 2 * (a - 2))
+    ss = (w**2).sum(1)
+    var_theory = 2 * 16 * (vs2 + es2**2) + 16**2 * vs2
+    assert abs(ss.mean() - 16 * es2) < 5 * math.sqrt(var_theory / 4000)
+    assert abs(ss.var() / var_theory - 1) < 0.25  # shared draws would give 2n E[s4] only
+    prior = fam.prior(theta)
+    assert isinstance(prior, HierarchicalGaussian)
+
+
+def test_hierarchical_gibbs_matches_conjugate_posterior(template):
+    prior = HierarchicalGaussian.create(template, concentration=2.5, rate=1.5)
+    params = prior.sample(jax.random.key(0))
+    draws = jax.vmap(lambda k: prior.gibbs(k, params))(jax.random.split(jax.random.key(1), 20000))
+    for layer, name in (("dense_0", "W"), ("dense_2", "b")):
+        x = np.asarray(params[layer][name])
+        a, b = 2.5 + x.size / 2, 1.5 + (x**2).sum() / 2
+        v = np.asarray(draws[layer][name])
+        mean = b / (a - 1)
+        assert abs(v.mean() - mean) < 5 * v.std() / math.sqrt(v.size)
+        if a > 3:
+            var = b**2 / ((a - 1) ** 2 * (a - 2))
+            assert abs(v.var() / var - 1) < 0.1
+
+
+def test_family_gradients_reach_hyperparameters(template):
+    x = jnp.linspace(-1, 1, 5)[:, None]
+    for fam in (fp.gaussian_family(template), fp.hierarchical_family(template),
+                fp.flow_family(template)):
+        sample = fp.function_sampler(ARCH, fam)
+        g = jax.grad(lambda th: jnp.mean(sample(th, jax.random.key(0), x, 8) ** 2))(fam.init())
+        norms = [float(jnp.linalg.norm(v)) for v in jax.tree_util.tree_leaves(g)]
+        assert all(np.isfinite(norms)) and max(norms) > 0
+
+
+# ---------------------------------------------------------------- measurement sets
+def test_measurement_samplers():
+    rng = np.random.default_rng(0)
+    xt = rng.normal(size=(50, 3)).astype(np.float32)
+    s = fp.mixture(xt, 20, 0.7)
+    x = np.asarray(s.sample(jax.random.key(0)))
+    assert x.shape == (20, 3) and s.num_points == 20
+    train_rows = {tuple(r) for r in xt}
+    assert all(tuple(r) in train_rows for r in x[:14])
+    assert len({tuple(r) for r in x[:14]}) == 14  # without replacement
+    assert np.all(x[14:] >= xt.min(0)) and np.all(x[14:] <= xt.max(0))
+    g = fp.grid(-6, 6, 200)
+    np.testing.assert_allclose(g.sample(jax.random.key(1))[:, 0], np.linspace(-6, 6, 200),
+                               atol=1e-5)
+    u = fp.uniform_box([0, 1], [1, 3], 7).sample(jax.random.key(2))
+    assert u.shape == (7, 2) and float(u[:, 1].min()) >= 1
+    c = fp.classification_minibatch(xt, 16)
+    assert c.sample(jax.random.key(3)).shape == (16, 3)
+    with pytest.raises(ValueError, match="num_points"):
+        fp.training_inputs(xt, 51)
+    with pytest.raises(ValueError, match="x_train"):
+        fp.mixture(np.ones((2, 2, 2)), 4)
+    with pytest.raises(ValueError, match="box"):
+        fp.mixture(xt, 10, box=(np.zeros(2), np.ones(2)))
+    with pytest.raises(ValueError, match="NaN"):
+        fp.training_inputs(np.full((4, 1), np.nan), 2)
+
+
+# ---------------------------------------------------------------- fitting
+GP = GPPrior(RBF(1.0, 1.0))
+MS = fp.grid(-3, 3, 24)
+FIT = dict(num_functions=64, critic_steps=10, first_critic_steps=150, critic_hidden=(64, 64))
+
+
+@pytest.fixture(scope="module")
+def gaussian_fit():
+    # start far from the GP: function variance ~4x too large
+    return fp.fit_functional_prior(
+        ARCH, GP, MS, "gaussian", steps=80, key=jax.random.key(0),
+        family_kwargs=dict(weight_scale=2.5, bias_scale=2.5), **FIT,
+    )
+
+
+def test_tuning_reduces_independent_w1_and_moves_variance(gaussian_fit):
+    prior, hist = gaussian_fit
+    assert isinstance(prior, LayerwiseGaussian) and hist.w1.shape == (80,)
+    x = MS.sample(jax.random.key(0))
+    kw = dict(num_steps=300, num_samples=64, hidden=(64, 64))
+    before, se0 = fp.evaluate_w1(jax.random.key(9), ARCH, hist.family, hist.initial_theta, GP,
+                                 x, **kw)
+    after, se1 = fp.evaluate_w1(jax.random.key(9), ARCH, hist.family, hist.theta, GP, x, **kw)
+    assert float(after) < 0.6 * float(before)
+    f0 = hist.sample_functions(hist.initial_theta, jax.random.key(1), x, 2000)
+    f1 = hist.sample_functions(hist.theta, jax.random.key(1), x, 2000)
+    v0, v1 = float(f0.var(0).mean()), float(f1.var(0).mean())
+    assert abs(v1 - 1.0) < 0.5 * abs(v0 - 1.0)
+
+
+@pytest.mark.parametrize("family", ["hierarchical", "flow"])
+def test_other_families_fit_and_return_priors(family):
+    prior, hist = fp.fit_functional_prior(
+        ARCH, GP, MS, family, steps=40, key=jax.random.key(1),
+        family_kwargs=dict(concentration=3.0, rate=8.0) if family == "hierarchical" else None,
+        **FIT,
+    )
+    params = prior.sample(jax.random.key(2))
+    assert np.isfinite(float(prior.log_prob(params)))
+    assert np.mean(hist.w1[-10:]) < np.mean(hist.w1[:10])
+
+
+def test_sliced_estimator_multioutput_and_minibatch_sampler():
+    arch = stax.serial(stax.Dense(16, b_std=1.0), stax.Tanh(), stax.Dense(2, b_std=1.0))
+    xt = np.random.default_rng(0).normal(size=(100, 2))
+    ms = fp.classification_minibatch(xt, 32)
+    prior, hist = fp.fit_functional_prior(
+        arch, GPPrior(RBF(1.0, 1.0), precision="float32"), ms, "gaussian", steps=60,
+        key=jax.random.key(0), estimator="sliced", num_functions=64,
+        family_kwargs=dict(weight_scale=3.0, bias_scale=3.0),
+    )
+    assert np.mean(hist.w1[-10:]) < 0.8 * np.mean(hist.w1[:10])
+    f = hist.sample_functions(hist.theta, jax.random.key(0), ms.sample(jax.random.key(1)), 4)
+    assert f.shape == (4, 32, 2)
+
+
+def test_fit_bad_input_and_divergence():
+    with pytest.raises(ValueError, match="measurement_sampler"):
+        fp.fit_functional_prior(ARCH, GP, np.zeros((3, 1)), steps=1)
+    with pytest.raises(ValueError, match="family"):
+        fp.fit_functional_prior(ARCH, GP, MS, "planar", steps=1)
+    with pytest.raises(ValueError, match="penalty"):
+        fp.fit_functional_prior(ARCH, GP, MS, steps=1, penalty="l3")
+    with pytest.raises(ValueError, match="inputs with last axis"):
+        fp.fit_functional_prior(ARCH, GP, fp.uniform_box([0, 0], [1, 1], 8), steps=1)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        fp.fit_functional_prior(
+            ARCH, GP, MS, steps=3, key=jax.random.key(0), num_functions=8, critic_steps=2,
+            first_critic_steps=2, critic_hidden=(8,), critic_optimizer=optax.sgd(1e30),
+            check_every=1,
+        )
+
+    class Negative(Kernel):
+        def evaluate(self, x1, x2):
+            return -RBF().evaluate(x1, x2)
+
+    import dataclasses
+
+    Negative = jax.tree_util.register_dataclass(
+        dataclasses.dataclass(frozen=True)(Negative), data_fields=[], meta_fields=[]
+    )
+    with pytest.raises(GPSampleError):
+        fp.fit_functional_prior(
+            ARCH, GPPrior(Negative()), MS, steps=1, num_functions=8, first_critic_steps=1,
+            critic_hidden=(8,),
+        )
+
+
+def test_public_names_have_docstrings():
+    for mod in (fp, critic_mod):
+        for name in mod.__all__:
+            assert getattr(mod, name).__doc__, name
