@@ -150,3 +150,19 @@ def test_bad_inputs():
         hb.hebbian_network(jnp.ones((1, 3)), 2, convention="some")
     with pytest.raises(ValueError, match="mismatch"):
         hb.mattis_magnetization(jnp.ones((2, 3)), jnp.ones(4))
+
+
+def test_image_helpers_and_bad_input():
+    img = np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4)
+    x = hb.binarize(img, threshold=10.0)
+    assert x.shape == (2, 16) and set(np.unique(x).tolist()) == {-1.0, 1.0}
+    eta = hb.class_examples(x, np.array([0, 1]), 1, jax.random.key(0))
+    assert eta.shape == (2, 1, 16)
+    with pytest.raises(ValueError, match="NaN"):
+        hb.binarize(np.full((2, 3), np.nan))
+    with pytest.raises(ValueError, match="binary"):
+        hb.class_examples(img.reshape(2, -1), np.array([0, 1]), 1, jax.random.key(0))
+    with pytest.raises(ValueError, match="num_examples"):
+        hb.class_examples(x, np.array([0, 1]), 2, jax.random.key(0))
+    with pytest.raises(ValueError, match="rule"):
+        hb.relax_and_classify(jax.random.key(0), eta, x, 2, rule="hybrid")

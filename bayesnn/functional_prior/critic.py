@@ -70,11 +70,12 @@ def init_critic(rng_key, input_dim: int, hidden=(200, 200)):
 
 def apply_critic(params, f):
     """Critic value ``c(F)`` for ``f`` of shape ``(..., m)`` -> ``(...)``."""
+    lead = (1,) * (f.ndim - 1)
     h = f
     for W, b in params[:-1]:
-        h = jax.nn.softplus(h @ W + b)
+        h = jax.nn.softplus(h @ W + b.reshape(lead + b.shape))
     W, b = params[-1]
-    return (h @ W + b)[..., 0]
+    return (h @ W + b.reshape(lead + b.shape))[..., 0]
 
 
 def _rows(f):

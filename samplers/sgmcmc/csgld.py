@@ -142,6 +142,13 @@ def _log_pair(log_pdf, idx):
     return hi, jnp.where(idx == 1, hi, lo)
 
 
+def _log_psi(log_pdf, idx, logdensity, energy_gap, min_energy):
+    # log Ψ_θ(U): log-linear from θ(J-1) at the lower edge of S_J to θ(J) at its upper edge.
+    hi, lo = _log_pair(log_pdf, idx)
+    frac = (-logdensity - min_energy) / energy_gap - (idx - 1).astype(hi.dtype)
+    return lo + (hi - lo) * frac
+
+
 def build_kernel(
     num_partitions: int = 100,
     energy_gap: float = 1.0,
@@ -185,7 +192,8 @@ def build_kernel(
             omega = jnp.where(adapt, omega, 0.0).astype(pdf.dtype)
             count = jnp.where(adapt, count, state.count)
         onehot = jax.nn.one_hot(idx, num_partitions, dtype=pdf.dtype)
-        pdf = pdf + omega * pdf[idx] ** zeta * (onehot - pdf)
+        log_psi = _log_psi(_log_pdf(pdf, min_pdf), idx, logdensity, energy_gap, min_energy)
+        pdf = pdf + omega * jnp.exp(zeta * log_psi).astype(pdf.dtype) * (onehot - pdf)
         log_hi, log_lo = _log_pair(_log_pdf(pdf, min_pdf), idx)
         multiplier = 1.0 + zeta * temperature * (log_hi - log_lo) / energy_gap
         grad = jax.tree.map(lambda g: (multiplier * g).astype(g.dtype), logdensity_grad)
@@ -301,12 +309,11 @@ def importance_weights(
     idx = energy_index(logdensity, m, energy_gap, min_energy)
     if not 0 < float(min_pdf) < 1.0 / m:
         raise ValueError(f"min_pdf must be in (0, 1/num_partitions), got {min_pdf!r}")
-    hi, lo = _log_pair(_log_pdf(energy_pdf, min_pdf), idx)
+    log_pdf = _log_pdf(energy_pdf, min_pdf)
     if interpolate:
-        frac = (-logdensity - min_energy) / energy_gap - (idx - 1).astype(logdensity.dtype)
-        log_w = zeta * (lo + (hi - lo) * frac)
+        log_w = zeta * _log_psi(log_pdf, idx, logdensity, energy_gap, min_energy)
     else:
-        log_w = zeta * hi
+        log_w = zeta * _log_pair(log_pdf, idx)[0]
     if not normalize:
         return log_w
     return jax.nn.softmax(log_w, axis=-1)
