@@ -121,8 +121,15 @@ def run_demo(
         order = np.argsort(y_true)
         fig, ax = plt.subplots(figsize=(7, 4))
         idx = np.arange(len(order))
-        ax.errorbar(idx, mu.mean(0)[order], yerr=2 * sd[order], fmt="o", ms=3, capsize=2,
-                    label="predictive mean +- 2 sd")
+        ax.errorbar(
+            idx,
+            mu.mean(0)[order],
+            yerr=2 * sd[order],
+            fmt="o",
+            ms=3,
+            capsize=2,
+            label="predictive mean +- 2 sd",
+        )
         ax.plot(idx, y_true[order], "k.", label="observed")
         ax.set_xlabel("test point (sorted by target)")
         ax.set_ylabel("target")

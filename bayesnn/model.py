@@ -35,9 +35,13 @@ def check_data(x, y=None, *, name_x="x", name_y="y", input_shape=None):
     """Validate a data set: finite values, matching leading axes, expected input shape."""
     x = jnp.asarray(x)
     if x.ndim < 2:
-        raise ValueError(f"{name_x} must have a batch axis and a feature axis, got shape {x.shape}")
+        raise ValueError(
+            f"{name_x} must have a batch axis and a feature axis, got shape {x.shape}"
+        )
     if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
-        raise ValueError(f"{name_x} has example shape {x.shape[1:]}, expected {tuple(input_shape)}")
+        raise ValueError(
+            f"{name_x} has example shape {x.shape[1:]}, expected {tuple(input_shape)}"
+        )
     if not bool(jnp.all(jnp.isfinite(x))):
         raise ValueError(f"{name_x} contains NaN or inf")
     if y is not None:
@@ -156,7 +160,9 @@ class _ScaleObserved:
 
             def process_message(self, msg):
                 if msg["type"] == "sample" and msg.get("is_observed"):
-                    msg["scale"] = self.scale if msg.get("scale") is None else self.scale * msg["scale"]
+                    msg["scale"] = (
+                        self.scale if msg.get("scale") is None else self.scale * msg["scale"]
+                    )
 
         return ScaleObserved(fn, scale)
 

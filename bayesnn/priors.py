@@ -65,9 +65,7 @@ def check_params(template: Template, params, argname: str = "params") -> None:
     """Raise ``ValueError`` if ``params`` does not match ``template`` in structure or shape."""
     leaves, treedef = jax.tree_util.tree_flatten(params)
     if treedef != template.treedef:
-        raise ValueError(
-            f"{argname} has tree structure {treedef}, expected {template.treedef}"
-        )
+        raise ValueError(f"{argname} has tree structure {treedef}, expected {template.treedef}")
     for i, (leaf, shape) in enumerate(zip(leaves, template.shapes, strict=True)):
         if tuple(jnp.shape(leaf)) != shape:
             raise ValueError(f"{argname} leaf {i} has shape {jnp.shape(leaf)}, expected {shape}")
@@ -205,9 +203,7 @@ class LayerwiseGaussian:
         return self.template.unflatten(leaves)
 
 
-LayerwiseGaussian = _register(
-    LayerwiseGaussian, ["weight_scales", "bias_scales"], ["template"]
-)
+LayerwiseGaussian = _register(LayerwiseGaussian, ["weight_scales", "bias_scales"], ["template"])
 
 
 class HierarchicalGaussian:
@@ -317,7 +313,9 @@ class HierarchicalGaussian:
         """Draw the per-layer variances from their inverse-gamma prior."""
         out = self.init_variances()
         items = [(ln, n) for ln, d in self.concentration.items() for n in d]
-        for k, (layer, name) in zip(jax.random.split(rng_key, max(len(items), 1)), items):
+        for k, (layer, name) in zip(
+            jax.random.split(rng_key, max(len(items), 1)), items, strict=False
+        ):
             out[layer][name] = dist.InverseGamma(
                 self.concentration[layer][name], self.rate[layer][name]
             ).sample(k)
@@ -345,7 +343,9 @@ class HierarchicalGaussian:
         tree = self._structure(params)
         out = self.init_variances() if variances is None else jax.tree.map(jnp.asarray, variances)
         items = [(ln, n) for ln, d in self.concentration.items() for n in d]
-        for k, (layer, name) in zip(jax.random.split(rng_key, max(len(items), 1)), items):
+        for k, (layer, name) in zip(
+            jax.random.split(rng_key, max(len(items), 1)), items, strict=False
+        ):
             x = tree[layer][name] if isinstance(tree[layer], dict) else tree[layer]
             a = self.concentration[layer][name] + x.size / 2
             b = self.rate[layer][name] + jnp.sum(x**2) / 2

@@ -5,7 +5,11 @@ from bayesnn.demo import main, run_demo
 
 def test_demo_runs_small_and_reports_finite_metrics(tmp_path, capsys):
     out = run_demo(
-        "yacht", num_chains=2, num_samples=10, num_burnin=300, thinning=5,
+        "yacht",
+        num_chains=2,
+        num_samples=10,
+        num_burnin=300,
+        thinning=5,
         plot_path=str(tmp_path / "demo.png"),
     )
     assert np.isfinite(out["test_rmse"]) and out["test_rmse"] > 0
@@ -18,6 +22,19 @@ def test_demo_runs_small_and_reports_finite_metrics(tmp_path, capsys):
 
 
 def test_cli_parses_demo_command(tmp_path):
-    rc = main(["demo", "--chains", "2", "--samples", "5", "--burnin", "50", "--thinning", "2",
-               "--plot", str(tmp_path / "p.png")])
+    rc = main(
+        [
+            "demo",
+            "--chains",
+            "2",
+            "--samples",
+            "5",
+            "--burnin",
+            "50",
+            "--thinning",
+            "2",
+            "--plot",
+            str(tmp_path / "p.png"),
+        ]
+    )
     assert rc == 0

@@ -22,9 +22,7 @@ def test_public_names_have_docstrings():
             missing.append(module.__name__)
         for name in getattr(module, "__all__", []):
             obj = getattr(module, name)
-            if inspect.ismodule(obj) or not (
-                callable(obj) or inspect.isclass(obj)
-            ):
+            if inspect.ismodule(obj) or not (callable(obj) or inspect.isclass(obj)):
                 continue
             if not (inspect.getdoc(obj) or "").strip():
                 missing.append(f"{module.__name__}.{name}")

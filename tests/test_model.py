@@ -66,16 +66,29 @@ def test_hierarchical_model_with_gibbs_block(regression):
     x, y = regression
     arch = nn.serial(nn.Dense(8, b_std=1.0), nn.Tanh(), nn.Dense(1, b_std=1.0))
     model = BayesianNeuralNet.create(
-        arch, (3,), lambda t: priors.HierarchicalGaussian.create(t, 2.0, 2.0),
+        arch,
+        (3,),
+        lambda t: priors.HierarchicalGaussian.create(t, 2.0, 2.0),
         likelihoods.Gaussian(0.2),
     )
     init = jax.vmap(model.init)(jax.random.split(jax.random.key(2), 2))
     v0 = model.init_prior_state()
     init_v = jax.tree.map(lambda a: jnp.stack([a, a]), v0)
     result = sgmcmc.sample(
-        jax.random.key(3), sgmcmc.sghmc(alpha=1.0), model.logdensity, (x, y), init,
-        num_samples=20, batch_size=16, step_size=1e-3, num_burnin=50, thinning=5,
-        gibbs_fn=model.gibbs, init_gibbs_state=init_v, progress_bar=False, shard=False,
+        jax.random.key(3),
+        sgmcmc.sghmc(alpha=1.0),
+        model.logdensity,
+        (x, y),
+        init,
+        num_samples=20,
+        batch_size=16,
+        step_size=1e-3,
+        num_burnin=50,
+        thinning=5,
+        gibbs_fn=model.gibbs,
+        init_gibbs_state=init_v,
+        progress_bar=False,
+        shard=False,
     )
     var = np.asarray(result.gibbs_states["dense_0"]["W"])
     assert var.shape == (2, 20) and np.all(var > 0)
@@ -112,8 +125,17 @@ def test_numpyro_model_sampled_by_engine():
     m = numpyro_model(linreg, (x, y))
     init = jax.tree.map(lambda a: jnp.stack([a] * 4), m.init(None))
     result = sgmcmc.sample(
-        jax.random.key(6), sgmcmc.sgld(), m.logdensity, (x, y), init, num_samples=200,
-        batch_size=50, step_size=2e-4, num_burnin=300, thinning=2, progress_bar=False,
+        jax.random.key(6),
+        sgmcmc.sgld(),
+        m.logdensity,
+        (x, y),
+        init,
+        num_samples=200,
+        batch_size=50,
+        step_size=2e-4,
+        num_burnin=300,
+        thinning=2,
+        progress_bar=False,
         shard=False,
     )
     cov = np.linalg.inv(np.eye(2) + np.asarray(x.T @ x) / 0.25)

@@ -1,6 +1,5 @@
 """Execute every example notebook at small sizes (``BAYESNN_NOTEBOOK_SMALL=1``)."""
 
-import os
 from pathlib import Path
 
 import nbformat

@@ -63,7 +63,9 @@ def test_hierarchical_marginal_is_student_t(template):
         def log_joint(u):  # s2 = exp(u), ds2 = s2 du
             s2 = np.exp(u)
             return (
-                st.norm(0, np.sqrt(s2)).logpdf(x).sum() + st.invgamma(1.5, scale=2.0).logpdf(s2) + u
+                st.norm(0, np.sqrt(s2)).logpdf(x).sum()
+                + st.invgamma(1.5, scale=2.0).logpdf(s2)
+                + u
             )
 
         grid = np.linspace(-20, 20, 4001)
@@ -100,7 +102,12 @@ def test_prior_bad_input(template):
     with pytest.raises(ValueError, match="not in the parameters"):
         priors.HierarchicalGaussian.create(template, layers=("dense_9",))
     with pytest.raises(ValueError, match="shape"):
-        priors.check_params(template, {"dense_0": {"W": jnp.ones((4, 31)), "b": jnp.ones(30)},
-                                       "dense_2": {"W": jnp.ones((30, 2)), "b": jnp.ones(2)}})
+        priors.check_params(
+            template,
+            {
+                "dense_0": {"W": jnp.ones((4, 31)), "b": jnp.ones(30)},
+                "dense_2": {"W": jnp.ones((30, 2)), "b": jnp.ones(2)},
+            },
+        )
     with pytest.raises(ValueError, match="tree structure"):
         priors.check_params(template, {"dense_0": jnp.ones(3)})

@@ -27,7 +27,9 @@ def data():
 
 
 def logdensity(theta, batch, data_size):
-    return -0.5 * jnp.sum(theta**2) - 0.5 * data_size * jnp.mean(jnp.sum((batch - theta[None, :]) ** 2, -1))
+    return -0.5 * jnp.sum(theta**2) - 0.5 * data_size * jnp.mean(
+        jnp.sum((batch - theta[None, :]) ** 2, -1)
+    )
 
 
 def exact(y):
@@ -157,16 +159,23 @@ def test_pytree_positions_dtypes_and_no_recompilation(data):
     """Mixed-shape pytree, bfloat16 leaf kept bfloat16; chunking and reruns do not retrace."""
     init = {"a": jnp.zeros((4, D)), "b": {"c": jnp.zeros((4, 3, 1), jnp.bfloat16)}}
     kwargs = dict(
-        num_samples=30, batch_size=20, step_size=1e-3, num_burnin=10, thinning=2,
-        progress_bar=False, shard=False,
+        num_samples=30,
+        batch_size=20,
+        step_size=1e-3,
+        num_burnin=10,
+        thinning=2,
+        progress_bar=False,
+        shard=False,
     )
     kernel = sgmcmc.sghmc(alpha=1.0)
     one_chunk, three_chunks = [], []
-    sgmcmc.sample(jax.random.key(0), kernel, _make_pytree_logdensity(one_chunk), data, init,
-                  **kwargs)
+    sgmcmc.sample(
+        jax.random.key(0), kernel, _make_pytree_logdensity(one_chunk), data, init, **kwargs
+    )
     fn = _make_pytree_logdensity(three_chunks)
-    result = sgmcmc.sample(jax.random.key(0), kernel, fn, data, init, checkpoint_every=10,
-                           **kwargs)
+    result = sgmcmc.sample(
+        jax.random.key(0), kernel, fn, data, init, checkpoint_every=10, **kwargs
+    )
     assert result.positions["a"].shape == (4, 30, D)
     assert result.positions["b"]["c"].shape == (4, 30, 3, 1)
     assert result.positions["b"]["c"].dtype == jnp.bfloat16
@@ -182,7 +191,11 @@ def test_checkpoint_resume_gives_identical_draws(data, tmp_path, monkeypatch):
     from samplers.sgmcmc import driver
 
     kwargs = dict(
-        num_samples=40, batch_size=25, step_size=1e-3, num_burnin=20, thinning=3,
+        num_samples=40,
+        batch_size=25,
+        step_size=1e-3,
+        num_burnin=20,
+        thinning=3,
         progress_bar=False,
         shard=False,
     )
@@ -202,28 +215,53 @@ def test_checkpoint_resume_gives_identical_draws(data, tmp_path, monkeypatch):
     monkeypatch.setattr(driver, "_save_checkpoint", crashing_save)
     with pytest.raises(KeyboardInterrupt):
         sgmcmc.sample(
-            jax.random.key(5), sgmcmc.sghmc(), logdensity, data, init,
-            checkpoint_path=str(path), checkpoint_every=10, **kwargs,
+            jax.random.key(5),
+            sgmcmc.sghmc(),
+            logdensity,
+            data,
+            init,
+            checkpoint_path=str(path),
+            checkpoint_every=10,
+            **kwargs,
         )
     monkeypatch.setattr(driver, "_save_checkpoint", real_save)
     resumed = sgmcmc.sample(
-        jax.random.key(5), sgmcmc.sghmc(), logdensity, data, init,
-        checkpoint_path=str(path), checkpoint_every=10, **kwargs,
+        jax.random.key(5),
+        sgmcmc.sghmc(),
+        logdensity,
+        data,
+        init,
+        checkpoint_path=str(path),
+        checkpoint_every=10,
+        **kwargs,
     )
     np.testing.assert_allclose(resumed.positions, full.positions, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(resumed.info.logdensity, full.info.logdensity, rtol=1e-5)
     with pytest.raises(ValueError, match="other settings"):
         sgmcmc.sample(
-            jax.random.key(5), sgmcmc.sghmc(), logdensity, data, init,
-            checkpoint_path=str(path), checkpoint_every=10, **{**kwargs, "thinning": 4},
+            jax.random.key(5),
+            sgmcmc.sghmc(),
+            logdensity,
+            data,
+            init,
+            checkpoint_path=str(path),
+            checkpoint_every=10,
+            **{**kwargs, "thinning": 4},
         )
 
 
 def test_divergence_raises_with_step(data):
     with pytest.raises(sgmcmc.DivergenceError, match=r"chain \d+ .* at step \d+.*smaller step"):
         sgmcmc.sample(
-            jax.random.key(0), sgmcmc.sgld(), logdensity, data, jnp.zeros((2, D)),
-            num_samples=50, batch_size=N, step_size=1.0, progress_bar=False,
+            jax.random.key(0),
+            sgmcmc.sgld(),
+            logdensity,
+            data,
+            jnp.zeros((2, D)),
+            num_samples=50,
+            batch_size=N,
+            step_size=1.0,
+            progress_bar=False,
         )
 
 
@@ -250,8 +288,16 @@ def test_cyclical_schedule_explores_then_samples():
 def test_cyclical_draws_flagged_and_dropped(data):
     sched = sgmcmc.schedules.cyclical(1e-3, num_steps=200, num_cycles=2)
     result = sgmcmc.sample(
-        jax.random.key(0), sgmcmc.sgld(), logdensity, data, jnp.zeros((2, D)),
-        num_samples=40, batch_size=50, step_size=sched, thinning=5, progress_bar=False,
+        jax.random.key(0),
+        sgmcmc.sgld(),
+        logdensity,
+        data,
+        jnp.zeros((2, D)),
+        num_samples=40,
+        batch_size=50,
+        step_size=sched,
+        thinning=5,
+        progress_bar=False,
         shard=False,
     )
     explore = np.asarray(result.info.explore)
@@ -276,7 +322,11 @@ def test_bad_arguments(data, kwargs, match):
     base = dict(num_samples=5, batch_size=10, step_size=1e-3, progress_bar=False)
     with pytest.raises(ValueError, match=match):
         sgmcmc.sample(
-            jax.random.key(0), sgmcmc.sgld(), logdensity, data, jnp.zeros((2, D)),
+            jax.random.key(0),
+            sgmcmc.sgld(),
+            logdensity,
+            data,
+            jnp.zeros((2, D)),
             **{**base, **kwargs},
         )
 
@@ -288,13 +338,21 @@ def test_bad_data_and_positions(data):
         sgmcmc.sample(jax.random.key(0), sgmcmc.sgld(), logdensity, bad, jnp.zeros((2, D)), **base)
     with pytest.raises(ValueError, match="chain"):
         sgmcmc.sample(
-            jax.random.key(0), sgmcmc.sgld(), logdensity, data,
-            {"a": jnp.zeros((2, D)), "b": jnp.zeros((3,))}, **base,
+            jax.random.key(0),
+            sgmcmc.sgld(),
+            logdensity,
+            data,
+            {"a": jnp.zeros((2, D)), "b": jnp.zeros((3,))},
+            **base,
         )
     with pytest.raises(ValueError, match="leading axis"):
         sgmcmc.sample(
-            jax.random.key(0), sgmcmc.sgld(), logdensity, (data, data[:10]),
-            jnp.zeros((2, D)), **base,
+            jax.random.key(0),
+            sgmcmc.sgld(),
+            logdensity,
+            (data, data[:10]),
+            jnp.zeros((2, D)),
+            **base,
         )
 
 
@@ -309,9 +367,18 @@ def test_kernel_hyperparameter_errors():
 
 def test_progress_bar_reports_all_steps(data, capsys):
     sgmcmc.sample(
-        jax.random.key(0), sgmcmc.sgld(), logdensity, data, jnp.zeros((2, D)),
-        num_samples=20, batch_size=10, step_size=1e-3, num_burnin=10, thinning=2,
-        progress_bar=True, shard=False,
+        jax.random.key(0),
+        sgmcmc.sgld(),
+        logdensity,
+        data,
+        jnp.zeros((2, D)),
+        num_samples=20,
+        batch_size=10,
+        step_size=1e-3,
+        num_burnin=10,
+        thinning=2,
+        progress_bar=True,
+        shard=False,
     )
     err = capsys.readouterr().err
     assert "sampling" in err and "50/50" in err

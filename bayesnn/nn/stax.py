@@ -201,9 +201,7 @@ def LeakyRelu(alpha: float = 0.01) -> Layer:
 
 def ABRelu(a: float, b: float, name: str = "abrelu") -> Layer:
     """Piecewise-linear unit ``a min(x, 0) + b max(x, 0)`` (neural-tangents' ``ABRelu``)."""
-    return Elementwise(
-        lambda x: a * jnp.minimum(x, 0.0) + b * jnp.maximum(x, 0.0), name, a=a, b=b
-    )
+    return Elementwise(lambda x: a * jnp.minimum(x, 0.0) + b * jnp.maximum(x, 0.0), name, a=a, b=b)
 
 
 def Tanh() -> Layer:

@@ -46,7 +46,10 @@ def tree_normal(rng_key, tree):
     """Standard normal noise with the structure and dtypes of ``tree`` (no ravel copy)."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     keys = jax.random.split(rng_key, len(leaves))
-    noise = [jax.random.normal(k, jnp.shape(x), dtype=jnp.result_type(x)) for k, x in zip(keys, leaves)]
+    noise = [
+        jax.random.normal(k, jnp.shape(x), dtype=jnp.result_type(x))
+        for k, x in zip(keys, leaves, strict=True)
+    ]
     return jax.tree_util.tree_unflatten(treedef, noise)
 
 

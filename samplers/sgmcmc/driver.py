@@ -219,8 +219,10 @@ def _load_checkpoint(path, config, state_template, draws_template):
             state.append(arr)
         dleaves, dtreedef = jax.tree_util.tree_flatten(draws_template)
         draws = [np.asarray(f[f"draws_{i}"]) for i in range(len(dleaves))]
-    return t, jax.tree_util.tree_unflatten(treedef, state), (
-        jax.tree_util.tree_unflatten(dtreedef, draws) if dleaves else None
+    return (
+        t,
+        jax.tree_util.tree_unflatten(treedef, state),
+        (jax.tree_util.tree_unflatten(dtreedef, draws) if dleaves else None),
     )
 
 
@@ -233,8 +235,20 @@ def _report_progress(t):
 
 
 def _build_runner(
-    kernel, logdensity_fn, step_size, temperature, batch_size, batches, gibbs_fn, gibbs_every,
-    grad_clip, num_burnin, data_size, show, control_variate_center=None, data=None,
+    kernel,
+    logdensity_fn,
+    step_size,
+    temperature,
+    batch_size,
+    batches,
+    gibbs_fn,
+    gibbs_every,
+    grad_clip,
+    num_burnin,
+    data_size,
+    show,
+    control_variate_center=None,
+    data=None,
 ):
     """Compile-once chunk runner: ``run(state, keys, data, t0, inner_counts)``.
 
@@ -264,7 +278,12 @@ def _build_runner(
         grad_norm = jnp.sqrt(tree_sq_norm(grad))
         finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
         kernel_state = kernel.step(
-            jax.random.fold_in(kernel_key, t), cstate.kernel_state, value, grad, h, temp,
+            jax.random.fold_in(kernel_key, t),
+            cstate.kernel_state,
+            value,
+            grad,
+            h,
+            temp,
             t < num_burnin,
         )
         # Step sizes are float32: keep every state leaf in its own dtype (e.g. bfloat16).
@@ -410,8 +429,18 @@ def sample(
     total_steps = num_burnin + num_samples * thinning
     progress = _Progress(total_steps, show)
     runner_args = (
-        kernel, logdensity_fn, step_size, float(temperature), batch_size, batches, gibbs_fn,
-        gibbs_every, grad_clip, num_burnin, data_size, show,
+        kernel,
+        logdensity_fn,
+        step_size,
+        float(temperature),
+        batch_size,
+        batches,
+        gibbs_fn,
+        gibbs_every,
+        grad_clip,
+        num_burnin,
+        data_size,
+        show,
     )
     if control_variate_center is None:
         run_chunk = _cached_runner(*runner_args)
@@ -475,8 +504,10 @@ def sample(
             t += int(counts.sum())
             check(state)
             new = jax.tree.map(lambda x: np.asarray(x), new)
-            draws = new if draws is None else jax.tree.map(
-                lambda a, b: np.concatenate([a, b], axis=0), draws, new
+            draws = (
+                new
+                if draws is None
+                else jax.tree.map(lambda a, b: np.concatenate([a, b], axis=0), draws, new)
             )
             if checkpoint_path is not None:
                 _save_checkpoint(checkpoint_path, config, t, (state, chain_keys), draws)
@@ -484,7 +515,5 @@ def sample(
         progress.close()
         _ACTIVE_PROGRESS[0] = None
 
-    positions, gibbs_states, info = jax.tree.map(
-        lambda x: np.swapaxes(np.asarray(x), 0, 1), draws
-    )
+    positions, gibbs_states, info = jax.tree.map(lambda x: np.swapaxes(np.asarray(x), 0, 1), draws)
     return SampleResult(positions, info, gibbs_states, state)

@@ -52,7 +52,9 @@ def build_kernel(decay: float = 0.99, epsilon: float = 1e-5):
 
         def update(x, v, g, n):
             precond = 1.0 / (epsilon + jnp.sqrt(v / correction))
-            return x + step_size * precond * g + jnp.sqrt(2 * temperature * step_size * precond) * n
+            return (
+                x + step_size * precond * g + jnp.sqrt(2 * temperature * step_size * precond) * n
+            )
 
         position = jax.tree.map(update, state.position, square_avg, logdensity_grad, noise)
         return PSGLDState(position, square_avg, count)

@@ -55,7 +55,9 @@ def build_kernel(alpha: float = 0.01, beta: float = 0.0):
         del logdensity, adapt
         noise = tree_normal(rng_key, state.position)
         scale = jnp.sqrt(
-            jnp.maximum(step_size * temperature * (2 * alpha - step_size * temperature * beta), 0.0)
+            jnp.maximum(
+                step_size * temperature * (2 * alpha - step_size * temperature * beta), 0.0
+            )
         )
         momentum = jax.tree.map(
             lambda p, g, n: (1.0 - alpha * step_size) * p + step_size * g + scale * n,

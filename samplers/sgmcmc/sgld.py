@@ -45,5 +45,3 @@ def build_kernel():
 def sgld() -> SGMCMCKernel:
     """SGLD as an :class:`SGMCMCKernel`."""
     return SGMCMCKernel(init, build_kernel(), "sgld")
-
-
