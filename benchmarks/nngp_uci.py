@@ -59,7 +59,10 @@ def main():
     names = ("yacht", "energy") if args.quick else SHIPPED_UCI
     splits = 1 if args.quick else args.splits
     arch = stax.serial(
-        stax.Dense(512, 1.5, 0.05), stax.Relu(), stax.Dense(512, 1.5, 0.05), stax.Relu(),
+        stax.Dense(512, 1.5, 0.05),
+        stax.Relu(),
+        stax.Dense(512, 1.5, 0.05),
+        stax.Relu(),
         stax.Dense(1, 1.0, None),
     )
     print(f"splits={splits}; test NLL (mean +- sd over splits), lower is better")

@@ -13,7 +13,7 @@ SGLD step with a gradient multiplier:
 
 .. math::
 
-    θ_{k}(i) &= θ_{k-1}(i) + ω_k\\, θ_{k-1}(J(x_k))^{ζ}
+    θ_{k}(i) &= θ_{k-1}(i) + ω_k\\, Ψ_{θ_{k-1}}(U(x_k))^{ζ}
         \\big(1_{i = J(x_k)} - θ_{k-1}(i)\\big), \\\\
     x_{k+1} &= x_k + h \\Big[1 + \\frac{ζ T}{Δu}
         \\big(\\log θ_k(J(x_k)) - \\log θ_k(J(x_k) - 1)\\big)\\Big] \\nabla \\log \\hat p(x_k)
@@ -25,8 +25,14 @@ negative the gradient is reversed, which lets the chain climb out of a local mod
 expectations are ``E_π f ≈ Σ_k w_k f(x_k) / Σ_k w_k`` with ``w_k = θ(J(x_k))^ζ`` (the paper)
 or the exact ``w_k = Ψ_θ(U(x_k))^ζ`` (:func:`importance_weights`). ``ζ = 0`` is SGLD.
 
-The SA step uses ``θ(J)^ζ`` as in the paper, so that its fixed point is ``θ(i) = π(S_i)``
-(``blackjax.sgmcmc.csgld`` uses ``θ(J)^1`` whatever ``ζ``). The driver supplies the minibatch
+Two changes to the paper's Algorithm 1, both measured on a two-mode mixture: (i) the SA gain
+is ``Ψ_θ(U(x_k))^ζ`` instead of ``θ(J(x_k))^ζ``. Under the simulated dynamics (target
+``π / Ψ^ζ``) the mean field is then ``∝ π(S_i) - θ(i)``, so ``θ(i) = π(S_i)`` is the exact
+fixed point; with ``θ(J)^ζ`` a partition whose lower neighbour has a much larger ``θ`` is
+visited less than the gain assumes, its ``θ`` shrinks further and the estimate runs away
+(``blackjax.sgmcmc.csgld`` uses ``θ(J)^1`` whatever ``ζ``). (ii) The lowest partition
+``J = 1`` is left flat: ``θ(0)`` (energies below ``u_min``) is never visited, decays to 0 and
+would make the multiplier there unbounded. The driver supplies the minibatch
 estimate ``log p̂(x_k)`` (already scaled by ``N/B``) at the *current* position, so the index is
 updated at the start of the step, before the move: the same sequence of updates as the paper's
 Algorithm 1, shifted by one step, and one gradient evaluation per step (BlackJAX's kernel
@@ -58,6 +64,7 @@ __all__ = [
     "energy_index",
     "importance_weights",
     "init",
+    "sa_decay",
     "weighted_expectation",
 ]
 
@@ -92,10 +99,28 @@ def _check(num_partitions, energy_gap, min_energy, zeta, sa_step_size, min_pdf):
         raise ValueError(f"min_energy must be finite, got {min_energy!r}")
     if not (math.isfinite(float(zeta)) and float(zeta) >= 0):
         raise ValueError(f"zeta must be >= 0 and finite, got {zeta!r}")
-    if not callable(sa_step_size) and not 0 < float(sa_step_size) < 1:
+    if sa_step_size is not None and not callable(sa_step_size) and not 0 < sa_step_size < 1:
         raise ValueError(f"sa_step_size must be in (0, 1) or a callable, got {sa_step_size!r}")
     if not 0 < float(min_pdf) < 1.0 / num_partitions:
         raise ValueError(f"min_pdf must be in (0, 1/num_partitions), got {min_pdf!r}")
+
+
+def sa_decay(scale: float = 10.0, offset: float = 100.0, maximum: float = 0.05) -> Callable:
+    """SA step sizes ``ω_k = min(maximum, scale / (k + offset))`` (the default of :func:`csgld`).
+
+    A ``1/k`` decay (Robbins-Monro) lets ``θ`` average over many mode switches; slower
+    decays such as ``k^{-0.8}`` left ``θ`` tracking the mode visited last in our runs.
+    """
+    if not (scale > 0 and offset > 0 and 0 < maximum < 1):
+        raise ValueError(
+            f"sa_decay needs scale > 0, offset > 0, 0 < maximum < 1; got {scale}, {offset}, "
+            f"{maximum}"
+        )
+
+    def schedule(k):
+        return jnp.minimum(maximum, scale / (k + offset))
+
+    return schedule
 
 
 def init(position, num_partitions: int = 100) -> CSGLDState:
@@ -154,7 +179,7 @@ def build_kernel(
     energy_gap: float = 1.0,
     min_energy: float = 0.0,
     zeta: float = 0.75,
-    sa_step_size: float | Callable = 0.01,
+    sa_step_size: float | Callable | None = None,
     adapt_only: bool = False,
     min_pdf: float = 1e-6,
 ):
@@ -168,8 +193,8 @@ def build_kernel(
     zeta
         Flattening exponent ``ζ >= 0`` (``0``: SGLD; the paper uses values near ``0.75``).
     sa_step_size
-        ``ω_k``: a float in ``(0, 1)`` or a callable ``k -> ω_k`` (traced ``int32`` count),
-        e.g. ``lambda k: 10.0 / (k ** 0.8 + 1000.0)``.
+        ``ω_k``: a float in ``(0, 1)``, a callable ``k -> ω_k`` (traced ``int32`` count), or
+        ``None`` for :func:`sa_decay` ``()``.
     adapt_only
         If true, ``θ`` is updated only while the driver's ``adapt`` flag is set (burn-in), so
         the kept draws come from a fixed flattened target and the weights are exact.
@@ -181,7 +206,12 @@ def build_kernel(
     """
     _check(num_partitions, energy_gap, min_energy, zeta, sa_step_size, min_pdf)
     integrator = overdamped_langevin()
-    schedule = sa_step_size if callable(sa_step_size) else (lambda k: sa_step_size)
+    if sa_step_size is None:
+        schedule = sa_decay()
+    elif callable(sa_step_size):
+        schedule = sa_step_size
+    else:
+        schedule = lambda k: sa_step_size  # noqa: E731
 
     def step(rng_key, state, logdensity, logdensity_grad, step_size, temperature, adapt):
         idx = energy_index(logdensity, num_partitions, energy_gap, min_energy)
@@ -208,7 +238,7 @@ def csgld(
     energy_gap: float = 1.0,
     min_energy: float = 0.0,
     zeta: float = 0.75,
-    sa_step_size: float | Callable = 0.01,
+    sa_step_size: float | Callable | None = None,
     adapt_only: bool = False,
     min_pdf: float = 1e-6,
 ) -> SGMCMCKernel:
