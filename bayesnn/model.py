@@ -146,6 +146,44 @@ class BayesianNeuralNet:
         """Exact Gibbs update of the hierarchical prior state given the weights."""
         return self.prior.gibbs(rng_key, position["net"], prior_state)
 
+    def to_inference_data(self, result, x, y=None, *, max_weights: int | None = 0):
+        """ArviZ ``InferenceData`` of a sampler result, in function space by default.
+
+        ``posterior`` holds the predictions ``f`` at ``x`` for every draw (what R-hat/ESS
+        should be read on), the likelihood parameters (e.g. the noise scale) and, when
+        ``max_weights`` is ``None`` or positive, the network weights (at most
+        ``max_weights`` entries per leaf; ``None`` keeps all). With ``y``, the pointwise
+        ``log_likelihood`` (for ``az.loo``/``az.waic``) and ``observed_data`` are added.
+        ``sample_stats`` holds the sampler's per-draw info. Exploration draws of a cyclical
+        schedule are dropped.
+        """
+        from samplers.results import to_inference_data
+
+        keep = ~np.asarray(result.info.explore).any(axis=0)
+        positions = jax.tree.map(lambda a: jnp.asarray(a)[:, keep], result.positions)
+        predict = jax.jit(jax.vmap(jax.vmap(self.predict, (0, None)), (0, None)))
+        x = jnp.asarray(x)
+        posterior = {"f": predict(positions, x)}
+        if positions["likelihood"]:
+            posterior["likelihood"] = positions["likelihood"]
+        if max_weights is None or max_weights > 0:
+            posterior["net"] = positions["net"]
+        stats = {k: np.asarray(v)[:, keep] for k, v in result.info._asdict().items()}
+        stats["diverging"] = ~stats["is_finite"]
+        kwargs = {}
+        if y is not None:
+            y = jnp.asarray(y)
+            loglik = jax.jit(jax.vmap(jax.vmap(self.log_likelihood, (0, None)), (0, None)))(
+                positions, (x, y)
+            )
+            kwargs = {"log_likelihood": {"y": loglik}, "observed_data": {"y": y}}
+        return to_inference_data(
+            posterior,
+            sample_stats=stats,
+            max_weights=max_weights if max_weights else None,
+            **kwargs,
+        )
+
 
 class _ScaleObserved:
     """numpyro messenger scaling only observed sample sites (the likelihood)."""

@@ -98,6 +98,38 @@ def test_hierarchical_model_with_gibbs_block(regression):
     assert any("gibbs" in str(v) for v in idata.posterior.data_vars)
 
 
+def test_model_inference_data_function_space(model, regression):
+    import arviz as az
+
+    x, y = regression
+    init = jax.vmap(model.init)(jax.random.split(jax.random.key(9), 2))
+    result = sgmcmc.sample(
+        jax.random.key(3),
+        sgmcmc.sghmc(alpha=1.0),
+        model.logdensity,
+        (x, y),
+        init,
+        num_samples=10,
+        batch_size=16,
+        step_size=1e-3,
+        num_burnin=20,
+        thinning=2,
+        progress_bar=False,
+        shard=False,
+    )
+    idata = model.to_inference_data(result, x, y)
+    assert idata.posterior["f"].shape == (2, 10, 64, 1)
+    assert "net.dense_0.W" not in idata.posterior  # function space by default
+    ll = idata.log_likelihood["y"].values
+    expected = jax.vmap(jax.vmap(model.log_likelihood, (0, None)), (0, None))(
+        result.positions, (x, y)
+    )
+    np.testing.assert_allclose(ll, expected, rtol=1e-4, atol=1e-5)
+    assert np.isfinite(az.loo(idata).elpd_loo)
+    with_w = model.to_inference_data(result, x, max_weights=None)
+    assert with_w.posterior["net.dense_0.W"].shape[:2] == (2, 10)
+
+
 def test_numpyro_model_scales_only_the_likelihood():
     def linreg(x, y):
         w = numpyro.sample("w", dist.Normal(0, 1).expand([2]).to_event(1))

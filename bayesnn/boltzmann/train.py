@@ -44,11 +44,21 @@ __all__ = [
 
 
 class TrainState(NamedTuple):
-    """Parameters, optimiser state and step counter."""
+    """Parameters, learned logit scales, optimiser state and step counter.
+
+    ``log_scale`` holds the logs of the (pixel, label) loss temperatures: the loss uses
+    logits ``exp(log_scale) * (W q* + b)`` (the reference's ``tau^2`` and ``clftau^2``,
+    initialised to 10 and 1); they do not enter the fixed point.
+    """
 
     params: MDBMParams
+    log_scale: jax.Array
     opt_state: optax.OptState
     step: jax.Array
+
+
+def _init_log_scale():
+    return jnp.array([jnp.log(10.0), 0.0])
 
 
 def random_masks(rng_key, shape, hidden_fraction):
@@ -64,13 +74,14 @@ def random_masks(rng_key, shape, hidden_fraction):
 
 
 def masked_loss(
-    params, spec, pixels, labels, mask, m=0.01, label_weight=0.5, config=DEFAULT_CONFIG
+    trainable, spec, pixels, labels, mask, m=0.01, label_weight=0.5, config=DEFAULT_CONFIG
 ):
     """Completion + label cross-entropy at the mean-field fixed point (see module docstring).
 
     Parameters
     ----------
-    params : MDBMParams
+    trainable : (MDBMParams, array (2,))
+        Parameters and log loss temperatures (pixel, label); see :class:`TrainState`.
     spec : MDBMSpec
     pixels : int array (batch, n_visible)
     labels : int array (batch,)
@@ -92,15 +103,17 @@ def masked_loss(
     ----------
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
+    params, log_scale = trainable
+    scale = jnp.exp(log_scale)
     coupling = monotone_coupling(params, spec, m)
     ev = make_evidence(spec, pixels, mask)
     q, info = infer(coupling, spec, ev, config=config)
     logits = field(coupling, spec, q)
-    logp_vis = jax.nn.log_softmax(logits[0], axis=-1)
+    logp_vis = jax.nn.log_softmax(scale[0] * logits[0], axis=-1)
     nll_vis = -jnp.take_along_axis(logp_vis, pixels[..., None], axis=-1)[..., 0]
     hidden = 1.0 - mask.astype(logp_vis.dtype)
     pixel_ce = jnp.sum(nll_vis * hidden) / jnp.maximum(jnp.sum(hidden), 1.0)
-    logp_lab = jax.nn.log_softmax(logits[-1][:, 0], axis=-1)
+    logp_lab = jax.nn.log_softmax(scale[1] * logits[-1][:, 0], axis=-1)
     label_ce = -jnp.mean(jnp.take_along_axis(logp_lab, labels[:, None], axis=-1))
     loss = (1.0 - label_weight) * pixel_ce + label_weight * label_ce
     aux = dict(
@@ -129,13 +142,15 @@ def make_train_step(
     @jax.jit
     def step(state, rng_key, pixels, labels):
         mask = random_masks(rng_key, pixels.shape, hidden_fraction)
+        trainable = (state.params, state.log_scale)
         (loss, aux), grads = jax.value_and_grad(masked_loss, has_aux=True)(
-            state.params, spec, pixels, labels, mask, m, label_weight, config
+            trainable, spec, pixels, labels, mask, m, label_weight, config
         )
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        gnorm = optax.global_norm(grads)
-        return TrainState(params, opt_state, state.step + 1), dict(aux, loss=loss, grad_norm=gnorm)
+        updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
+        params, log_scale = optax.apply_updates(trainable, updates)
+        gnorm = optax.tree.norm(grads)
+        new = TrainState(params, log_scale, opt_state, state.step + 1)
+        return new, dict(aux, loss=loss, grad_norm=gnorm)
 
     return step
 
@@ -230,7 +245,8 @@ def fit(
         raise ValueError(f"on_failure must be 'raise' or 'flag', got {on_failure!r}")
     optimizer = optax.adam(1e-3) if optimizer is None else optimizer
     if state is None:
-        state = TrainState(params, optimizer.init(params), jnp.array(0))
+        log_scale = _init_log_scale()
+        state = TrainState(params, log_scale, optimizer.init((params, log_scale)), jnp.array(0))
     step = make_train_step(spec, optimizer, m, hidden_fraction, label_weight, config)
     history = []
     nb = n // batch_size
