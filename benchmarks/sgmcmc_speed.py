@@ -13,7 +13,8 @@ regression data ``N = 1000``, ``D = 8``, minibatch 32 drawn with replacement. Ti
   al. 2016), one chain, if ``torch`` is installed.
 
 Threads are pinned to one (``XLA_FLAGS`` below unless already set; ``torch.set_num_threads(1)``).
-Compilation is excluded (one warm-up call); the median of the repeats is reported.
+Compilation is excluded (one warm-up call); the median process CPU time of the repeats is
+reported (robust to other jobs on a shared machine).
 
 Run: ``python benchmarks/sgmcmc_speed.py [--quick]``.
 """
@@ -78,7 +79,11 @@ def bare_scan(model, data, steps):
             leaves, treedef = jax.tree_util.tree_flatten(position)
             keys = jax.random.split(k_noise, len(leaves))
             noise = jax.tree_util.tree_unflatten(
-                treedef, [jax.random.normal(kk, p.shape, p.dtype) for kk, p in zip(keys, leaves)]
+                treedef,
+                [
+                    jax.random.normal(kk, p.shape, p.dtype)
+                    for kk, p in zip(keys, leaves, strict=True)
+                ],
             )
             momentum = jax.tree.map(
                 lambda p, gg, n: (1 - ALPHA * STEP) * p + STEP * gg + scale * n, momentum, g, noise
@@ -93,13 +98,17 @@ def bare_scan(model, data, steps):
 
 
 def time_call(fn, repeats):
-    """Median wall time of ``fn()`` (blocking on its output) after one warm-up call."""
+    """Median CPU time of ``fn()`` (blocking on its output) after one warm-up call.
+
+    Process CPU time, not wall time: with one thread they agree on an idle machine, and CPU
+    time is far less disturbed when other jobs share the cores.
+    """
     jax.block_until_ready(fn())
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return statistics.median(times)
 
 
@@ -133,8 +142,8 @@ def bench_torch(data, steps, repeats):
         return {}
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    x = torch.as_tensor(np.asarray(data[0]))
-    y = torch.as_tensor(np.asarray(data[1]))
+    x = torch.as_tensor(np.array(data[0]))
+    y = torch.as_tensor(np.array(data[1]))
     params = [
         torch.randn(D, WIDTH), torch.randn(WIDTH), torch.randn(WIDTH, 1), torch.randn(1)
     ]  # fmt: skip
@@ -163,7 +172,7 @@ def bench_torch(data, steps, repeats):
         for _ in range(steps):
             g = grads()
             with torch.no_grad():
-                for p, m, gg in zip(params, momentum, g):
+                for p, m, gg in zip(params, momentum, g, strict=True):
                     m.mul_(1 - ALPHA * STEP).add_(gg, alpha=-STEP).add_(
                         torch.randn_like(p), alpha=scale
                     )
@@ -199,9 +208,9 @@ def bench_torch(data, steps, repeats):
         loop()
         times = []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             loop()
-            times.append(time.perf_counter() - t0)
+            times.append(time.process_time() - t0)
         out[name] = statistics.median(times) / steps
     return out
 
