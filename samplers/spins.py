@@ -36,6 +36,7 @@ J. Chem. Phys. 21, 1087 (1953).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -54,6 +55,9 @@ __all__ = [
     "init",
     "build_sequential_kernel",
     "build_parallel_kernel",
+    "build_chain_parallel_kernel",
+    "init_chains",
+    "uniforms",
     "run_chains",
     "enumerate_states",
 ]
@@ -80,6 +84,13 @@ class SpinModel(NamedTuple):
         sites of ``delta_energy``.
     energy : callable or None
         ``energy(spins) -> H``, used only for checks and diagnostics.
+    site_delta_energy : callable or None
+        ``site_delta_energy(cache, s_i, i) -> dE``: the same exact difference as
+        ``delta_energy`` from the cache and the *value* ``s_i`` of the flipped spin only (no
+        spin vector). Required by :func:`build_chain_parallel_kernel`.
+    site_update_cache : callable or None
+        ``site_update_cache(cache, s_i, i) -> cache`` after flipping site ``i`` whose value
+        before the flip was ``s_i``.
     """
 
     init_cache: Callable[[jax.Array], Any]
@@ -87,6 +98,8 @@ class SpinModel(NamedTuple):
     update_cache: Callable[[Any, jax.Array, jax.Array], Any]
     delta_energy_all: Callable[[Any, jax.Array], jax.Array] | None = None
     energy: Callable[[jax.Array], jax.Array] | None = None
+    site_delta_energy: Callable[[Any, jax.Array, jax.Array], jax.Array] | None = None
+    site_update_cache: Callable[[Any, jax.Array, jax.Array], Any] | None = None
 
 
 class SpinState(NamedTuple):
@@ -261,7 +274,15 @@ def pair_model(couplings: jax.Array, fields: jax.Array | None = None) -> SpinMod
     def energy(spins):
         return -0.5 * spins @ (J @ spins) - b @ spins
 
-    return SpinModel(init_cache, delta_energy, update_cache, delta_energy_all, energy)
+    return SpinModel(
+        init_cache,
+        delta_energy,
+        update_cache,
+        delta_energy_all,
+        energy,
+        site_delta_energy=lambda h, si, i: 2.0 * si * h[i],
+        site_update_cache=lambda h, si, i: h - 2.0 * si * J[:, i],
+    )
 
 
 def validate_spins(spins: jax.Array, name: str = "spins") -> jax.Array:
@@ -392,6 +413,7 @@ def build_parallel_kernel(
     mode: str = "synchronous",
     fraction: float = 0.1,
     colors: jax.Array | None = None,
+    generator: str = "threefry",
 ) -> Callable:
     r"""Parallel kernel: many sites updated at once from their single-flip energy changes.
 
@@ -424,6 +446,8 @@ def build_parallel_kernel(
         Candidate probability for ``"random_subset"``, in ``(0, 1]``.
     colors : Array of int, shape (N,), optional
         Colour of each site for ``"colors"`` (values ``0..C-1``).
+    generator : {"threefry", "hash"}
+        Uniform generator (:func:`uniforms`).
 
     Returns
     -------
@@ -435,6 +459,8 @@ def build_parallel_kernel(
     W. A. Little, "The existence of persistent states in the brain", Math. Biosci. 19 (1974).
     """
     _check_rule(rule)
+    if generator not in ("threefry", "hash"):
+        raise ValueError(f"generator must be 'threefry' or 'hash', got {generator!r}")
     if mode not in ("synchronous", "random_subset", "colors"):
         raise ValueError(f"mode must be 'synchronous', 'random_subset' or 'colors', got {mode!r}")
     if mode == "random_subset" and not (0.0 < float(fraction) <= 1.0):
@@ -460,7 +486,7 @@ def build_parallel_kernel(
 
     def one_update(key, spins, cache, beta, mask):
         de = de_all(cache, spins)
-        u = jax.random.uniform(key, spins.shape, dtype=spins.dtype)
+        u = uniforms(key, spins.shape, spins.dtype, generator)
         flip = (u < flip_probability(de, beta, rule)) & mask
         spins = jnp.where(flip, -spins, spins)
         de_sum = jnp.sum(jnp.where(flip, de, 0.0))
@@ -502,6 +528,176 @@ def build_parallel_kernel(
     return step
 
 
+def init_chains(model: SpinModel, spins: jax.Array) -> SpinState:
+    """Batched :class:`SpinState` of ``C`` chains (leading axis), for
+    :func:`build_chain_parallel_kernel` and :func:`run_chains`.
+
+    Parameters
+    ----------
+    model : SpinModel
+        The spin model.
+    spins : Array, shape (C, N)
+        Starting configurations (+-1).
+
+    Returns
+    -------
+    SpinState
+        ``spins`` of shape (C, N) and the cache batched over chains.
+    """
+    s = validate_spins(spins)
+    if s.ndim != 2:
+        raise ValueError(f"spins must have shape (C, N), got {s.shape}")
+    return SpinState(s, jax.vmap(model.init_cache)(s))
+
+
+def _mix32(x):
+    """lowbias32 integer hash (C. Wellons, "Hash function prospector", 2018)."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def uniforms(rng_key, shape, dtype=jnp.float32, generator: str = "threefry"):
+    """Uniform draws on [0, 1) for the spin kernels.
+
+    ``generator="threefry"`` is :func:`jax.random.uniform`. ``generator="hash"`` draws two
+    32-bit seeds from ``rng_key`` and hashes a counter with two rounds of the lowbias32
+    integer hash (24-bit uniforms): several times cheaper on CPU, where threefry dominates
+    the cost of a heat-bath update, but only a statistical-quality generator (not a
+    cryptographic one like threefry; do not use it for anything but Monte Carlo decisions).
+    Both are deterministic functions of ``rng_key``.
+
+    Parameters
+    ----------
+    rng_key : PRNGKey
+        Key.
+    shape : tuple of int
+        Output shape (at most ``2**32`` entries).
+    dtype : dtype
+        Floating output dtype.
+    generator : {"threefry", "hash"}
+        Bit generator.
+
+    Returns
+    -------
+    Array
+    """
+    if generator == "threefry":
+        return jax.random.uniform(rng_key, shape, dtype=dtype)
+    if generator != "hash":
+        raise ValueError(f"generator must be 'threefry' or 'hash', got {generator!r}")
+    seeds = jax.random.bits(rng_key, (2,), jnp.uint32)
+    size = math.prod(shape)
+    ctr = jnp.arange(size, dtype=jnp.uint32).reshape(shape)
+    x = _mix32(ctr * jnp.uint32(0x9E3779B9) + seeds[0])
+    x = _mix32(x ^ seeds[1])
+    return (x >> 8).astype(dtype) * jnp.asarray(2.0**-24, dtype)
+
+
+def build_chain_parallel_kernel(
+    model: SpinModel,
+    rule: str = "glauber",
+    order: str = "sweep",
+    refresh_cache: bool = True,
+    unroll: int = 8,
+    generator: str = "threefry",
+) -> Callable:
+    r"""Exact sequential single-site dynamics of ``C`` chains at once, vectorised over chains.
+
+    All chains visit the **same** site sequence: ``0..N-1`` (``order="sweep"``) or one random
+    permutation of the sites per sweep (``order="permutation"``, drawn independently of the
+    state). At each site every chain computes its exact energy change from its own cache
+    (``model.site_delta_energy``; O(K) for the Hebbian overlap cache) and flips with its own
+    uniform. The spins are held site-major ``(N, C)`` during the sweep and the sweep is a
+    ``lax.scan`` over site rows, so the per-site loop overhead and the row access are shared
+    by all ``C`` chains (one vector operation of length ``C`` per site) instead of being
+    paid per chain as with ``jax.vmap`` of :func:`build_sequential_kernel`.
+
+    Exactness: each chain on its own is a sequential heat-bath (or Metropolis) sampler whose
+    site order does not depend on its state, so each chain leaves :math:`e^{-eta H}`
+    invariant (systematic or random-permutation scan; Glauber 1963). Chains share the site
+    order only; their acceptance uniforms are independent.
+
+    Parameters
+    ----------
+    model : SpinModel
+        Must provide ``site_delta_energy`` and ``site_update_cache``.
+    rule : {"glauber", "metropolis"}
+        Acceptance rule.
+    order : {"sweep", "permutation"}
+        Shared site order of each sweep.
+    refresh_cache : bool
+        Recompute caches with ``model.init_cache`` at the start of each sweep.
+    unroll : int
+        Sites per loop iteration of the inner ``lax.scan``.
+    generator : {"threefry", "hash"}
+        Uniform generator (:func:`uniforms`).
+
+    Returns
+    -------
+    step : callable
+        ``step(rng_key, states, beta) -> (SpinState, SpinInfo)``; ``states`` batched over
+        chains (:func:`init_chains`), ``beta`` a scalar or shape (C,) (``jnp.inf`` allowed);
+        the info fields have shape (C,). One call is one sweep (``N`` updates per chain).
+        :func:`run_chains` recognises it (attribute ``chain_parallel``) and does not vmap it.
+    """
+    _check_rule(rule)
+    if order not in ("sweep", "permutation"):
+        raise ValueError(f"order must be 'sweep' or 'permutation', got {order!r}")
+    if generator not in ("threefry", "hash"):
+        raise ValueError(f"generator must be 'threefry' or 'hash', got {generator!r}")
+    if model.site_delta_energy is None or model.site_update_cache is None:
+        raise ValueError(
+            "model must define site_delta_energy and site_update_cache for "
+            "build_chain_parallel_kernel"
+        )
+    # Caches are held chain-last inside the sweep, so per-site work is vectorised over chains
+    # (a (K, C) overlap cache reduces over K with C contiguous).
+    site_de = jax.vmap(model.site_delta_energy, in_axes=(-1, 0, None))
+    site_up = jax.vmap(model.site_update_cache, in_axes=(-1, 0, None), out_axes=-1)
+
+    def step(rng_key, states: SpinState, beta):
+        spins, cache = states
+        c, n = spins.shape
+        if refresh_cache:
+            cache = jax.vmap(model.init_cache)(spins)
+        beta = jnp.broadcast_to(jnp.asarray(beta, spins.dtype), (c,))
+        key_site, key_u = jax.random.split(rng_key)
+        u_all = uniforms(key_u, (n, c), spins.dtype, generator)
+        s_t = spins.T
+        if order == "permutation":
+            sites = jax.random.permutation(key_site, n)
+            s_t = s_t[sites]
+        else:
+            sites = jnp.arange(n)
+
+        def body(carry, xs):
+            cch, de_sum, flips = carry
+            i, si, u = xs
+            de = site_de(cch, si, i)
+            accept = u < flip_probability(de, beta, rule)
+            new = site_up(cch, si, i)
+            cch = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), new, cch)
+            de_sum = de_sum + jnp.where(accept, de, 0.0).astype(de_sum.dtype)
+            return (cch, de_sum, flips + accept.astype(jnp.int32)), jnp.where(accept, -si, si)
+
+        cache_t = jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, 0, -1), cache)
+        carry = (cache_t, jnp.zeros((c,), spins.dtype), jnp.zeros((c,), jnp.int32))
+        (cache_t, de_sum, flips), s_new = jax.lax.scan(
+            body, carry, (sites, s_t, u_all), unroll=int(unroll)
+        )
+        cache = jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, -1, 0), cache_t)
+        if order == "permutation":
+            s_new = jnp.zeros_like(s_new).at[sites].set(s_new)
+        info = SpinInfo(flips.astype(spins.dtype) / n, de_sum, flips)
+        return SpinState(s_new.T, cache), info
+
+    step.chain_parallel = True
+    return step
+
+
 def run_chains(
     rng_key: jax.Array,
     step: Callable,
@@ -518,7 +714,9 @@ def run_chains(
     rng_key : PRNGKey
         Key for the dynamics; chain ``c`` at step ``t`` uses an independent fold.
     step : callable
-        A kernel from :func:`build_sequential_kernel` or :func:`build_parallel_kernel`.
+        A kernel from :func:`build_sequential_kernel` or :func:`build_parallel_kernel`
+        (vmapped over chains), or from :func:`build_chain_parallel_kernel` (called on the
+        whole batch; recognised by its ``chain_parallel`` attribute).
     states : SpinState
         Batched states, leading axis = chains (e.g. ``jax.vmap(lambda s: init(model, s))``).
     beta : float or Array
@@ -547,13 +745,20 @@ def run_chains(
         raise ValueError(f"thin must be >= 1 and divide num_steps, got thin={thin}")
     num_chains = jax.tree_util.tree_leaves(states)[0].shape[0]
     beta = jnp.broadcast_to(jnp.asarray(beta, jnp.float32), (num_chains,))
-    vstep = jax.vmap(step)
+    if getattr(step, "chain_parallel", False):
 
-    def inner(carry, key):
-        st, _ = carry
-        keys = jax.random.split(key, num_chains)
-        st, info = vstep(keys, st, beta)
-        return (st, info), None
+        def inner(carry, key):
+            st, info = step(key, carry[0], beta)
+            return (st, info), None
+
+    else:
+        vstep = jax.vmap(step)
+
+        def inner(carry, key):
+            st, _ = carry
+            keys = jax.random.split(key, num_chains)
+            st, info = vstep(keys, st, beta)
+            return (st, info), None
 
     def outer(carry, key):
         st, info = carry

@@ -15,7 +15,9 @@ M = 0.05
 def _make_params(key):
     p = bm.init_params(key, SPEC, scale=4.0)
     keys = jax.random.split(key, len(p.b))
-    return p._replace(b=tuple(0.5 * jax.random.normal(k, x.shape) for k, x in zip(keys, p.b)))
+    return p._replace(
+        b=tuple(0.5 * jax.random.normal(k, x.shape) for k, x in zip(keys, p.b, strict=True))
+    )
 
 
 _monotone = jax.jit(bm.monotone_coupling, static_argnums=(1, 2))

@@ -69,6 +69,44 @@ def test_sequential_matches_boltzmann(sk_model, rule, order):
     assert tv < 2.5 * 0.5 * np.sqrt(2**N_SPINS / (2 * np.pi * NUM_CHAINS))
 
 
+@pytest.mark.parametrize("order,generator", [("sweep", "threefry"), ("permutation", "hash")])
+def test_chain_parallel_kernel_matches_boltzmann(sk_model, order, generator):
+    """Chains updated together site by site (shared order, vectorised over chains) still
+    sample exp(-beta H) exactly: chi-square over the 2^8 states of the final chains."""
+    beta = 0.8
+    step = sp.build_chain_parallel_kernel(sk_model, order=order, generator=generator)
+    states = sp.init_chains(sk_model, jnp.ones((NUM_CHAINS, N_SPINS)))
+    final, _, infos = jax.jit(lambda k, st: sp.run_chains(k, step, st, beta, 40))(
+        jax.random.key(11), states
+    )
+    p, tv = _chi2_pvalue(_codes(final.spins), _exact_probs(sk_model, beta))
+    assert p > 1e-3, (p, tv)
+    np.testing.assert_allclose(final.cache, jax.vmap(sk_model.init_cache)(final.spins), atol=1e-5)
+    assert infos.acceptance_rate.shape == (40, NUM_CHAINS)
+
+
+def test_chain_parallel_energy_bookkeeping(sk_model):
+    """Per-chain sum of accepted dE equals H(final) - H(initial) (no cache refresh)."""
+    step = jax.jit(sp.build_chain_parallel_kernel(sk_model, refresh_cache=False))
+    s0 = jnp.where(jax.random.bernoulli(jax.random.key(2), 0.5, (16, N_SPINS)), 1.0, -1.0)
+    states = sp.init_chains(sk_model, s0)
+    new, info = step(jax.random.key(3), states, jnp.linspace(0.1, 2.0, 16))
+    de = jax.vmap(sk_model.energy)(new.spins) - jax.vmap(sk_model.energy)(s0)
+    np.testing.assert_allclose(info.delta_energy, de, atol=1e-4)
+    np.testing.assert_allclose(new.cache, jax.vmap(sk_model.init_cache)(new.spins), atol=1e-5)
+
+
+def test_hash_uniforms_are_uniform():
+    """The hash generator: uniform on [0, 1) (KS test), uncorrelated neighbours, key-dependent."""
+    u = np.asarray(sp.uniforms(jax.random.key(0), (200, 500), generator="hash"), np.float64)
+    assert u.min() >= 0.0 and u.max() < 1.0
+    assert stats.kstest(u.ravel(), "uniform").pvalue > 1e-3
+    r = np.corrcoef(u.ravel()[:-1], u.ravel()[1:])[0, 1]
+    assert abs(r) < 4 / np.sqrt(u.size)
+    v = np.asarray(sp.uniforms(jax.random.key(1), (200, 500), generator="hash"))
+    assert abs(np.corrcoef(u.ravel(), v.ravel())[0, 1]) < 4 / np.sqrt(u.size)
+
+
 def test_checkerboard_colors_exact_on_ring():
     """Two-colour parallel heat bath on a nearest-neighbour ring is exact Gibbs."""
     n = N_SPINS
@@ -195,6 +233,16 @@ def test_bad_inputs():
         sp.run_chains(jax.random.key(0), step, states, 1.0, 10, thin=3)
     with pytest.raises(ValueError, match="n must"):
         sp.enumerate_states(0)
+    with pytest.raises(ValueError, match="site_delta_energy"):
+        sp.build_chain_parallel_kernel(sp.model_from_delta_energy_fn(lambda s, i: s[i]))
+    with pytest.raises(ValueError, match="order"):
+        sp.build_chain_parallel_kernel(model, order="random")
+    with pytest.raises(ValueError, match="generator"):
+        sp.build_chain_parallel_kernel(model, generator="mt")
+    with pytest.raises(ValueError, match="generator"):
+        sp.uniforms(jax.random.key(0), (3,), generator="mt")
+    with pytest.raises(ValueError, match="spins"):
+        sp.init_chains(model, jnp.ones(3))
 
 
 def test_integer_spins_cast_to_float():

@@ -50,8 +50,8 @@ class BackwardOptions(NamedTuple):
     """
 
     method: str = "gmres"
-    tol: float = 1e-5
-    maxiter: int = 20
+    tol: float = 1e-4
+    maxiter: int = 10
     restart: int = 20
     on_failure: str = "warn"
 
@@ -103,7 +103,7 @@ def adjoint_solve(vjp_fn, cotangent, options=DEFAULT_BACKWARD):
             atol=0.0,
             restart=options.restart,
             maxiter=options.maxiter,
-            solve_method="batched",
+            solve_method="incremental",
         )
     else:
         u, _ = bicgstab(

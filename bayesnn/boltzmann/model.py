@@ -255,7 +255,9 @@ def pr_resolvent(coupling, spec, alpha):
     Winston and Kolter, "Monotone operator equilibrium networks", NeurIPS 2020.
     """
     A = _stacked_A(coupling, spec)
-    Binv = [jnp.linalg.inv((1.0 + alpha) * jnp.eye(d.shape[-1])[None] - alpha * d) for d in coupling.D]
+    Binv = [
+        jnp.linalg.inv((1.0 + alpha) * jnp.eye(d.shape[-1])[None] - alpha * d) for d in coupling.D
+    ]
     sizes = [lay.num_vars * lay.num_states for lay in spec.layers]
     offs = np.cumsum([0] + sizes)
 

@@ -7,7 +7,7 @@ Agliari, Alessandrelli, Barra, Ricci-Tersenghi, "Parallel learning by multitaski
 networks" (arXiv 2308.04106).
 """
 
-from . import data, images, model, observables, theory
+from . import data, images, model, observables, phase, theory
 from .data import (
     HebbianDataset,
     archetypes,
@@ -37,6 +37,17 @@ from .observables import (
     replica_overlap,
     retrieved_pattern,
     summarize_retrieval,
+)
+from .phase import (
+    MRDiagram,
+    TAlphaDiagram,
+    TRhoDiagram,
+    high_storage_free_energy,
+    phase_boundary,
+    phase_diagram_m_r,
+    phase_diagram_t_alpha,
+    phase_diagram_t_rho,
+    plot_phase_diagram,
 )
 from .simulate import SimulationResult, simulate
 from .theory import (
@@ -68,6 +79,7 @@ __all__ = [
     "data",
     "model",
     "observables",
+    "phase",
     "theory",
     "images",
     "binarize",
@@ -96,6 +108,15 @@ __all__ = [
     "replica_overlap",
     "retrieved_pattern",
     "summarize_retrieval",
+    "MRDiagram",
+    "TAlphaDiagram",
+    "TRhoDiagram",
+    "high_storage_free_energy",
+    "phase_boundary",
+    "phase_diagram_m_r",
+    "phase_diagram_t_alpha",
+    "phase_diagram_t_rho",
+    "plot_phase_diagram",
     "SimulationResult",
     "simulate",
     "LowStorageSolution",

@@ -388,12 +388,12 @@ def spin_model(net: HebbianNetwork) -> spins_lib.SpinModel:
         def init_cache(s):
             return overlaps(net, s)
 
-        def d_energy(cache, s, i):
-            d = 2.0 * s[i] * rows[:, i] / n
+        def site_de(cache, si, i):
+            d = 2.0 * si * rows[:, i] / n
             return pref * jnp.sum(d * _geom(cache, cache - d, p))
 
-        def update_cache(cache, s, i):
-            return cache - 2.0 * s[i] * rows[:, i] / n
+        def site_up(cache, si, i):
+            return cache - 2.0 * si * rows[:, i] / n
 
     else:
         x = rows / n
@@ -406,22 +406,24 @@ def spin_model(net: HebbianNetwork) -> spins_lib.SpinModel:
         def _sums(cache):
             return [cache[(k - 1) // 2] if k % 2 else even[k] for k in range(1, p)]
 
-        def d_energy(cache, s, i):
+        def site_de(cache, si, i):
             e = _esym(_sums(cache), p - 1)
-            bi = x[:, i] * s[i]
+            bi = x[:, i] * si
             ex = jnp.ones_like(bi)
             for k in range(1, p):
                 ex = e[k] - bi * ex
             return pref * fact * 2.0 * jnp.sum(bi * ex)
 
-        def update_cache(cache, s, i):
+        def site_up(cache, si, i):
             powers = jnp.stack([x[:, i] ** k for k in range(1, p, 2)])
-            return cache - 2.0 * s[i] * powers
+            return cache - 2.0 * si * powers
 
     return spins_lib.SpinModel(
         init_cache=init_cache,
-        delta_energy=d_energy,
-        update_cache=update_cache,
+        delta_energy=lambda cache, s, i: site_de(cache, s[i], i),
+        update_cache=lambda cache, s, i: site_up(cache, s[i], i),
         delta_energy_all=lambda cache, s: delta_energy(net, s),
         energy=lambda s: energy(net, s),
+        site_delta_energy=site_de,
+        site_update_cache=site_up,
     )

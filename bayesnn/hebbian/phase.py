@@ -49,11 +49,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import erf
+from jax.scipy.special import erf, gammaln
 
 from .data import check_num_examples
 from .model import check_order
-from .theory import _gh, exact_law, gaussian_law, noise_constant
+from .theory import gaussian_law, noise_constant
 
 __all__ = [
     "PHASES",
@@ -206,7 +206,20 @@ def _log2cosh(x):
     return jnp.logaddexp(x, -x)
 
 
-def high_storage_free_energy(n, q, beta, alpha, order: int, law, convention="distinct", num_z=41):
+def _z_grid(num_z, z_max=8.0):
+    """Uniform grid on [-z_max, z_max] with normalised N(0, 1) weights.
+
+    Dense uniform grids (as in the group's Julia solvers) resolve tanh(beta h) at low T,
+    where Gauss-Hermite nodes are too sparse around the kink.
+    """
+    z = jnp.linspace(-z_max, z_max, int(num_z), dtype=jnp.float32)
+    w = jnp.exp(-0.5 * z**2)
+    return z, w / jnp.sum(w)
+
+
+def high_storage_free_energy(
+    n, q, beta, alpha, order: int, law, convention="distinct", num_z: int = 401
+):
     r"""RS free energy per spin of the supervised rule at high storage (module docstring).
 
     P = 2 uses the Amit-Gutfreund-Sompolinsky form (``K = alpha N``, constant ``alpha/2``
@@ -229,7 +242,7 @@ def high_storage_free_energy(n, q, beta, alpha, order: int, law, convention="dis
     convention : {"distinct", "all"}
         Index convention for P > 2.
     num_z : int
-        Gauss-Hermite nodes for ``z``.
+        Points of the uniform ``z`` grid on [-8, 8].
 
     Returns
     -------
@@ -237,7 +250,7 @@ def high_storage_free_energy(n, q, beta, alpha, order: int, law, convention="dis
     """
     p_order = check_order(order)
     vals, w = law
-    z, wz = _gh(num_z)
+    z, wz = _z_grid(num_z)
     pp, zz, ww = vals[:, None], z[None, :], w[:, None] * wz[None, :]
     beta = jnp.asarray(beta, jnp.float32)
     alpha = jnp.asarray(alpha, jnp.float32)
@@ -255,12 +268,13 @@ def high_storage_free_energy(n, q, beta, alpha, order: int, law, convention="dis
         )
         return jnp.where(ok, f, jnp.inf)
     gamma = 0.25 * p_order**2 * noise_constant(p_order, convention)
-    h = 0.5 * p_order * n ** (p_order - 1) * pp + zz * jnp.sqrt(
-        alpha * gamma * q ** (p_order - 1)
-    )
+    h = 0.5 * p_order * n ** (p_order - 1) * pp + zz * jnp.sqrt(alpha * gamma * q ** (p_order - 1))
     return (
         0.5 * (p_order - 1) * n**p_order
-        - beta * alpha * gamma / (2.0 * p_order)
+        - beta
+        * alpha
+        * gamma
+        / (2.0 * p_order)
         * (1.0 - p_order * q ** (p_order - 1) + (p_order - 1) * q**p_order)
         - jnp.sum(ww * _log2cosh(beta * h)) / beta
     )
@@ -282,11 +296,12 @@ def _hs_update(n, q, beta, alpha, p_order, gamma, pp, zz, ww):
 @partial(jax.jit, static_argnames=("order", "convention", "num_iter", "num_z"))
 def _t_alpha(temps, alphas, order, law, convention, num_iter, num_z, damping, tol):
     vals, w = law
-    z, wz = _gh(num_z)
+    z, wz = _z_grid(num_z)
     pp, zz, ww = vals[:, None], z[None, :], w[:, None] * wz[None, :]
     gamma = 0.25 * order**2 * noise_constant(order, convention)
-    fe = partial(high_storage_free_energy, order=order, law=law, convention=convention,
-                 num_z=num_z)
+    fe = partial(
+        high_storage_free_energy, order=order, law=law, convention=convention, num_z=num_z
+    )
 
     def solve(beta, alpha, n0, q0, retrieval):
         def body(_, nq):
@@ -300,19 +315,48 @@ def _t_alpha(temps, alphas, order, law, convention, num_iter, num_z, damping, to
         resid = jnp.abs(n1 - n) + jnp.abs(q1 - q) if retrieval else jnp.abs(q1 - q)
         return n, q, m, resid
 
+    def spin_glass_q(beta, alpha, q_prev):
+        """n = 0 branch. P = 2: bisection of G(q) = q - E tanh^2 on (max(0, 1 - T), 1] (the
+        fixed-point map is unstable at low T); P > 2: the map is increasing in q, so iterate
+        down from the previous (larger) solution to the largest fixed point."""
+        if order == 2:
+
+            def gfun(q):
+                return q - _hs_update(0.0, q, beta, alpha, order, gamma, pp, zz, ww)[1]
+
+            lo0 = jnp.maximum(0.0, 1.0 - 1.0 / beta) + 1e-4
+
+            def body(_, lohi):
+                lo, hi = lohi
+                mid = 0.5 * (lo + hi)
+                neg = gfun(mid) < 0
+                return jnp.where(neg, mid, lo), jnp.where(neg, hi, mid)
+
+            lo, hi = jax.lax.fori_loop(0, 40, body, (lo0, jnp.float32(1.0)))
+            return jnp.where(gfun(lo0) < 0, 0.5 * (lo + hi), 0.0)
+        return jax.lax.fori_loop(
+            0,
+            num_iter,
+            lambda _, q: _hs_update(0.0, q, beta, alpha, order, gamma, pp, zz, ww)[1],
+            q_prev,
+        )
+
     def per_alpha(alpha):
         def step(carry, t):
             n0, q0, qs0 = carry
             beta = 1.0 / t
             n, q, m, resid = solve(beta, alpha, n0, q0, True)
             exists = (n > tol) & (resid < 10 * tol)
-            _, qs, _, _ = solve(beta, alpha, jnp.float32(0.0), qs0, False)
+            qs = spin_glass_q(beta, alpha, qs0)
             qs = jnp.where(qs > tol, qs, 0.0)
             f_ret = jnp.where(exists, fe(n, q, beta, alpha), jnp.inf)
             f_sg = jnp.where(qs > 0, fe(0.0, qs, beta, alpha), jnp.inf)
             f_para = fe(0.0, 0.0, beta, alpha)
-            f_other = jnp.minimum(f_sg, f_para)
-            sg = (qs > 0) & (f_sg <= f_para)
+            # Replica free energies are not minimised over q: the spin glass is the
+            # non-retrieval state wherever its q > 0 exists (continuous at P = 2), and the
+            # retrieval state is compared with it (AGS's T_c line).
+            sg = qs > 0
+            f_other = jnp.where(sg, f_sg, f_para)
             phase = jnp.where(
                 exists, jnp.where(f_ret < f_other, 3, 2), jnp.where(sg, 1, 0)
             ).astype(jnp.int32)
@@ -348,9 +392,9 @@ def phase_diagram_t_alpha(
     order: int = 2,
     convention: str = "distinct",
     num_iter: int = 400,
-    num_z: int = 41,
-    damping: float = 0.5,
-    tol: float = 1e-2,
+    num_z: int = 401,
+    damping: float = 0.3,
+    tol: float = 5e-2,
 ) -> TAlphaDiagram:
     r"""(T, alpha) phase diagram of the supervised rule at high storage.
 
@@ -379,11 +423,15 @@ def phase_diagram_t_alpha(
     num_iter : int
         Damped fixed-point iterations per temperature (warm-started).
     num_z : int
-        Gauss-Hermite nodes.
+        Points of the uniform ``z`` grid on [-8, 8] (resolve the tanh at low T:
+        spacing well below :math:`T/\sqrt{\alpha}`).
     damping : float
         Weight of the old iterate, in [0, 1).
     tol : float
-        Overlap below which a branch counts as absent; also the convergence tolerance.
+        Overlap ``n`` below which the retrieval branch counts as absent (at low T and finite
+        M small spurious overlaps ~0.03 survive above alpha_c; the physical branch ends at
+        n ~ 0.9 there), and ``q`` below which the spin glass does; also the convergence
+        tolerance.
 
     Returns
     -------
@@ -516,7 +564,7 @@ def phase_diagram_m_r(
     Parameters
     ----------
     num_examples : sequence of int, shape (L,)
-        ``M`` values (each >= 1; the exact law has ``M + 1`` atoms, one compile per M).
+        ``M`` values (each >= 1; laws are padded to ``max(M) + 1`` atoms, one compile).
     qualities : array_like, shape (J,)
         ``r`` values in (0, 1] (vmapped).
     order : int
@@ -553,43 +601,55 @@ def phase_diagram_m_r(
         raise ValueError("alpha > 0 with P > 2 needs temperature > 0 (finite-T RS solver)")
     beta = jnp.inf if temp == 0 else 1.0 / temp
     c = noise_constant(p_order, convention)
+    m_max = max(ms)
 
-    def column(m):
-        mf = jnp.float32(m)
+    def one(mf, rq):
+        law = _padded_exact_law(rq, mf, m_max)
+        big_r = rq**2 + (1 - rq**2) / mf
+        kappa = (1 + (mf - 1) * rq ** (2 * p_order)) / (mf * big_r**p_order)
+        a_eff = alpha * kappa if rule == "unsupervised" else jnp.float32(alpha)
+        if alpha == 0:
+            sol = theory.solve_low_storage(beta, p_order, law)
+            m_rs, ret = sol.m, sol.retrieval
+        elif temp == 0:
+            m_rs, _ = theory.p2_zero_temperature(a_eff, law)
+            ret = m_rs > 0
+        else:
+            n, m_rs, _ = theory.high_storage_rs(beta, a_eff, p_order, law, convention)
+            ret = n > 1e-2
+            m_rs = jnp.where(ret, m_rs, 0.0)
+        rho = (1 - rq**2) / (mf * rq**2)
+        if rule == "supervised":
+            snr = erf(1.0 / jnp.sqrt(2.0 * (rho + alpha * c * (1.0 + rho) ** p_order)))
+            stable = jnp.bool_(True)
+        else:
+            snr = _snr_unsupervised(alpha, rq, mf, p_order, c)
+            vals, w = law
+            e_abs = jnp.sqrt(big_r) * jnp.sum(w * jnp.abs(vals))  # E|X|, X = p sqrt(R)
+            stable = e_abs**p_order > (1 + (mf - 1) * rq ** (2 * p_order)) / mf
+        return rho, m_rs, ret, snr, stable
 
-        def one(rq):
-            law = exact_law(rq, m)
-            big_r = rq**2 + (1 - rq**2) / mf
-            kappa = (1 + (mf - 1) * rq ** (2 * p_order)) / (mf * big_r**p_order)
-            a_eff = alpha * kappa if rule == "unsupervised" else jnp.float32(alpha)
-            if alpha == 0:
-                sol = theory.solve_low_storage(beta, p_order, law)
-                m_rs, ret = sol.m, sol.retrieval
-            elif temp == 0:
-                m_rs, _ = theory.p2_zero_temperature(a_eff, law)
-                ret = m_rs > 0
-            else:
-                n, m_rs, _ = theory.high_storage_rs(beta, a_eff, p_order, law, convention)
-                ret = n > 1e-2
-                m_rs = jnp.where(ret, m_rs, 0.0)
-            rho = (1 - rq**2) / (mf * rq**2)
-            if rule == "supervised":
-                snr = erf(1.0 / jnp.sqrt(2.0 * (rho + alpha * c * (1.0 + rho) ** p_order)))
-                stable = jnp.bool_(True)
-            else:
-                snr = _snr_unsupervised(alpha, rq, mf, p_order, c)
-                vals, w = law
-                e_abs = jnp.sqrt(big_r) * jnp.sum(w * jnp.abs(vals))  # E|X|, X = p sqrt(R)
-                stable = e_abs**p_order > (1 + (mf - 1) * rq ** (2 * p_order)) / mf
-            return rho, m_rs, ret, snr, stable
-
-        return jax.jit(jax.vmap(one))(r)
-
-    cols = [column(m) for m in ms]
-    rho, m_rs, ret, snr, stable = (jnp.stack([col[k] for col in cols]) for k in range(5))
+    grid = jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)))
+    rho, m_rs, ret, snr, stable = grid(jnp.asarray(ms, jnp.float32), r)
     return MRDiagram(
         np.asarray(ms), r, rho, m_rs, ret, snr, stable, 1.0 + r ** (-p_order), rule, p_order
     )
+
+
+def _padded_exact_law(quality, num_examples, max_examples: int):
+    """Exact law of p = X/sqrt(R) for a traced M <= max_examples, padded with zero-weight
+    atoms to max_examples + 1 entries (one compile for a whole M grid)."""
+    m = num_examples
+    k = jnp.arange(max_examples + 1, dtype=jnp.float32)
+    valid = k <= m
+    kk = jnp.minimum(k, m)
+    pr = (1.0 + quality) / 2.0
+    logc = gammaln(m + 1.0) - gammaln(kk + 1.0) - gammaln(m - kk + 1.0)
+    logpmf = logc + kk * jnp.log(pr) + (m - kk) * jnp.log(jnp.maximum(1.0 - pr, 1e-30))
+    logpmf = jnp.where((pr >= 1.0) & (kk < m), -jnp.inf, logpmf)
+    w = jax.nn.softmax(jnp.where(valid, logpmf, -jnp.inf))
+    big_r = quality**2 + (1.0 - quality**2) / m
+    return jnp.where(valid, (2.0 * kk - m) / m, 0.0) / jnp.sqrt(big_r), w
 
 
 def phase_boundary(axis_values, mask, axis: int = 0):
@@ -662,8 +722,10 @@ def plot_phase_diagram(diagram, field: str = "m", ax=None, boundaries: bool = Tr
     elif isinstance(diagram, TRhoDiagram):
         x, y, xlab, ylab = diagram.rhos, diagram.temperatures, r"$\rho$", "T"
     else:
-        raise ValueError(f"diagram must be a TAlphaDiagram, TRhoDiagram or MRDiagram, got "
-                         f"{type(diagram).__name__}")
+        raise ValueError(
+            f"diagram must be a TAlphaDiagram, TRhoDiagram or MRDiagram, got "
+            f"{type(diagram).__name__}"
+        )
     if not hasattr(diagram, field) or np.ndim(getattr(diagram, field)) != 2:
         raise ValueError(f"field {field!r} is not a 2-d array of {type(diagram).__name__}")
     x, y = np.asarray(x), np.asarray(y)
@@ -674,8 +736,14 @@ def plot_phase_diagram(diagram, field: str = "m", ax=None, boundaries: bool = Tr
         if isinstance(diagram, MRDiagram):
             ax.contour(x, y, np.asarray(diagram.retrieval, float), [0.5], colors="w")
             if diagram.rule == "unsupervised":
-                ax.contour(x, y, np.asarray(diagram.archetype_stable, float), [0.5],
-                           colors="r", linestyles="--")
+                ax.contour(
+                    x,
+                    y,
+                    np.asarray(diagram.archetype_stable, float),
+                    [0.5],
+                    colors="r",
+                    linestyles="--",
+                )
                 ax.plot(x, np.asarray(diagram.memorization_threshold), "r:", lw=1)
                 ax.set_ylim(y.min(), y.max())
         else:

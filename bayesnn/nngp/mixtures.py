@@ -21,6 +21,7 @@ exactly (no sampling).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -151,7 +152,7 @@ def importance_posterior(
     rng_key: jax.Array,
     num_samples: int = 1000,
     proposal: str = "laplace",
-    df: float = 5.0,
+    df: int = 5,
 ) -> ScaleMixturePosterior:
     """Posterior over the last-layer variance ``sigma^2`` by importance sampling.
 
@@ -171,7 +172,7 @@ def importance_posterior(
     proposal
         ``"laplace"`` (default): Student-t with ``df`` degrees of freedom in
         ``log sigma^2``, located at the posterior mode and scaled by the Laplace curvature
-        (x1.5). ``"prior"``: the prior itself (the reference code; needs ``prior.sample``).
+        (x1.5); ``df`` must be a positive integer. ``"prior"``: the prior itself (the reference code; needs ``prior.sample``).
 
     Returns
     -------
@@ -187,53 +188,81 @@ def importance_posterior(
             lw = lw - jax.scipy.special.logsumexp(lw)
             ess = 1.0 / jnp.sum(jnp.exp(2 * lw))
         return ScaleMixturePosterior(gp, *_out(v, lw, ess))
-    log_prior = _prior_log_prob(prior)
+    _prior_log_prob(prior)
     if not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
     if proposal not in ("laplace", "prior"):
         raise ValueError(f"proposal must be 'laplace' or 'prior', got {proposal!r}")
+    if not isinstance(df, int) or df < 1:
+        raise ValueError(f"df must be a positive integer, got {df!r}")
+    if proposal == "prior" and not isinstance(prior, dist.Distribution):
+        raise ValueError("proposal='prior' needs a numpyro prior with .sample")
+    if not isinstance(prior, dist.Distribution):
+        prior = jax.tree_util.Partial(prior)  # a pytree: one compiled program per function
     with jax.enable_x64(True):
-
-        def log_post_t(t):  # log posterior density of t = log sigma^2
-            s2 = jnp.exp(t)
-            return log_prior(s2) + scale_log_likelihood(gp, s2) + t
-
-        if proposal == "prior":
-            if not isinstance(prior, dist.Distribution):
-                raise ValueError("proposal='prior' needs a numpyro prior with .sample")
-            s2 = jnp.asarray(prior.sample(rng_key, (num_samples,)), jnp.float64)
-            lw = scale_log_likelihood(gp, s2)
-        else:
-            t, h = _laplace_log_scale(log_post_t, gp)
-            if not bool(jnp.isfinite(t)) or not bool(h < 0):
-                raise ValueError("could not locate the posterior mode of log sigma^2")
-            q = dist.StudentT(df, t, 1.5 / jnp.sqrt(-h))
-            ts = q.sample(rng_key, (num_samples,))
-            s2 = jnp.exp(ts)
-            lw = log_post_t(ts) - q.log_prob(ts)
-        lw = jnp.where(jnp.isfinite(lw), lw, -jnp.inf)
-        lw = lw - jax.scipy.special.logsumexp(lw)
-        ess = 1.0 / jnp.sum(jnp.exp(2 * lw))
+        stats = jnp.asarray([gp.quad, gp.logdet, gp.n * gp.n_out, gp.n_out], jnp.float64)
+        # standard-t draws compiled apart from the prior-specific program (reused across priors)
+        z = _standard_t(rng_key, num_samples, df) if proposal == "laplace" else None
+        s2, lw, ess, t, h = _importance_core(prior, stats, rng_key, z, num_samples, proposal, df)
+        if proposal == "laplace" and (not bool(jnp.isfinite(t)) or not bool(h < 0)):
+            raise ValueError("could not locate the posterior mode of log sigma^2")
     return ScaleMixturePosterior(gp, *_out(s2, lw, ess))
 
 
-def _laplace_log_scale(log_post_t, gp):
-    """Mode and curvature of the log posterior of ``t = log sigma^2`` (damped Newton)."""
+def _scale_ll(stats, sigma2):
+    quad, logdet, nc, n_out = stats[0], stats[1], stats[2], stats[3]
+    return -0.5 * nc * jnp.log(2 * math.pi * sigma2) - 0.5 * n_out * logdet - 0.5 * quad / sigma2
 
-    @jax.jit
-    def run(t0):
-        g_fn = jax.grad(log_post_t)
-        h_fn = jax.grad(g_fn)
 
-        def body(_, t):
-            g, h = g_fn(t), h_fn(t)
-            step = jnp.where(h < 0, -g / jnp.where(h < 0, h, -1.0), jnp.sign(g))
-            return t + jnp.clip(step, -2.0, 2.0)
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _standard_t(rng_key, num_samples, df):
+    """Student-t draws ``z0 / sqrt(chi2_df / df)`` from normals (integer ``df``, no gamma)."""
+    z = jax.random.normal(rng_key, (num_samples, df + 1), jnp.float64)
+    return z[:, 0] * jax.lax.rsqrt(jnp.mean(z[:, 1:] ** 2, axis=1))
 
-        t = jax.lax.fori_loop(0, 50, body, t0)
-        return t, h_fn(t)
 
-    return run(jnp.log(jnp.maximum(gp.quad / (gp.n * gp.n_out), 1e-300)))
+@functools.partial(jax.jit, static_argnames=("num_samples", "proposal", "df"))
+def _importance_core(prior, stats, rng_key, z, num_samples, proposal, df):
+    """Laplace fit in ``t = log sigma^2``, proposal draws and normalised log weights."""
+    log_prior = prior.log_prob if isinstance(prior, dist.Distribution) else prior
+
+    def log_post_t(t):  # log posterior density of t = log sigma^2 (up to a constant)
+        s2 = jnp.exp(t)
+        return log_prior(s2) + _scale_ll(stats, s2) + t
+
+    g_fn = jax.grad(log_post_t)
+    h_fn = jax.grad(g_fn)
+
+    def newton(_, t):  # damped Newton; gradient-sign steps where the curvature is not negative
+        g, h = g_fn(t), h_fn(t)
+        step = jnp.where(h < 0, -g / jnp.where(h < 0, h, -1.0), jnp.sign(g))
+        return t + jnp.clip(step, -2.0, 2.0)
+
+    t0 = jnp.log(jnp.maximum(stats[0] / stats[2], 1e-300))
+    t = jax.lax.fori_loop(0, 50, newton, t0)
+    h = h_fn(t)
+    if proposal == "prior":
+        s2 = prior.sample(rng_key, (num_samples,)).astype(stats.dtype)
+        lw = _scale_ll(stats, s2)
+    else:
+        q = dist.StudentT(df, t, 1.5 / jnp.sqrt(jnp.maximum(-h, 1e-300)))
+        ts = q.loc + q.scale * z
+        s2 = jnp.exp(ts)
+        lw = log_post_t(ts) - q.log_prob(ts)
+    lw = jnp.where(jnp.isfinite(lw), lw, -jnp.inf)
+    lw = lw - jax.scipy.special.logsumexp(lw)
+    return s2, lw, 1.0 / jnp.sum(jnp.exp(2 * lw)), t, h
+
+
+@jax.jit
+def _mixture_params(mean, var, eta, sigma2, log_weights):
+    m, c = mean.shape
+    s = sigma2.shape[0]
+    sd = jnp.sqrt((var + eta)[:, None, None] * sigma2[None, None, :].astype(var.dtype))
+    loc = mean[:, :, None] * jnp.ones((1, 1, s), mean.dtype)
+    sd = sd * jnp.ones((1, c, 1), sd.dtype)
+    logits = jnp.broadcast_to(log_weights.astype(mean.dtype), (m, c, s))
+    return loc, sd, logits
 
 
 def mixture_predict(
@@ -248,12 +277,7 @@ def mixture_predict(
     """
     with jax.enable_x64(True):
         mean, var = _latent(post.gp, k_test_train, k_test_diag)
-        var = var + (post.gp.eta if include_noise else 0.0)
-        m, c = mean.shape
-        s = post.sigma2.shape[0]
-        sd = jnp.sqrt(var[:, None, None] * post.sigma2[None, None, :])
-        loc = mean[:, :, None] * jnp.ones((1, 1, s))
-        sd = sd * jnp.ones((1, c, 1))
-        logits = jnp.broadcast_to(jnp.asarray(post.log_weights, jnp.float64), (m, c, s))
+        eta = post.gp.eta if include_noise else 0.0
+        loc, sd, logits = _mixture_params(mean, var, eta, post.sigma2, post.log_weights)
     loc, sd, logits = _out(loc, sd, logits)
     return dist.MixtureSameFamily(dist.Categorical(logits=logits), dist.Normal(loc, sd))

@@ -21,6 +21,7 @@ differentiated under ``jit`` (enable ``jax_enable_x64`` for float64 fitting).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -142,6 +143,15 @@ class GPPosterior(NamedTuple):
         return self.weights.shape[1]
 
 
+@jax.jit
+def _factorise(k, y, eta):
+    """Cholesky of ``sym(K) + eta I`` and the cached solves (one compiled program)."""
+    k = 0.5 * (k + k.T) + eta * jnp.eye(k.shape[0], dtype=k.dtype)
+    L = jnp.linalg.cholesky(k)
+    w = jax.scipy.linalg.cho_solve((L, True), y)
+    return L, w, jnp.sum(y * w), 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
+
+
 def gp_fit(k_train: jax.Array, y: jax.Array, eta: float = 1e-6) -> GPPosterior:
     """Factorise ``K = Kbar(X, X) + eta I`` once (float64) for GP and scale-mixture posteriors.
 
@@ -160,12 +170,27 @@ def gp_fit(k_train: jax.Array, y: jax.Array, eta: float = 1e-6) -> GPPosterior:
         y = _as_2d_targets(y, k.shape[0]).astype(jnp.float64)
         if not bool(jnp.all(jnp.isfinite(y))):
             raise ValueError("y contains NaN or inf")
-        k = k.astype(jnp.float64) + eta * jnp.eye(k.shape[0], dtype=jnp.float64)
-        L, _ = psd_cholesky(k)
-        w = jax.scipy.linalg.cho_solve((L, True), y)
-        quad = jnp.sum(y * w)
-        logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
+        k = k.astype(jnp.float64)
+        L, w, quad, logdet = _factorise(k, y, jnp.asarray(eta, jnp.float64))
+        if not bool(jnp.all(jnp.isfinite(L))):  # bounded jitter, then a clear error
+            L, _ = psd_cholesky(k + eta * jnp.eye(k.shape[0], dtype=jnp.float64))
+            w = jax.scipy.linalg.cho_solve((L, True), y)
+            quad = jnp.sum(y * w)
+            logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
     return GPPosterior(L, w, quad, logdet, eta)
+
+
+@jax.jit
+def _latent_core(L, w, k_xX, kd):
+    mean = k_xX @ w
+    v = jax.scipy.linalg.solve_triangular(L, k_xX.T, lower=True)
+    return mean, jnp.maximum(kd - jnp.sum(v * v, axis=0), 0.0)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _scaled_sd(var, eta, scale, n_out):
+    """``sqrt(scale (var + eta))`` broadcast to ``(m, n_out)``."""
+    return jnp.sqrt(scale * (var + eta))[:, None] * jnp.ones((1, n_out), var.dtype)
 
 
 def _latent(post: GPPosterior, k_test_train, k_test_diag):
@@ -175,10 +200,7 @@ def _latent(post: GPPosterior, k_test_train, k_test_diag):
     kd = jnp.asarray(k_test_diag, jnp.float64)
     if kd.shape != (k_xX.shape[0],):
         raise ValueError(f"k_test_diag must have shape ({k_xX.shape[0]},), got {kd.shape}")
-    mean = k_xX @ post.weights
-    v = jax.scipy.linalg.solve_triangular(post.chol, k_xX.T, lower=True)
-    var = jnp.maximum(kd - jnp.sum(v * v, axis=0), 0.0)
-    return mean, var
+    return _latent_core(post.chol, post.weights, k_xX, kd)
 
 
 def gp_predict(
@@ -216,11 +238,11 @@ def gp_predict(
     scale = _positive("scale", scale)
     with jax.enable_x64(True):
         mean, var = _latent(post, k_test_train, k_test_diag)
-        var = var + (post.eta if include_noise else 0.0)
-        sd = jnp.sqrt(scale * var)[:, None] * jnp.ones((1, post.n_out))
+        sd = _scaled_sd(var, post.eta if include_noise else 0.0, scale, post.n_out)
     return dist.Normal(*_out(mean, sd))
 
 
+@jax.jit
 def gp_log_marginal(k_train: jax.Array, y: jax.Array, scale=1.0, eta=1e-6) -> jax.Array:
     """``log N(Y; 0, scale (Kbar + eta I))`` summed over outputs (differentiable, input dtype).
 
@@ -292,13 +314,13 @@ def tp_predict(
     """
     with jax.enable_x64(True):
         mean, var = _latent(post.gp, k_test_train, k_test_diag)
-        var = var + (post.gp.eta if include_noise else 0.0)
-        s2 = post.beta / post.alpha
-        sd = jnp.sqrt(s2 * var)[:, None] * jnp.ones((1, post.gp.n_out))
+        eta = post.gp.eta if include_noise else 0.0
+        sd = _scaled_sd(var, eta, post.beta / post.alpha, post.gp.n_out)
         df = 2.0 * post.alpha
     return dist.StudentT(*_out(df, mean, sd))
 
 
+@jax.jit
 def tp_log_marginal(k_train, y, alpha, beta, eta=1e-6) -> jax.Array:
     """Evidence of the Student-t process (differentiable, input dtype).
 
@@ -372,8 +394,19 @@ def fit_tp_hyperparameters(
     theta = {k: jnp.log(jnp.asarray(init[k], jnp.float32)) for k in ("alpha", "beta", "eta")}
     if kernel_matrix is not None:
         theta["kernel"] = init["kernel"]
+        k_train = None
     else:
         k_train = _check_matrix("k_train", k_train, square=True)
+    th, losses = _fit_run(theta, k_train, y, learning_rate, kernel_matrix, num_steps)
+    out = {k: jnp.exp(th[k]) for k in ("alpha", "beta", "eta")}
+    if kernel_matrix is not None:
+        out["kernel"] = th["kernel"]
+    return out, losses
+
+
+@functools.partial(jax.jit, static_argnames=("kernel_matrix", "num_steps"))
+def _fit_run(theta, k_train, y, learning_rate, kernel_matrix, num_steps):
+    """Adam on the negative log evidence per point (one compiled program per setting)."""
 
     def loss(th):
         k = kernel_matrix(th["kernel"]) if kernel_matrix is not None else k_train
@@ -382,19 +415,11 @@ def fit_tp_hyperparameters(
 
     opt = optax.adam(learning_rate)
 
-    @jax.jit
-    def run(th):
-        def step(carry, _):
-            th, s = carry
-            v, g = jax.value_and_grad(loss)(th)
-            u, s = opt.update(g, s, th)
-            return (optax.apply_updates(th, u), s), v
+    def step(carry, _):
+        th, s = carry
+        v, g = jax.value_and_grad(loss)(th)
+        u, s = opt.update(g, s, th)
+        return (optax.apply_updates(th, u), s), v
 
-        (th, _), losses = jax.lax.scan(step, (th, opt.init(th)), None, length=num_steps)
-        return th, losses
-
-    th, losses = run(theta)
-    out = {k: jnp.exp(th[k]) for k in ("alpha", "beta", "eta")}
-    if kernel_matrix is not None:
-        out["kernel"] = th["kernel"]
-    return out, losses
+    (theta, _), losses = jax.lax.scan(step, (theta, opt.init(theta)), None, length=num_steps)
+    return theta, losses
