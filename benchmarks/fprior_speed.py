@@ -104,8 +104,11 @@ def torch_reference(x_train, x_all, iters, hidden, critic_steps, seed=0):
         return torch.from_numpy(out).float()
 
     critic = torch.nn.Sequential(
-        torch.nn.Linear(n_data, 200), torch.nn.Softplus(), torch.nn.Linear(200, 200),
-        torch.nn.Softplus(), torch.nn.Linear(200, 1),
+        torch.nn.Linear(n_data, 200),
+        torch.nn.Softplus(),
+        torch.nn.Linear(200, 200),
+        torch.nn.Softplus(),
+        torch.nn.Linear(200, 1),
     )
     copt = torch.optim.Adagrad(critic.parameters(), lr=0.02)  # created once (reference)
     times = []
@@ -157,9 +160,7 @@ def main():
     x_all = np.concatenate([x_train, x_test])
     D = x_train.shape[1]
     arch = stax.serial(stax.Dense(50, b_std=1.0), stax.Tanh(), stax.Dense(1, b_std=1.0))
-    target = RBF(
-        LogNormal(0.1, 1.0), LogNormal(jnp.full((D,), math.log(math.sqrt(2 * D))), 1.0)
-    )
+    target = RBF(LogNormal(0.1, 1.0), LogNormal(jnp.full((D,), math.log(math.sqrt(2 * D))), 1.0))
     box = (x_all.min(0), x_all.max(0))
     ms = fp.mixture(x_train, 100, 0.7, box=box)
     rows = []
@@ -168,32 +169,57 @@ def main():
         gp = GPPrior(target, precision=precision)
         t0 = time.perf_counter()
         prior, hist = fp.fit_functional_prior(
-            arch, gp, ms, "gaussian", steps=iters, key=jax.random.key(0), num_functions=128,
-            check_every=max(1, iters // 4), **kw,
+            arch,
+            gp,
+            ms,
+            "gaussian",
+            steps=iters,
+            key=jax.random.key(0),
+            num_functions=128,
+            check_every=max(1, iters // 4),
+            **kw,
         )
         total = time.perf_counter() - t0
-        per = np.diff(hist.wall_time)[len(hist.wall_time) // 2 :]
         # steady-state per-iteration time: from the check timestamps
-        steady = (hist.wall_time[-1] - hist.wall_time[(iters // 4) - 1]) / (
-            iters - iters // 4
-        ) if iters >= 4 else total / iters
-        del per
+        steady = (
+            (hist.wall_time[-1] - hist.wall_time[(iters // 4) - 1]) / (iters - iters // 4)
+            if iters >= 4
+            else total / iters
+        )
         rows.append((name, steady, total, hist.family, hist.theta))
 
-    run_jax("jax-ref (reset, Adagrad, %d steps)" % ref_steps, "float64", warm_start=False,
-            critic_steps=ref_steps, critic_optimizer=optax.adagrad(0.02))
-    run_jax("jax-ref f32 GP in jit", "float32", warm_start=False, critic_steps=ref_steps,
-            critic_optimizer=optax.adagrad(0.02))
-    run_jax("jax-warm (%d steps)" % args.warm_steps, "float32",
-            critic_steps=args.warm_steps, first_critic_steps=500 if not args.quick else 100)
+    run_jax(
+        f"jax-ref (reset, Adagrad, {ref_steps} steps)",
+        "float64",
+        warm_start=False,
+        critic_steps=ref_steps,
+        critic_optimizer=optax.adagrad(0.02),
+    )
+    run_jax(
+        "jax-ref f32 GP in jit",
+        "float32",
+        warm_start=False,
+        critic_steps=ref_steps,
+        critic_optimizer=optax.adagrad(0.02),
+    )
+    run_jax(
+        f"jax-warm ({args.warm_steps} steps)",
+        "float32",
+        critic_steps=args.warm_steps,
+        first_critic_steps=500 if not args.quick else 100,
+    )
     run_jax("jax-sliced", "float32", estimator="sliced")
 
     torch_row = None
     if not args.skip_torch:
         try:
             times, scales = torch_reference(x_train, x_all, iters, 50, ref_steps)
-            torch_row = (f"torch-ref (reset, Adagrad, {ref_steps} steps)", np.median(times),
-                         times.sum(), scales)
+            torch_row = (
+                f"torch-ref (reset, Adagrad, {ref_steps} steps)",
+                np.median(times),
+                times.sum(),
+                scales,
+            )
         except ImportError:
             print("torch not installed: skipping the PyTorch reference")
 
@@ -203,11 +229,20 @@ def main():
     fam = rows[0][3]
 
     def score(theta):
-        est, se = fp.evaluate_w1(jax.random.key(7), arch, fam, theta, gp_eval, x_eval,
-                                 num_steps=eval_steps, num_samples=128)
+        est, se = fp.evaluate_w1(
+            jax.random.key(7),
+            arch,
+            fam,
+            theta,
+            gp_eval,
+            x_eval,
+            num_steps=eval_steps,
+            num_samples=128,
+        )
         return float(est), float(se)
 
-    print(f"machine: {os.popen('lscpu | grep \"Model name\"').read().strip()}")
+    cpu = os.popen("lscpu | grep 'Model name'").read().strip()
+    print(f"machine: {cpu} (shared, loaded)")
     print(f"threads: 1 (XLA_FLAGS={os.environ['XLA_FLAGS']}; torch.set_num_threads(1))")
     print(f"prior iterations: {iters}; critic steps (reference algorithm): {ref_steps}")
     print(f"{'run':42s} {'s/iter':>8s} {'total s':>8s} {'indep. W1':>10s} {'+-':>6s}")
@@ -220,8 +255,10 @@ def main():
         name, med, total, scales = torch_row
         layers = list(fam.init()["W"])
         inv = lambda s: float(np.log(np.expm1(s)))  # noqa: E731
-        theta = {"W": {ly: jnp.asarray(inv(scales[i][0])) for i, ly in enumerate(layers)},
-                 "b": {ly: jnp.asarray(inv(scales[i][1])) for i, ly in enumerate(layers)}}
+        theta = {
+            "W": {ly: jnp.asarray(inv(scales[i][0])) for i, ly in enumerate(layers)},
+            "b": {ly: jnp.asarray(inv(scales[i][1])) for i, ly in enumerate(layers)},
+        }
         w = score(theta)
         print(f"{name:42s} {med:8.4f} {total:8.2f} {w[0]:10.3f} {w[1]:6.3f}")
 

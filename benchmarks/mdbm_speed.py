@@ -160,6 +160,8 @@ def main():
         ("fb", 1.0),
         ("pr", 0.5),
     ]
+    if args.quick:
+        configs = [("anderson", 1.0), ("anderson", 0.5)]
     for method, alpha in configs:
         cfg = bm.SolverConfig(method=method, alpha=alpha, tol=1e-4, max_iter=300)
         fwd = jax.jit(lambda c, e, cfg=cfg: bm.infer(c, spec, e, config=cfg))

@@ -45,8 +45,12 @@ def test_w1_one_dimensional_scale_change():
     # W1(N(0,1), N(0,4)) = |1 - 2| sqrt(2/pi); one-sided penalty (the two-sided one has a
     # local optimum at a linear critic in 1-D).
     est, se = fp.estimate_w1(
-        jax.random.key(2), _gauss(1), _gauss(1, scale=2.0), penalty="one-sided",
-        learning_rate=1e-2, **{**SMALL, "num_steps": 800},
+        jax.random.key(2),
+        _gauss(1),
+        _gauss(1, scale=2.0),
+        penalty="one-sided",
+        learning_rate=1e-2,
+        **{**SMALL, "num_steps": 800},
     )
     assert abs(float(est) - math.sqrt(2 / math.pi)) < 4 * float(se) + 0.08
 
@@ -74,9 +78,7 @@ def test_train_critic_keeps_weights_and_optimizer_state_together():
     params = fp.init_critic(jax.random.key(0), 3, (8,))
     st = fp.CriticState(params, opt.init(params))
     f1 = jax.random.normal(jax.random.key(1), (16, 3))
-    st, (w, pen) = fp.train_critic(
-        st, f1, f1 + 1.0, jax.random.key(2), optimizer=opt, num_steps=7
-    )
+    st, (w, pen) = fp.train_critic(st, f1, f1 + 1.0, jax.random.key(2), optimizer=opt, num_steps=7)
     assert w.shape == (7,) and int(st.opt_state[0].count) == 7
     assert float(w[-1]) > float(w[0])  # ascent on the dual objective
 
@@ -148,8 +150,11 @@ def test_flow_prior_density_integrates_to_one_and_matches_samples(tiny_flow_prio
     probs = counts / counts.sum()
     cell = np.clip(np.searchsorted(edges, np.asarray(g), side="right") - 1, 0, 7)
     expected = np.zeros((8, 8))
-    np.add.at(expected, (cell[:, None].repeat(240, 1), cell[None, :].repeat(240, 0)),
-              np.asarray(dens) * h * h)
+    np.add.at(
+        expected,
+        (cell[:, None].repeat(240, 1), cell[None, :].repeat(240, 0)),
+        np.asarray(dens) * h * h,
+    )
     se = np.sqrt(expected * (1 - expected) / 20000)
     assert np.all(np.abs(probs - expected) < 5 * se + 3e-3)
 
@@ -206,8 +211,11 @@ def test_hierarchical_gibbs_matches_conjugate_posterior(template):
 
 def test_family_gradients_reach_hyperparameters(template):
     x = jnp.linspace(-1, 1, 5)[:, None]
-    for fam in (fp.gaussian_family(template), fp.hierarchical_family(template),
-                fp.flow_family(template)):
+    for fam in (
+        fp.gaussian_family(template),
+        fp.hierarchical_family(template),
+        fp.flow_family(template),
+    ):
         sample = fp.function_sampler(ARCH, fam)
         g = jax.grad(lambda th: jnp.mean(sample(th, jax.random.key(0), x, 8) ** 2))(fam.init())
         norms = [float(jnp.linalg.norm(v)) for v in jax.tree_util.tree_leaves(g)]
@@ -226,8 +234,9 @@ def test_measurement_samplers():
     assert len({tuple(r) for r in x[:14]}) == 14  # without replacement
     assert np.all(x[14:] >= xt.min(0)) and np.all(x[14:] <= xt.max(0))
     g = fp.grid(-6, 6, 200)
-    np.testing.assert_allclose(g.sample(jax.random.key(1))[:, 0], np.linspace(-6, 6, 200),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        g.sample(jax.random.key(1))[:, 0], np.linspace(-6, 6, 200), atol=1e-5
+    )
     u = fp.uniform_box([0, 1], [1, 3], 7).sample(jax.random.key(2))
     assert u.shape == (7, 2) and float(u[:, 1].min()) >= 1
     c = fp.classification_minibatch(xt, 16)
@@ -252,8 +261,14 @@ FIT = dict(num_functions=32, critic_steps=10, first_critic_steps=100, critic_hid
 def gaussian_fit():
     # start far from the GP: function variance ~4x too large
     return fp.fit_functional_prior(
-        ARCH, GP, MS, "gaussian", steps=50, key=jax.random.key(0),
-        family_kwargs=dict(weight_scale=2.5, bias_scale=2.5), **FIT,
+        ARCH,
+        GP,
+        MS,
+        "gaussian",
+        steps=50,
+        key=jax.random.key(0),
+        family_kwargs=dict(weight_scale=2.5, bias_scale=2.5),
+        **FIT,
     )
 
 
@@ -262,8 +277,9 @@ def test_tuning_reduces_independent_w1_and_moves_variance(gaussian_fit):
     assert isinstance(prior, LayerwiseGaussian) and hist.w1.shape == (50,)
     x = MS.sample(jax.random.key(0))
     kw = dict(num_steps=250, num_samples=64, hidden=(32, 32))
-    before, se0 = fp.evaluate_w1(jax.random.key(9), ARCH, hist.family, hist.initial_theta, GP,
-                                 x, **kw)
+    before, se0 = fp.evaluate_w1(
+        jax.random.key(9), ARCH, hist.family, hist.initial_theta, GP, x, **kw
+    )
     after, se1 = fp.evaluate_w1(jax.random.key(9), ARCH, hist.family, hist.theta, GP, x, **kw)
     assert float(after) < 0.6 * float(before)
     f0 = hist.sample_functions(hist.initial_theta, jax.random.key(1), x, 2000)
@@ -272,10 +288,16 @@ def test_tuning_reduces_independent_w1_and_moves_variance(gaussian_fit):
     assert abs(v1 - 1.0) < 0.5 * abs(v0 - 1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["hierarchical", "flow"])
 def test_other_families_fit_and_return_priors(family):
     prior, hist = fp.fit_functional_prior(
-        ARCH, GP, MS, family, steps=30, key=jax.random.key(1),
+        ARCH,
+        GP,
+        MS,
+        family,
+        steps=30,
+        key=jax.random.key(1),
         family_kwargs=dict(concentration=3.0, rate=8.0) if family == "hierarchical" else None,
         **FIT,
     )
@@ -284,13 +306,20 @@ def test_other_families_fit_and_return_priors(family):
     assert np.mean(hist.w1[-10:]) < np.mean(hist.w1[:10])
 
 
+@pytest.mark.slow
 def test_sliced_estimator_multioutput_and_minibatch_sampler():
     arch = stax.serial(stax.Dense(8, b_std=1.0), stax.Tanh(), stax.Dense(2, b_std=1.0))
     xt = np.random.default_rng(0).normal(size=(100, 2))
     ms = fp.classification_minibatch(xt, 32)
     prior, hist = fp.fit_functional_prior(
-        arch, GPPrior(RBF(1.0, 1.0), precision="float32"), ms, "gaussian", steps=40,
-        key=jax.random.key(0), estimator="sliced", num_functions=32,
+        arch,
+        GPPrior(RBF(1.0, 1.0), precision="float32"),
+        ms,
+        "gaussian",
+        steps=40,
+        key=jax.random.key(0),
+        estimator="sliced",
+        num_functions=32,
         family_kwargs=dict(weight_scale=3.0, bias_scale=3.0),
     )
     assert np.mean(hist.w1[-10:]) < 0.8 * np.mean(hist.w1[:10])
@@ -310,8 +339,16 @@ def test_fit_bad_input_and_divergence():
         fp.fit_functional_prior(ARCH, GP, wrong, steps=1)
     with pytest.raises(FloatingPointError, match="diverged"):
         fp.fit_functional_prior(
-            ARCH, GP, MS, steps=3, key=jax.random.key(0), num_functions=8, critic_steps=2,
-            first_critic_steps=2, critic_hidden=(8,), critic_optimizer=optax.sgd(1e30),
+            ARCH,
+            GP,
+            MS,
+            steps=3,
+            key=jax.random.key(0),
+            num_functions=8,
+            critic_steps=2,
+            first_critic_steps=2,
+            critic_hidden=(8,),
+            critic_optimizer=optax.sgd(1e30),
             check_every=1,
         )
 
@@ -326,7 +363,12 @@ def test_fit_bad_input_and_divergence():
     )
     with pytest.raises(GPSampleError):
         fp.fit_functional_prior(
-            ARCH, GPPrior(Negative()), MS, steps=1, num_functions=8, first_critic_steps=1,
+            ARCH,
+            GPPrior(Negative()),
+            MS,
+            steps=1,
+            num_functions=8,
+            first_critic_steps=1,
             critic_hidden=(8,),
         )
 

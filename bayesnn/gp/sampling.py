@@ -94,6 +94,13 @@ def _float():
     return jnp.result_type(float)
 
 
+def _under_trace() -> bool:
+    """Whether we are inside ``jit``/``vmap`` tracing (constants there are not tracers)."""
+    from jax._src import core
+
+    return not core.trace_state_clean()
+
+
 @partial(jax.jit, static_argnames=("num_samples", "jitter", "max_jitter"))
 def _sample_impl(rng_key, kernel, mean, x, num_samples, jitter, max_jitter):
     k_key, z_key = jax.random.split(rng_key)
@@ -156,7 +163,8 @@ class GPPrior:
 
         Usable under ``jit`` (computes in ``x``'s dtype there); ``f`` is NaN where not ok.
         """
-        if isinstance(x, jax.core.Tracer):
+        if isinstance(x, jax.core.Tracer) or _under_trace():
+            x = jnp.asarray(x)
             if x.ndim != 2:
                 raise ValueError(f"x must have shape (n, d), got {x.shape}")
             return _sample_impl(

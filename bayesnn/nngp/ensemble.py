@@ -30,6 +30,8 @@ from bayesnn.nngp.regression import (
     _check_matrix,
     _out,
     _positive,
+    _scaled_sd,
+    gp_fit,
     psd_cholesky,
 )
 
@@ -76,21 +78,43 @@ def gd_ensemble_moments(
         kxX = _check_matrix("k_test_train", k_test_train).astype(jnp.float64)
         kxx = jnp.asarray(k_test_diag, jnp.float64)
         if mode == "nngp":
-            L, _ = psd_cholesky(K + eta * jnp.eye(n))
-            mean = kxX @ jax.scipy.linalg.cho_solve((L, True), y)
-            v = jax.scipy.linalg.solve_triangular(L, kxX.T, lower=True)
-            var = kxx - jnp.sum(v * v, axis=0)
+            L = _robust_cholesky(K, eta)
+            mean, var = _nngp_moments(L, y, kxX, kxx)
         else:
             if ntk_train is None or ntk_test_train is None:
                 raise ValueError("mode='ntk' needs ntk_train and ntk_test_train")
             T = _check_matrix("ntk_train", ntk_train, square=True).astype(jnp.float64)
             txX = _check_matrix("ntk_test_train", ntk_test_train).astype(jnp.float64)
-            L, _ = psd_cholesky(T + eta * jnp.eye(n))
-            A = jax.scipy.linalg.cho_solve((L, True), txX.T).T  # Theta_xX Theta^-1
-            mean = A @ y
-            var = kxx + jnp.sum((A @ K) * A, axis=1) - 2.0 * jnp.sum(A * kxX, axis=1)
-        var = jnp.maximum(var, 0.0)
+            L = _robust_cholesky(T, eta)
+            mean, var = _ntk_moments(L, K, y, kxX, kxx, txX)
     return _out(mean, var)
+
+
+@jax.jit
+def _cholesky(k, eta):
+    return jnp.linalg.cholesky(0.5 * (k + k.T) + eta * jnp.eye(k.shape[0], dtype=k.dtype))
+
+
+def _robust_cholesky(k, eta):
+    """Plain Cholesky of ``K + eta I``; bounded jitter and a clear error if it fails."""
+    L = _cholesky(k, jnp.asarray(eta, k.dtype))
+    if not bool(jnp.all(jnp.isfinite(L))):
+        L, _ = psd_cholesky(k + eta * jnp.eye(k.shape[0], dtype=k.dtype))
+    return L
+
+
+@jax.jit
+def _nngp_moments(L, y, kxX, kxx):
+    mean = kxX @ jax.scipy.linalg.cho_solve((L, True), y)
+    v = jax.scipy.linalg.solve_triangular(L, kxX.T, lower=True)
+    return mean, jnp.maximum(kxx - jnp.sum(v * v, axis=0), 0.0)
+
+
+@jax.jit
+def _ntk_moments(L, K, y, kxX, kxx, txX):
+    A = jax.scipy.linalg.cho_solve((L, True), txX.T).T  # Theta_xX Theta^-1
+    var = kxx + jnp.sum((A @ K) * A, axis=1) - 2.0 * jnp.sum(A * kxX, axis=1)
+    return A @ y, jnp.maximum(var, 0.0)
 
 
 def gd_ensemble_predict(
@@ -126,11 +150,8 @@ def gd_ensemble_predict(
         mean, var = jnp.asarray(mean, jnp.float64), jnp.asarray(var, jnp.float64)
         a, b = jnp.asarray(alpha, jnp.float64), jnp.asarray(beta, jnp.float64)
         if posterior:
-            K = jnp.asarray(k_train, jnp.float64)
-            y2 = _as_2d_targets(y, K.shape[0]).astype(jnp.float64)
-            L, _ = psd_cholesky(K + eta * jnp.eye(K.shape[0]))
-            q = jnp.sum(y2 * jax.scipy.linalg.cho_solve((L, True), y2))
-            a, b = a + 0.5 * y2.size, b + 0.5 * q
-        sd = jnp.sqrt(b / a * var)[:, None] * jnp.ones((1, mean.shape[1]))
+            gp = gp_fit(k_train, y, eta)
+            a, b = a + 0.5 * gp.n * gp.n_out, b + 0.5 * gp.quad
+        sd = _scaled_sd(var, 0.0, b / a, mean.shape[1])
         df = 2.0 * a
     return dist.StudentT(*_out(df, mean, sd))
