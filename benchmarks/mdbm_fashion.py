@@ -72,6 +72,8 @@ def main():
         optimizer=optax.adam(args.lr),
         m=args.m,
         hidden_fraction=0.6,
+        config=config,
+        on_failure="flag",
         checkpoint_path=os.path.join(HERE, "out", "mdbm_fashion.npz"),
         log_fn=lambda e, s: print(
             f"epoch {e}: " + ", ".join(f"{k} {v:.4g}" for k, v in s.items())

@@ -248,7 +248,12 @@ def fit_functional_prior(
     if estimator == "critic":
         cp = init_critic(fam_key, m, critic_hidden)
         critic0 = CriticState(cp, copt.init(cp))
+    # strong dtypes: weak-typed leaves would change type after one update and recompile
+    theta0 = jax.tree.map(lambda a: jnp.array(a, dtype=jnp.asarray(a).dtype), theta0)
     state = FitState(theta0, popt.init(theta0), critic0)
+    state = jax.tree.map(
+        lambda a: jnp.array(a, dtype=a.dtype) if isinstance(a, jax.Array) else a, state
+    )
 
     def critic_scan(cstate, f_bnn, f_gp, rng_key, num_steps):
         def step(st, k):
