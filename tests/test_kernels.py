@@ -46,7 +46,7 @@ def _key(seed):
     return jax.random.key(seed, impl="unsafe_rbg")
 
 
-@functools.lru_cache(maxsize=None)  # same Layer object -> kernel_fn's compiled cache is hit
+@functools.cache  # same Layer object -> kernel_fn's compiled cache is hit
 def _mlp(act, depth, W=1.5, b=0.05, readout_b=0.05, width=512, param="ntk"):
     act_layer = {"relu": stax.Relu, "erf": stax.Erf, "tanh": stax.Tanh}[act]
     layers = []

@@ -13,7 +13,6 @@ from bayesnn import nngp
 from bayesnn.nn import stax
 from bayesnn.nn.kernels import kernel_fn
 
-
 _log_prob = jax.jit(lambda d, y: d.log_prob(y))  # one compiled program per distribution type
 
 

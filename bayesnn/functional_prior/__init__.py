@@ -1,7 +1,8 @@
 """Functional priors: tune BNN weight priors by Wasserstein matching to GP priors.
 
 Tran, Rossi, Milios & Filippone, "All You Need is a Good Functional Prior for Bayesian Deep
-Learning", JMLR 2022. Entry point: :func:`fit_functional_prior`.
+Learning", JMLR 2022. Entry points: :func:`fit_functional_prior` (tune the prior) and
+:func:`sample_posterior` (adaptive SGHMC with the tuned prior).
 
 Example
 -------
@@ -48,6 +49,13 @@ from bayesnn.functional_prior.measurement import (
     training_inputs,
     uniform_box,
 )
+from bayesnn.functional_prior.posterior import (
+    PosteriorSamples,
+    classification_metrics,
+    predict,
+    regression_metrics,
+    sample_posterior,
+)
 from bayesnn.functional_prior.sliced import sliced_w1
 
 __all__ = [
@@ -81,4 +89,9 @@ __all__ = [
     "gp_function_sampler",
     "fit_functional_prior",
     "evaluate_w1",
+    "PosteriorSamples",
+    "sample_posterior",
+    "predict",
+    "regression_metrics",
+    "classification_metrics",
 ]

@@ -477,15 +477,33 @@ def _compiled(transform, names: tuple, same: bool, blocked: bool):
         return jax.jit(run)
 
     def run_blocked(xb, idb, x2):
-        ids2 = jnp.arange(x2.shape[0]) if same else None
-
         def block(args):
             xi, ii = args
-            return one(xi, x2, ii if same else None, ids2)
+            return one(xi, x2, None, None)
 
         return jax.lax.map(block, (xb, idb))
 
-    return jax.jit(run_blocked)
+    def run_triangle(xb, idb, pi, pj):
+        # only the blocks (i, j) with j >= i of the symmetric K(X, X); mirrored afterwards
+        nb, bs = idb.shape
+
+        def block(args):
+            i, j = args
+            return one(xb[i], xb[j], idb[i], idb[j])
+
+        res = jax.lax.map(block, (pi, pj))
+        out = []
+        for r in res:
+            full = jnp.zeros((nb, nb, bs, bs), r.dtype)
+            full = full.at[pj, pi].set(jnp.swapaxes(r, 1, 2)).at[pi, pj].set(r)
+            out.append(full.transpose(0, 2, 1, 3).reshape(nb * bs, nb * bs))
+        return tuple(out)
+
+    return jax.jit(run_triangle if same else run_blocked)
+
+
+_AUTO_BLOCK_ENTRIES = 1 << 20  # above ~1M kernel entries, compute in blocks
+_AUTO_BLOCK_SIZE = 256
 
 
 def kernel_fn(
@@ -493,7 +511,7 @@ def kernel_fn(
     x1: jax.Array,
     x2: jax.Array | None = None,
     get: str | Sequence[str] = ("nngp", "ntk"),
-    block_size: int | None = None,
+    block_size: int | str | None = "auto",
 ):
     """Analytic infinite-width NNGP and/or NTK of an architecture between two input sets.
 
@@ -509,9 +527,12 @@ def kernel_fn(
     get
         ``"nngp"``, ``"ntk"`` or a sequence of them. The NTK is only computed when asked.
     block_size
-        If given, compute the rows of the result in blocks of this many rows (one compiled
-        block, ``lax.map`` over blocks), so the intermediate memory is
-        ``O(block_size * n2)`` instead of ``O(n1 * n2)``.
+        Compute the result in blocks of this many rows (one compiled block, ``lax.map``
+        over blocks), so the intermediate memory of the recursion is ``O(block_size * n2)``
+        instead of several ``O(n1 * n2)`` arrays. For ``K(X, X)`` (``x2=None``) only the
+        blocks on and above the diagonal are computed and mirrored (about half the work).
+        ``"auto"`` (default): blocks of 256 rows when the result has more than 2^20 entries,
+        else one block; ``None``: never block.
 
     Returns
     -------
@@ -531,20 +552,28 @@ def kernel_fn(
         x2 = _check_inputs("x2", x2, x1.shape[1])
         x2 = x2.astype(jnp.result_type(x1, x2))
         x1 = x1.astype(x2.dtype)
+    n1 = x1.shape[0]
+    if isinstance(block_size, str) and block_size == "auto":
+        big = n1 * (n1 if same else x2.shape[0]) > _AUTO_BLOCK_ENTRIES
+        block_size = min(_AUTO_BLOCK_SIZE, n1) if big else None
     if block_size is None:
         out = _compiled(transform, names, same, False)(x1, x2)
     else:
-        if not isinstance(block_size, int) or block_size < 1:
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
             raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-        n1 = x1.shape[0]
         nb = -(-n1 // block_size)
         pad = nb * block_size - n1
         xp = jnp.concatenate([x1, jnp.zeros((pad, x1.shape[1]), x1.dtype)], axis=0)
-        ids = jnp.arange(nb * block_size)
         xr = xp.reshape(nb, block_size, x1.shape[1])
-        idr = ids.reshape(nb, block_size)
-        res = _compiled(transform, names, same, True)(xr, idr, x1 if same else x2)
-        out = tuple(r.reshape(nb * block_size, r.shape[-1])[:n1] for r in res)
+        idr = jnp.arange(nb * block_size).reshape(nb, block_size)
+        fn = _compiled(transform, names, same, True)
+        if same:
+            pi, pj = np.triu_indices(nb)
+            res = fn(xr, idr, jnp.asarray(pi), jnp.asarray(pj))
+            out = tuple(r[:n1, :n1] for r in res)
+        else:
+            res = fn(xr, idr, x2)
+            out = tuple(r.reshape(nb * block_size, r.shape[-1])[:n1] for r in res)
     return out[0] if single else out
 
 

@@ -242,13 +242,14 @@ def fixed_noise_mixture_moments(
         ll = -0.5 * c * np.sum(np.log(d), 1) - 0.5 * np.sum(uy.T[None] ** 2 / d[:, None], (1, 2))
         return ll - alpha * t - beta / s2[:, 0]  # IG density times the Jacobian sigma^2
 
-    coarse = np.linspace(-30.0, 30.0, 6001)
-    lp = log_post(coarse)
-    w = np.exp(lp - lp.max())
-    w /= w.sum()
-    m_t = np.sum(w * coarse)
-    sd_t = np.sqrt(np.sum(w * (coarse - m_t) ** 2))
-    grid = np.linspace(m_t - 15 * sd_t, m_t + 15 * sd_t, num_grid)
+    grid = np.linspace(-30.0, 30.0, 6001)
+    for size in (2001, num_grid):  # zoom in twice on the posterior of log sigma^2
+        lp = log_post(grid)
+        w = np.exp(lp - lp.max())
+        w /= w.sum()
+        m_t = np.sum(w * grid)
+        half = max(15.0 * np.sqrt(np.sum(w * (grid - m_t) ** 2)), 2.0 * (grid[1] - grid[0]))
+        grid = np.linspace(m_t - half, m_t + half, size)
     lp = log_post(grid)
     w = np.exp(lp - lp.max())
     w /= w.sum()

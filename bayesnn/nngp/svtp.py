@@ -325,6 +325,7 @@ def svtp_fit(
     )
 
 
+@functools.partial(jax.jit, static_argnames=("num_samples", "model"))
 def svtp_predict(
     params: SVTPParams,
     chol_zz,
@@ -341,7 +342,7 @@ def svtp_predict(
     (a Student-t with ``2 alpha~`` dof per point for ``model="t"``).
     """
     k_sig, k_f = jax.random.split(rng_key)
-    mean, var = _marginals(params, chol_zz, jnp.asarray(k_test_z), jnp.asarray(k_test_diag))
+    mean, var = _marginals(params, chol_zz, k_test_z, k_test_diag)
     s2 = _sigma2_draws(params, k_sig, num_samples, model, scale)
     eps = jax.random.normal(k_f, (num_samples,) + mean.shape, mean.dtype)
     f = mean[None] + jnp.sqrt(s2[:, None, None] * var[None]) * eps
