@@ -54,15 +54,39 @@ def _final_states(model, step, beta, num_steps, seed):
     return final, infos
 
 
+@pytest.fixture(scope="module")
+def sequential_runner(sk_model):
+    """One compiled 40-sweep runner per (rule, order) on the SK model, shared by the tests
+    (beta traced; the energy of every chain is recorded after each sweep)."""
+    cache = {}
+
+    def get(rule, order):
+        if (rule, order) not in cache:
+            step = sp.build_sequential_kernel(sk_model, rule=rule, order=order)
+            energy = lambda x: sk_model.energy(x.spins)
+            cache[rule, order] = jax.jit(
+                lambda k, st, beta: sp.run_chains(k, step, st, beta, 40, energy)
+            )
+        return cache[rule, order]
+
+    return get
+
+
+def _run_sequential(sk_model, runner, s0, beta, seed):
+    states = jax.vmap(lambda s: sp.init(sk_model, s))(s0)
+    return runner(jax.random.key(seed), states, beta)
+
+
 @pytest.mark.parametrize(
     "rule,order",
     [("glauber", "random"), ("metropolis", "random"), ("glauber", "sweep")],
 )
-def test_sequential_matches_boltzmann(sk_model, rule, order):
+def test_sequential_matches_boltzmann(sk_model, sequential_runner, rule, order):
     """Final states of independent chains follow exp(-beta H) (chi-square over 2^8 states)."""
     beta = 0.8
-    step = sp.build_sequential_kernel(sk_model, rule=rule, order=order)
-    final, _ = _final_states(sk_model, step, beta, 40, seed=1)
+    final, _, _ = _run_sequential(
+        sk_model, sequential_runner(rule, order), jnp.ones((NUM_CHAINS, N_SPINS)), beta, 1
+    )
     p, tv = _chi2_pvalue(_codes(final.spins), _exact_probs(sk_model, beta))
     # TV of an exact sampler with n draws over 256 states is about sqrt(256 / (2 pi n)) / 2.
     assert p > 1e-3, (p, tv)
@@ -146,26 +170,23 @@ def test_delta_energy_info_and_cache_consistent(sk_model):
     assert 0.0 <= float(info.acceptance_rate) <= 1.0
 
 
-@pytest.mark.parametrize("rule", ["glauber", "metropolis"])
-def test_zero_temperature_reaches_local_minimum(sk_model, rule):
+@pytest.mark.parametrize("rule,order", [("glauber", "sweep"), ("metropolis", "random")])
+def test_zero_temperature_reaches_local_minimum(sk_model, sequential_runner, rule, order):
     """At beta=inf energy never increases and the end state has no downhill single flip."""
-    step = sp.build_sequential_kernel(sk_model, rule=rule, order="sweep")
-    s0 = jnp.where(jax.random.bernoulli(jax.random.key(5), 0.5, (64, N_SPINS)), 1.0, -1.0)
-    states = jax.vmap(lambda s: sp.init(sk_model, s))(s0)
-    run = jax.jit(
-        lambda k, st: sp.run_chains(k, step, st, jnp.inf, 10, lambda x: sk_model.energy(x.spins))
+    s0 = jnp.where(jax.random.bernoulli(jax.random.key(5), 0.5, (NUM_CHAINS, N_SPINS)), 1.0, -1.0)
+    final, energies, infos = _run_sequential(
+        sk_model, sequential_runner(rule, order), s0, jnp.inf, 6
     )
-    final, energies, infos = run(jax.random.key(6), states)
     assert np.all(np.diff(np.asarray(energies), axis=0) <= 1e-5)
     assert np.all(np.asarray(infos.delta_energy) <= 1e-6)
     de = jax.vmap(sk_model.delta_energy_all)(final.cache, final.spins)
     assert np.all(np.asarray(de) >= -1e-5)
 
 
-def test_parallel_chains_are_independent(sk_model):
+def test_parallel_chains_are_independent(sk_model, sequential_runner):
     """Chains from one start decorrelate: spin correlations across chains are ~ 0."""
-    step = sp.build_sequential_kernel(sk_model)
-    final, _ = _final_states(sk_model, step, 0.3, 20, seed=8)
+    s0 = jnp.ones((NUM_CHAINS, N_SPINS))
+    final, _, _ = _run_sequential(sk_model, sequential_runner("glauber", "random"), s0, 0.3, 8)
     s = np.asarray(final.spins)
     a, b = s[0::2], s[1::2]
     # Pairs of chains: cross-chain covariance of the same site vanishes (SE ~ 1/sqrt(2048)).
@@ -193,13 +214,11 @@ def test_model_from_local_field_fn_matches_pair_model(sk_model):
     ref = sp.pair_model(J)
     m = sp.model_from_local_field_fn(lambda s, i: J[i] @ s)
     s = jnp.array([1.0, -1, 1, 1, -1])
-    for i in range(5):
-        np.testing.assert_allclose(
-            m.delta_energy(m.init_cache(s), s, i),
-            ref.energy(s.at[i].multiply(-1)) - ref.energy(s),
-            rtol=1e-5,
-            atol=1e-6,
-        )
+    sites = jnp.arange(5)
+    de = jax.jit(jax.vmap(lambda i: m.delta_energy(m.init_cache(s), s, i)))(sites)
+    flipped = s[None, :] * (1.0 - 2.0 * jax.nn.one_hot(sites, 5))
+    de_ref = jax.vmap(ref.energy)(flipped) - ref.energy(s)
+    np.testing.assert_allclose(de, de_ref, rtol=1e-5, atol=1e-6)
 
 
 def test_bad_inputs():
