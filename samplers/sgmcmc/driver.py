@@ -125,6 +125,12 @@ def _check_positive_int(name, value, minimum=1):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def _all_finite(a) -> bool:
+    """Host-side check (one transfer, no per-call compilation)."""
+    a = np.asarray(a)
+    return bool(np.isfinite(a.astype(np.float32) if a.dtype.itemsize < 4 else a).all())
+
+
 def _validate(data, init_positions, batch_size, temperature):
     leaves = jax.tree_util.tree_leaves(data)
     if not leaves:
@@ -134,7 +140,7 @@ def _validate(data, init_positions, batch_size, temperature):
         raise ValueError(f"data arrays must share their leading axis, got sizes {sorted(sizes)}")
     data_size = sizes.pop()
     for i, a in enumerate(leaves):
-        if jnp.issubdtype(jnp.result_type(a), jnp.floating) and not bool(jnp.all(jnp.isfinite(a))):
+        if jnp.issubdtype(jnp.result_type(a), jnp.floating) and not _all_finite(a):
             raise ValueError(f"data leaf {i} contains NaN or inf")
     if batch_size > data_size:
         raise ValueError(f"batch_size {batch_size} exceeds the data size {data_size}")
@@ -148,7 +154,7 @@ def _validate(data, init_positions, batch_size, temperature):
             f"got leading sizes {sorted(chains)}"
         )
     for i, a in enumerate(pleaves):
-        if not bool(jnp.all(jnp.isfinite(a))):
+        if not _all_finite(a):
             raise ValueError(f"init_positions leaf {i} contains NaN or inf")
     if not float(temperature) >= 0:
         raise ValueError(f"temperature must be >= 0, got {temperature!r}")
