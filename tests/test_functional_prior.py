@@ -114,10 +114,16 @@ def _random_flow(dim, key=0, layers=FLOW):
 def test_flow_change_of_variables_numerically(dim):
     p = _random_flow(dim)
     z = 2.0 * jax.random.normal(jax.random.key(7), (dim,))
-    w, logdet = fp.flow_forward(p, z, FLOW)
-    z_back, logdet_inv = fp.flow_inverse(p, w, FLOW)
+
+    @jax.jit
+    def run(p, z):
+        w, logdet = fp.flow_forward(p, z, FLOW)
+        z_back, logdet_inv = fp.flow_inverse(p, w, FLOW)
+        J = jax.jacfwd(lambda v: fp.flow_forward(p, v, FLOW)[0])(z)
+        return logdet, z_back, logdet_inv, J
+
+    logdet, z_back, logdet_inv, J = run(p, z)
     np.testing.assert_allclose(z_back, z, atol=1e-5)
-    J = jax.jacfwd(lambda v: fp.flow_forward(p, v, FLOW)[0])(z)
     np.testing.assert_allclose(logdet, jnp.linalg.slogdet(J)[1], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(logdet_inv, -logdet, rtol=1e-4, atol=1e-4)
 
@@ -139,10 +145,10 @@ def test_flow_prior_density_integrates_to_one_and_matches_samples(tiny_flow_prio
     def lp(w, b):
         return prior.log_prob({"dense_0": {"W": w.reshape(1, 1), "b": b.reshape(1)}})
 
-    dens = jnp.exp(jax.vmap(jax.vmap(lp))(W, B))
+    dens = jnp.exp(jax.jit(jax.vmap(jax.vmap(lp)))(W, B))
     assert abs(float(dens.sum()) * h * h - 1.0) < 0.01
     # probability of coarse cells: samples vs integrated density
-    draws = jax.vmap(prior.sample)(jax.random.split(jax.random.key(1), 20000))
+    draws = jax.jit(jax.vmap(prior.sample))(jax.random.split(jax.random.key(1), 20000))
     w = np.asarray(draws["dense_0"]["W"]).ravel()
     b = np.asarray(draws["dense_0"]["b"]).ravel()
     edges = np.linspace(-12, 12, 9)
@@ -179,7 +185,7 @@ def template():
 def test_hierarchical_family_draws_variances_per_function(template):
     fam = fp.hierarchical_family(template, concentration=4.0, rate=3.0)
     theta = fam.init()
-    draws = jax.vmap(lambda k: fam.sample_params(theta, k))(
+    draws = jax.jit(jax.vmap(lambda k: fam.sample_params(theta, k)))(
         jax.random.split(jax.random.key(0), 4000)
     )
     w = np.asarray(draws["dense_0"]["W"]).reshape(4000, -1)  # n = 8 weights per function
@@ -197,7 +203,9 @@ def test_hierarchical_family_draws_variances_per_function(template):
 def test_hierarchical_gibbs_matches_conjugate_posterior(template):
     prior = HierarchicalGaussian.create(template, concentration=2.5, rate=1.5)
     params = prior.sample(jax.random.key(0))
-    draws = jax.vmap(lambda k: prior.gibbs(k, params))(jax.random.split(jax.random.key(1), 20000))
+    draws = jax.jit(jax.vmap(lambda k: prior.gibbs(k, params)))(
+        jax.random.split(jax.random.key(1), 20000)
+    )
     for layer, name in (("dense_0", "W"), ("dense_2", "b")):
         x = np.asarray(params[layer][name])
         a, b = 2.5 + x.size / 2, 1.5 + (x**2).sum() / 2
@@ -217,7 +225,9 @@ def test_family_gradients_reach_hyperparameters(template):
         fp.flow_family(template),
     ):
         sample = fp.function_sampler(ARCH, fam)
-        g = jax.grad(lambda th: jnp.mean(sample(th, jax.random.key(0), x, 8) ** 2))(fam.init())
+        g = jax.jit(jax.grad(lambda th: jnp.mean(sample(th, jax.random.key(0), x, 8) ** 2)))(
+            fam.init()
+        )
         norms = [float(jnp.linalg.norm(v)) for v in jax.tree_util.tree_leaves(g)]
         assert all(np.isfinite(norms)) and max(norms) > 0
 
@@ -282,8 +292,8 @@ def test_tuning_reduces_independent_w1_and_moves_variance(gaussian_fit):
     )
     after, se1 = fp.evaluate_w1(jax.random.key(9), ARCH, hist.family, hist.theta, GP, x, **kw)
     assert float(after) < 0.6 * float(before)
-    f0 = hist.sample_functions(hist.initial_theta, jax.random.key(1), x, 2000)
-    f1 = hist.sample_functions(hist.theta, jax.random.key(1), x, 2000)
+    draw = jax.jit(lambda th: hist.sample_functions(th, jax.random.key(1), x, 2000))
+    f0, f1 = draw(hist.initial_theta), draw(hist.theta)
     v0, v1 = float(f0.var(0).mean()), float(f1.var(0).mean())
     assert abs(v1 - 1.0) < 0.5 * abs(v0 - 1.0)
 

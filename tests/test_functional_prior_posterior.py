@@ -57,6 +57,7 @@ def test_sample_posterior_each_family_fits_toy(family, template, toy):
     assert f.shape == (20, 5, 1)
 
 
+@pytest.mark.slow  # one more driver compile; benchmarks/fprior_uci.py runs moons too
 def test_sample_posterior_classification_multioutput():
     from sklearn.datasets import make_moons
 

@@ -37,6 +37,7 @@ __all__ = [
     "dual_w1",
     "train_critic",
     "estimate_w1",
+    "critic_w1_values",
     "PENALTIES",
 ]
 
@@ -188,33 +189,61 @@ def estimate_w1(
     _check_penalty(penalty)
     init_key, train_key, eval_key = jax.random.split(rng_key, 3)
     probe = sample_p(init_key, 2)
-    m = probe.shape[1]
-    opt = optax.adam(learning_rate, b1=0.5, b2=0.9)
-    params = init_critic(init_key, m, hidden)
-
-    @jax.jit
-    def run(params, train_key, eval_key):
-        state = CriticState(params, opt.init(params))
-
-        def step(st, key):
-            kp, kq, kpen = jax.random.split(key, 3)
-            fp, fq = sample_p(kp, num_samples), sample_q(kq, num_samples)
-
-            def loss(p):
-                w, pen = critic_objective(p, fp, fq, kpen, penalty)
-                return -(w - penalty_weight * pen)
-
-            grads = jax.grad(loss)(st.params)
-            updates, o = opt.update(grads, st.opt_state, st.params)
-            return CriticState(optax.apply_updates(st.params, updates), o), None
-
-        state, _ = jax.lax.scan(step, state, jax.random.split(train_key, num_steps))
-
-        def ev(key):
-            kp, kq = jax.random.split(key)
-            return dual_w1(state.params, sample_p(kp, num_samples), sample_q(kq, num_samples))
-
-        return jax.vmap(ev)(jax.random.split(eval_key, num_eval_batches))
-
+    params = init_critic(init_key, probe.shape[1], hidden)
+    run = jax.jit(
+        partial(
+            critic_w1_values,
+            sample_p=sample_p,
+            sample_q=sample_q,
+            optimizer=optax.adam(learning_rate, b1=0.5, b2=0.9),
+            num_steps=num_steps,
+            num_samples=num_samples,
+            num_eval_batches=num_eval_batches,
+            penalty=penalty,
+            penalty_weight=penalty_weight,
+        )
+    )
     vals = run(params, train_key, eval_key)
     return jnp.mean(vals), jnp.std(vals) / jnp.sqrt(num_eval_batches)
+
+
+def critic_w1_values(
+    params,
+    train_key,
+    eval_key,
+    *,
+    sample_p: Callable,
+    sample_q: Callable,
+    optimizer: optax.GradientTransformation,
+    num_steps: int,
+    num_samples: int,
+    num_eval_batches: int,
+    penalty: str = "two-sided",
+    penalty_weight: float = 10.0,
+):
+    """Traceable core of :func:`estimate_w1`: train from ``params``, evaluate held-out batches.
+
+    Returns the ``(num_eval_batches,)`` dual estimates ``mean c(F_p) - mean c(F_q)`` of the
+    trained critic on fresh batches (a fresh batch pair per training step).
+    """
+    state = CriticState(params, optimizer.init(params))
+
+    def step(st, key):
+        kp, kq, kpen = jax.random.split(key, 3)
+        fp, fq = sample_p(kp, num_samples), sample_q(kq, num_samples)
+
+        def loss(p):
+            w, pen = critic_objective(p, fp, fq, kpen, penalty)
+            return -(w - penalty_weight * pen)
+
+        grads = jax.grad(loss)(st.params)
+        updates, o = optimizer.update(grads, st.opt_state, st.params)
+        return CriticState(optax.apply_updates(st.params, updates), o), None
+
+    state, _ = jax.lax.scan(step, state, jax.random.split(train_key, num_steps))
+
+    def ev(key):
+        kp, kq = jax.random.split(key)
+        return dual_w1(state.params, sample_p(kp, num_samples), sample_q(kq, num_samples))
+
+    return jax.vmap(ev)(jax.random.split(eval_key, num_eval_batches))
