@@ -11,6 +11,8 @@ the unsupervised case). Agliari et al., arXiv 2212.00606 and arXiv 2211.14067.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +21,12 @@ from .model import overlaps, supervised_network, unsupervised_network
 from .simulate import simulate
 
 __all__ = ["binarize", "class_examples", "relax_and_classify"]
+
+
+@partial(jax.jit, static_argnames=("num_sweeps",))
+def _relax(rng_key, net, probes, beta, num_sweeps):
+    """Final spins of sequential dynamics; one compile per (network statics, shapes, sweeps)."""
+    return simulate(rng_key, net, probes, beta, num_sweeps).spins
 
 
 def binarize(images, threshold=None):
@@ -119,8 +127,6 @@ def relax_and_classify(
         raise ValueError(f"rule must be 'supervised' or 'unsupervised', got {rule!r}")
     net = build[rule](eta, order)
     means = supervised_network(eta, 2)
-    res = jax.jit(lambda k, s: simulate(k, net, s, beta, num_sweeps).spins)(
-        rng_key, jnp.asarray(probes, jnp.float32)
-    )
+    res = _relax(rng_key, net, jnp.asarray(probes, jnp.float32), beta, int(num_sweeps))
     pred = jnp.argmax(overlaps(means, res), axis=-1)
     return np.asarray(pred), np.asarray(res)
