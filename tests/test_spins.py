@@ -173,7 +173,8 @@ def test_delta_energy_info_and_cache_consistent(sk_model):
 @pytest.mark.parametrize("rule,order", [("glauber", "sweep"), ("metropolis", "random")])
 def test_zero_temperature_reaches_local_minimum(sk_model, sequential_runner, rule, order):
     """At beta=inf energy never increases and the end state has no downhill single flip."""
-    s0 = jnp.where(jax.random.bernoulli(jax.random.key(5), 0.5, (NUM_CHAINS, N_SPINS)), 1.0, -1.0)
+    flip = jax.random.bernoulli(jax.random.key(5), 0.5, (NUM_CHAINS, N_SPINS))
+    s0 = jnp.where(flip, 1.0, -1.0).astype(jnp.float32)  # strong dtype: reuse the compile
     final, energies, infos = _run_sequential(
         sk_model, sequential_runner(rule, order), s0, jnp.inf, 6
     )
