@@ -60,7 +60,8 @@ def main():
     perm = np.random.default_rng(0).permutation(len(lab))
     x, lab = x[perm], lab[perm]
     x_tr, y_tr, x_te, y_te = x[:1300], lab[:1300], x[1300:], lab[1300:]
-    ms = (5, 100) if args.quick else (5, 20, 50, 100)
+    # --quick: one M per data set (each (rule, P, M) cell costs a compile, ~3 s CPU)
+    ms = (100,) if args.quick else (5, 20, 50, 100)
     rows, recon_d = run(
         "digits", x_tr, y_tr, x_te, y_te, ms, orders, 100 if args.quick else 497, sweeps=5
     )

@@ -108,7 +108,9 @@ def build_kernel(block_logits_fn, chunk_sizes, cache_update_fn=None):
     -------
     kernel : callable
         ``kernel(rng_key, state, beta=1.0) -> (state, GibbsInfo)`` for one chain; ``beta``
-        is an inverse temperature multiplying the logits.
+        is an inverse temperature multiplying the logits. Each chunk is drawn by the
+        Gumbel-max trick, :math:`s = \\arg\\max_s (\\beta \\ell_s + G_s)` with i.i.d. standard
+        Gumbel :math:`G` (one PRNG draw per sweep).
 
     References
     ----------
@@ -121,19 +123,26 @@ def build_kernel(block_logits_fn, chunk_sizes, cache_update_fn=None):
     def kernel(rng_key, state, beta=1.0):
         if len(state.units) != len(chunk_sizes):
             raise ValueError("chunk_sizes must have one entry per group of units")
-        keys = jax.random.split(rng_key, len(chunk_sizes))
-        changed = jnp.array(0, jnp.int32)
-        for g, c in enumerate(chunk_sizes):
-            n, k = state.units[g].shape
+        shapes = [u.shape for u in state.units]
+        for g, (c, (n, _)) in enumerate(zip(chunk_sizes, shapes, strict=True)):
             if n % c:
                 raise ValueError(f"chunk_sizes[{g}] = {c} does not divide n_vars = {n}")
-            gkeys = jax.random.split(keys[g], n // c)
+        # Gumbel-max: argmax(beta * logits + G) ~ softmax(beta * logits); one draw per sweep
+        # (a single PRNG call keeps the compiled program small).
+        sizes = [n * k for n, k in shapes]
+        noise = jax.random.gumbel(rng_key, (sum(sizes),))
+        changed = jnp.array(0, jnp.int32)
+        off = 0
+        for g, c in enumerate(chunk_sizes):
+            n, k = shapes[g]
+            gum = noise[off : off + n * k].reshape(n // c, c, k)
+            off += n * k
 
-            def body(i, carry, g=g, c=c, k=k, gkeys=gkeys):
+            def body(i, carry, g=g, c=c, k=k, gum=gum):
                 st, ch = carry
                 start = i * c
                 logits = beta * block_logits_fn(st, g, start)
-                new_idx = jax.random.categorical(gkeys[i], logits, axis=-1)
+                new_idx = jnp.argmax(logits + gum[i], axis=-1)
                 new = jax.nn.one_hot(new_idx, k, dtype=st.units[g].dtype)
                 old = jax.lax.dynamic_slice_in_dim(st.units[g], start, c, 0)
                 fixed = jax.lax.dynamic_slice_in_dim(st.clamp[g], start, c, 0)
@@ -193,6 +202,7 @@ def sample_chains(
             f"need num_samples >= 1, num_burnin >= 0, thin >= 1; got {num_samples}, "
             f"{num_burnin}, {thin}"
         )
+    num_samples, num_burnin, thin = int(num_samples), int(num_burnin), int(thin)
     if transform is None:
 
         def transform(s):
@@ -200,21 +210,22 @@ def sample_chains(
 
     num_chains = jax.tree_util.tree_leaves(initial_states.units)[0].shape[0]
 
-    def one_chain(key, state):
-        kb, ks = jax.random.split(key)
-
+    def one_chain(keys, state):
         def sweep(st, k):
             return kernel(k, st, beta)
 
         if num_burnin > 0:
-            state, _ = jax.lax.scan(sweep, state, jax.random.split(kb, num_burnin))
+            state, _ = jax.lax.scan(sweep, state, keys[:num_burnin])
 
-        def keep(st, k):
-            st, info = jax.lax.scan(sweep, st, jax.random.split(k, thin))
+        def keep(st, ks):
+            st, info = jax.lax.scan(sweep, st, ks)
             return st, (transform(st), info.num_changed[-1])
 
-        state, (trace, changed) = jax.lax.scan(keep, state, jax.random.split(ks, num_samples))
+        kept = keys[num_burnin:]
+        kept = kept.reshape((num_samples, thin) + kept.shape[1:])
+        state, (trace, changed) = jax.lax.scan(keep, state, kept)
         return state, trace, GibbsInfo(changed)
 
-    keys = jax.random.split(rng_key, num_chains)
+    # one split for all chains and sweeps (burn-in keys first, then num_samples * thin)
+    keys = jax.random.split(rng_key, (num_chains, num_burnin + num_samples * thin))
     return jax.vmap(one_chain)(keys, initial_states)
