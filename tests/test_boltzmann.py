@@ -1,5 +1,7 @@
 """Monotone deep Boltzmann machines: parameterisation, prox, solvers, gradients, bad input."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,13 +13,26 @@ SPEC = bm.fully_connected_spec(num_visible=12, num_bins=3, num_hidden=6, num_cla
 M = 0.05
 
 
-@jax.jit
-def _make_params(key):
-    p = bm.init_params(key, SPEC, scale=4.0)
-    keys = jax.random.split(key, len(p.b))
-    return p._replace(
-        b=tuple(0.5 * jax.random.normal(k, x.shape) for k, x in zip(keys, p.b, strict=True))
+def _host_params(rng, spec, scale, b_scale):
+    """Like ``init_params`` (``N(0, scale^2 / fan_in)``) plus random unary terms, drawn with
+    numpy so that no PRNG program has to be compiled."""
+    lays = spec.layers
+    A = tuple(
+        tuple(
+            jnp.asarray(
+                scale / np.sqrt(sum(lays[i].num_vars for i in lids))
+                * rng.normal(size=(dim, lays[lid].num_vars, lays[lid].num_states)),
+                jnp.float32,
+            )
+            for lid in lids
+        )
+        for dim, lids in spec.rows
     )
+    b = tuple(
+        jnp.asarray(b_scale * rng.normal(size=(lay.num_vars, lay.num_states)), jnp.float32)
+        for lay in lays
+    )
+    return bm.MDBMParams(A, b)
 
 
 _monotone = jax.jit(bm.monotone_coupling, static_argnums=(1, 2))
@@ -37,7 +52,7 @@ def _solve_jit(coupling, evidence, q0):
 
 @pytest.fixture(scope="module")
 def params():
-    return _make_params(jax.random.key(0))
+    return _host_params(np.random.default_rng(0), SPEC, 4.0, 0.5)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +62,8 @@ def coupling(params):
 
 @pytest.fixture(scope="module")
 def evidence():
-    pix = jax.random.randint(jax.random.key(1), (5, 12), 0, 3)
-    mask = jax.random.bernoulli(jax.random.key(2), 0.5, (5, 12))
-    return bm.make_evidence(SPEC, pix, mask)
+    rng = np.random.default_rng(1)
+    return bm.make_evidence(SPEC, rng.integers(0, 3, (5, 12)), rng.random((5, 12)) < 0.5)
 
 
 def _matrix_from_matvec(coupling):
@@ -122,7 +136,7 @@ def _sparsemax(y):
 
 
 def test_prox_softmax_kkt_and_sparsemax_limit():
-    y = 3.0 * jax.random.normal(jax.random.key(4), (200, 7))
+    y = jnp.asarray(3.0 * np.random.default_rng(4).normal(size=(200, 7)), jnp.float32)
     np.testing.assert_allclose(bm.prox_entropy(y, 1.0), jax.nn.softmax(y, -1), atol=1e-7)
     for alpha in (0.1, 0.5, 0.9):
         z = np.asarray(bm.prox_entropy(y, alpha), np.float64)
@@ -153,6 +167,15 @@ def test_prox_vjp_matches_finite_differences():
             np.testing.assert_allclose(g, num.reshape(3, 5), atol=1e-6)
 
 
+@partial(jax.jit, static_argnums=2)
+def _infer_and_residual(coupling, evidence, config):
+    q, info = bm.infer(coupling, SPEC, evidence, config=config)
+    res = bm.mean_field_residual(
+        lambda z: bm.field(coupling, SPEC, z), lambda z: bm.model._clamp(evidence, z), q
+    )
+    return q, info, res
+
+
 def test_fixed_point_unique_and_solvers_agree(params, coupling, evidence):
     cfg = bm.SolverConfig(tol=1e-6, max_iter=300)
     multistart = jax.jit(
@@ -164,12 +187,9 @@ def test_fixed_point_unique_and_solvers_agree(params, coupling, evidence):
     ref = qs[-1][0]
     for method, alpha in (("fb", 0.5), ("pr", 0.5)):
         c = bm.SolverConfig(method=method, alpha=alpha, tol=1e-6, max_iter=400)
-        q, inf = jax.jit(lambda cp, ev, c=c: bm.infer(cp, SPEC, ev, config=c))(coupling, evidence)
+        q, inf, res = _infer_and_residual(coupling, evidence, c)
         assert bool(jnp.all(inf.converged)), (method, inf)
         np.testing.assert_allclose(q[-1], ref, atol=1e-4)
-        res = bm.mean_field_residual(
-            lambda z: bm.field(coupling, SPEC, z), lambda z: bm.model._clamp(evidence, z), q
-        )
         assert float(jnp.max(res)) < 1e-6
     # baseline without the constraint: several fixed points or no convergence
     qs_u, info_u = multistart(_unconstrained(params, SPEC), evidence)
@@ -222,7 +242,7 @@ def test_implicit_gradient_matches_unrolled(params, evidence):
 
 
 def test_nonconvergence_is_flagged_and_raised(params, coupling):
-    pix = jax.random.randint(jax.random.key(9), (4, 12), 0, 3)
+    pix = jnp.asarray(np.random.default_rng(9).integers(0, 3, (4, 12)))
     mask = jnp.zeros((4, 12), bool)
     cfg = bm.SolverConfig(method="fb", alpha=0.05, max_iter=3)
     with pytest.raises(bm.ConvergenceError, match="did not converge"):
@@ -234,13 +254,7 @@ def test_nonconvergence_is_flagged_and_raised(params, coupling):
         params._replace(A=jax.tree.map(lambda a: 3 * a, params.A)), SPEC
     )
     ev = bm.make_evidence(SPEC, pix, mask)
-    _, info = bm.solve(
-        lambda q: bm.field(cu, SPEC, q),
-        lambda q: bm.model._clamp(ev, q),
-        bm.uniform_state(SPEC, 4),
-        method="fb",
-        max_iter=50,
-    )
+    _, info = _solve_jit(cu, ev, bm.uniform_state(SPEC, 4))
     assert not bool(jnp.all(info.converged))
 
 

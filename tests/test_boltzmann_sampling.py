@@ -5,6 +5,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import stats
 
 from bayesnn import boltzmann as bm
@@ -13,11 +14,32 @@ SPEC = bm.fully_connected_spec(num_visible=3, num_bins=2, num_hidden=2, num_clas
 NUM_CHAINS = 6000
 
 
-def _coupling():
-    p = bm.init_params(jax.random.key(11), SPEC, scale=3.0)
-    keys = jax.random.split(jax.random.key(12), len(p.b))
-    b = tuple(0.7 * jax.random.normal(k, x.shape) for k, x in zip(keys, p.b, strict=True))
-    return bm.monotone_coupling(p._replace(b=b), SPEC, 0.05)
+def _host_params(rng, spec, scale, b_scale):
+    """Like ``init_params`` (``N(0, scale^2 / fan_in)``) plus random unary terms, drawn with
+    numpy so that no PRNG program has to be compiled."""
+    lays = spec.layers
+    A = tuple(
+        tuple(
+            jnp.asarray(
+                scale / np.sqrt(sum(lays[i].num_vars for i in lids))
+                * rng.normal(size=(dim, lays[lid].num_vars, lays[lid].num_states)),
+                jnp.float32,
+            )
+            for lid in lids
+        )
+        for dim, lids in spec.rows
+    )
+    b = tuple(
+        jnp.asarray(b_scale * rng.normal(size=(lay.num_vars, lay.num_states)), jnp.float32)
+        for lay in lays
+    )
+    return bm.MDBMParams(A, b)
+
+
+@pytest.fixture(scope="module")
+def coupling():
+    params = _host_params(np.random.default_rng(11), SPEC, 3.0, 0.7)
+    return bm.monotone_coupling(params, SPEC, 0.05)
 
 
 def _all_states():
@@ -38,8 +60,8 @@ def _counts(trace, confs):
     return np.bincount(pos[np.ravel_multi_index(tuple(idx.T), radix)], minlength=len(confs))
 
 
-def test_energy_matches_dense_quadratic_form():
-    c = _coupling()
+def test_energy_matches_dense_quadratic_form(coupling):
+    c = coupling
     confs, z = _all_states()
     E = np.asarray(bm.energy(c, SPEC, z), np.float64)
     W = np.asarray(bm.dense_coupling_matrix(c, SPEC), np.float64)
@@ -48,8 +70,8 @@ def test_energy_matches_dense_quadratic_form():
     np.testing.assert_allclose(E, -0.5 * np.einsum("si,ij,sj->s", zf, W, zf) - zf @ bf, atol=1e-4)
 
 
-def test_gibbs_samples_match_boltzmann_distribution_and_conditionals():
-    c = _coupling()
+def test_gibbs_samples_match_boltzmann_distribution_and_conditionals(coupling):
+    c = coupling
     confs, z = _all_states()
     logp = -np.asarray(bm.energy(c, SPEC, z), np.float64)
     run = jax.jit(

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from bayesnn import boltzmann as bm
 from bayesnn.datasets import load_digits
@@ -11,6 +12,40 @@ from bayesnn.datasets import load_digits
 NUM_BINS = 4
 
 
+def test_quick_training_on_digits_beats_chance(tmp_path):
+    """Few images and steps: classification clearly above chance, checkpoint, classify()."""
+    images, labels = load_digits()
+    pixels = np.asarray(bm.bin_images(images, NUM_BINS, 16.0))
+    perm = np.random.default_rng(0).permutation(len(labels))
+    tr, te = perm[:600], perm[1500:]
+    spec = bm.fully_connected_spec(64, NUM_BINS, num_hidden=24, num_classes=10)
+    params = bm.init_params(jax.random.key(0), spec)
+    ckpt = tmp_path / "mdbm.npz"
+    state, hist = bm.fit(
+        jax.random.key(1),
+        spec,
+        params,
+        pixels[tr],
+        labels[tr],
+        num_epochs=2,
+        batch_size=50,
+        optimizer=optax.adam(3e-2),
+        m=0.05,
+        hidden_fraction=0.5,
+        checkpoint_path=str(ckpt),
+    )
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    coupling = bm.monotone_coupling(state.params, spec, 0.05)
+    assert bm.check_monotone(coupling, spec, 0.05)
+    probs, info = bm.classify(coupling, spec, jnp.asarray(pixels[te]))
+    acc = float(jnp.mean(jnp.argmax(probs, -1) == labels[te]))
+    assert acc > 0.4, acc  # chance 0.1
+    assert bool(jnp.all(info.converged))
+    back = bm.load_checkpoint(ckpt, state)
+    np.testing.assert_array_equal(back.params.A[0][0], state.params.A[0][0])
+
+
+@pytest.mark.slow
 def test_short_training_on_digits_beats_chance(tmp_path):
     images, labels = load_digits()
     pixels = np.asarray(bm.bin_images(images, NUM_BINS, 16.0))

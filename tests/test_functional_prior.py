@@ -110,7 +110,7 @@ def _random_flow(dim, key=0, layers=FLOW):
     return jax.tree_util.tree_unflatten(tree, leaves)
 
 
-@pytest.mark.parametrize("dim", [1, 2, 5])
+@pytest.mark.parametrize("dim", [1, 5])  # degenerate and odd coupling splits
 def test_flow_change_of_variables_numerically(dim):
     p = _random_flow(dim)
     z = 2.0 * jax.random.normal(jax.random.key(7), (dim,))

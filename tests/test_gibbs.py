@@ -1,6 +1,7 @@
 """Block Gibbs sampler: exact distributions of a tiny categorical model by enumeration."""
 
 import itertools
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -79,13 +80,22 @@ def _cache_update(W):
     return upd
 
 
+@partial(jax.jit, static_argnums=(4, 5))
+def _sample(key, W, b, states, chunk_sizes, use_cache):
+    """One compile per (chunk_sizes, use_cache): the model enters as arguments."""
+    kernel = gibbs.build_kernel(
+        _logits_fn(W, b, chunk_sizes, use_cache),
+        chunk_sizes,
+        _cache_update(W) if use_cache else None,
+    )
+    return gibbs.sample_chains(key, kernel, states, 1, num_burnin=NUM_SWEEPS)
+
+
 def _run(W, b, chunk_sizes, use_cache, clamp_state=None, seed=0):
-    key = jax.random.key(seed)
-    k0, k1 = jax.random.split(key)
-    kk = jax.random.split(k0, len(GROUPS))
+    rng = np.random.default_rng(seed)  # host-side starts: no PRNG programs to compile
     units = tuple(
-        jax.nn.one_hot(jax.random.randint(kk[g], (NUM_CHAINS, n), 0, k), k)
-        for g, (n, k) in enumerate(GROUPS)
+        jnp.asarray(np.eye(k, dtype=np.float32)[rng.integers(0, k, (NUM_CHAINS, n))])
+        for n, k in GROUPS
     )
     clamp = tuple(jnp.zeros((NUM_CHAINS, n), bool) for n, _ in GROUPS)
     if clamp_state is not None:
@@ -93,14 +103,7 @@ def _run(W, b, chunk_sizes, use_cache, clamp_state=None, seed=0):
         clamp = (clamp[0], clamp[1].at[:, 0].set(True))
     cache_fn = (lambda u: W @ _flat(u) + b) if use_cache else None
     states = jax.vmap(lambda u, c: gibbs.init(u, c, cache_fn))(units, clamp)
-    kernel = gibbs.build_kernel(
-        _logits_fn(W, b, chunk_sizes, use_cache),
-        chunk_sizes,
-        _cache_update(W) if use_cache else None,
-    )
-    run = jax.jit(lambda k, s: gibbs.sample_chains(k, kernel, s, 1, num_burnin=NUM_SWEEPS))
-    final, trace, info = run(k1, states)
-    return final, trace, info
+    return _sample(jax.random.key(seed), W, b, states, chunk_sizes, use_cache)
 
 
 def _chi2_pvalue(trace, confs, p):
@@ -115,7 +118,7 @@ def _chi2_pvalue(trace, confs, p):
 
 @pytest.mark.parametrize(
     "bipartite,chunk_sizes,use_cache",
-    [(False, (1, 1), True), (True, (2, 3), True)],
+    [(False, (1, 1), True), (True, (2, 3), False)],
 )
 def test_gibbs_matches_enumeration(bipartite, chunk_sizes, use_cache):
     W, b = _model(1, bipartite)

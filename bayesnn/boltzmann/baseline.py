@@ -27,18 +27,42 @@ __all__ = [
 ]
 
 
-def random_simplex_state(rng_key, spec, batch, concentration=0.3):
-    """Random points of the product of simplices (Dirichlet), shape ``(batch, n_l, k_l)``.
+def random_simplex_state(rng_key, spec, batch, temperature=0.5):
+    """Random points of the product of simplices, shape ``(batch, n_l, k_l)``.
+
+    Each variable gets :math:`q = \\operatorname{softmax}(g / \\tau)` with i.i.d. standard
+    Gumbel ``g``: the Concrete (Gumbel-softmax) distribution with uniform class probabilities
+    and temperature :math:`\\tau`. Small :math:`\\tau` puts the points near the vertices; for
+    two states and :math:`\\tau = 1` it is uniform on the simplex. (One PRNG draw for all
+    layers.)
+
+    Parameters
+    ----------
+    rng_key : PRNGKey
+    spec : MDBMSpec
+    batch : int
+    temperature : float
+        Positive temperature :math:`\\tau`.
+
+    Returns
+    -------
+    tuple of arrays (batch, n_l, k_l)
 
     References
     ----------
-    Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
+    Maddison, Mnih and Teh, "The Concrete distribution", ICLR 2017; Jang, Gu and Poole,
+    "Categorical reparameterization with Gumbel-softmax", ICLR 2017.
     """
-    keys = jax.random.split(rng_key, len(spec.layers))
-    return tuple(
-        jax.random.dirichlet(k, jnp.full((lay.num_states,), concentration), (batch, lay.num_vars))
-        for k, lay in zip(keys, spec.layers, strict=True)
-    )
+    if not float(temperature) > 0.0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    sizes = [lay.num_vars * lay.num_states for lay in spec.layers]
+    g = jax.random.gumbel(rng_key, (batch, sum(sizes))) / temperature
+    out, i = [], 0
+    for size, lay in zip(sizes, spec.layers, strict=True):
+        y = g[:, i : i + size].reshape(batch, lay.num_vars, lay.num_states)
+        out.append(jax.nn.softmax(y, axis=-1))
+        i += size
+    return tuple(out)
 
 
 def multistart_mean_field(rng_key, coupling, spec, evidence, num_starts, config=DEFAULT_CONFIG):

@@ -218,11 +218,13 @@ def init_power_state(rng_key, spec):
     ----------
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
-    keys = jax.random.split(rng_key, len(spec.layers))
-    u = []
-    for key, lay in zip(keys, spec.layers, strict=True):
-        v = jax.random.normal(key, (lay.num_vars, lay.num_states))
+    sizes = [lay.num_vars * lay.num_states for lay in spec.layers]
+    g = jax.random.normal(rng_key, (sum(sizes),))  # one PRNG draw for all layers
+    u, i = [], 0
+    for size, lay in zip(sizes, spec.layers, strict=True):
+        v = g[i : i + size].reshape(lay.num_vars, lay.num_states)
         u.append(v / jnp.linalg.norm(v, axis=-1, keepdims=True))
+        i += size
     return PowerState(tuple(u))
 
 

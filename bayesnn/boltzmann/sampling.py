@@ -103,13 +103,14 @@ def init_chains(rng_key, coupling, spec, num_chains, evidence=None):
     ----------
     Salakhutdinov and Hinton, AISTATS 2009.
     """
-    keys = jax.random.split(rng_key, len(spec.layers))
-    units = tuple(
-        jax.nn.one_hot(
-            jax.random.randint(k, (num_chains, lay.num_vars), 0, lay.num_states), lay.num_states
-        )
-        for k, lay in zip(keys, spec.layers, strict=True)
-    )
+    # one uniform draw for all layers (a single PRNG call keeps the compiled program small)
+    u = jax.random.uniform(rng_key, (num_chains, sum(lay.num_vars for lay in spec.layers)))
+    units, i = [], 0
+    for lay in spec.layers:
+        idx = jnp.floor(u[:, i : i + lay.num_vars] * lay.num_states).astype(jnp.int32)
+        units.append(jax.nn.one_hot(jnp.minimum(idx, lay.num_states - 1), lay.num_states))
+        i += lay.num_vars
+    units = tuple(units)
     if evidence is None:
         clamp = tuple(jnp.zeros((num_chains, lay.num_vars), bool) for lay in spec.layers)
     else:

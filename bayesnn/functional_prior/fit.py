@@ -5,7 +5,9 @@ Learning", JMLR 2022. Each prior iteration ``t``:
 
 1. draw a measurement set ``X_t`` and ``n`` GP function values at ``X_t``;
 2. update the critic ``c`` by ``critic_steps`` gradient-penalised ascent steps on
-   ``E_BNN[c(F)] - E_GP[c(F)]`` (one ``lax.scan``); the critic is **warm-started** across
+   ``E_BNN[c(F)] - E_GP[c(F)]`` (one ``lax.fori_loop`` with a traced trip count, so the
+   longer first run and the regular ones share one program); the critic is **warm-started**
+   across
    iterations (weights and optimiser state together), with a longer first run;
 3. on fresh BNN and GP batches, ``W_t = mean c(F_BNN(theta)) - mean c(F_GP)``; one
    prior-optimiser step on ``grad_theta W_t`` (reparameterised BNN draws).
@@ -256,9 +258,12 @@ def fit_functional_prior(
     )
 
     def critic_scan(cstate, f_bnn, f_gp, rng_key, num_steps):
-        def step(st, k):
+        # traced trip count: the long first run and the regular runs share one program
+        def body(t, carry):
+            st, _ = carry
+
             def loss(p):
-                w, pen = critic_objective(p, f_bnn, f_gp, k, penalty)
+                w, pen = critic_objective(p, f_bnn, f_gp, jax.random.fold_in(rng_key, t), penalty)
                 return -(w - penalty_weight * pen), (w, pen)
 
             grads, (w, pen) = jax.grad(loss, has_aux=True)(st.params)
@@ -268,7 +273,8 @@ def fit_functional_prior(
                 p = jax.tree.map(lambda a: jnp.clip(a, -0.1, 0.1), p)
             return CriticState(p, o), (-(w - penalty_weight * pen), pen)
 
-        return jax.lax.scan(step, cstate, jax.random.split(rng_key, num_steps))
+        zero = jnp.zeros((), f_bnn.dtype)
+        return jax.lax.fori_loop(0, num_steps, body, (cstate, (zero, zero)))
 
     def prior_step(state, rng_key, x, f_gp_train, f_gp_eval, num_critic):
         k_bnn, k_crit, k_eval, k_reset = jax.random.split(rng_key, 4)
@@ -283,7 +289,6 @@ def fit_functional_prior(
             def objective(theta):
                 return dual_w1(cstate.params, sample_fns(theta, k_eval, x, n), f_gp_eval)
 
-            closs, pen = closs[-1], pen[-1]
         else:
             cstate = None
 
@@ -305,8 +310,8 @@ def fit_functional_prior(
         state, info = prior_step(state, k_step, x, f_gp[:n], f_gp[n:], num_critic)
         return state, (*info, ok)
 
-    jit_full = jax.jit(full_step, static_argnums=2)
-    jit_prior = jax.jit(prior_step, static_argnums=5)
+    jit_full = jax.jit(full_step)
+    jit_prior = jax.jit(prior_step)
     jit_x = jax.jit(measurement_sampler.sample)
 
     w1s, closses, pens, times = [], [], [], []
@@ -314,7 +319,7 @@ def fit_functional_prior(
     keys = jax.random.split(loop_key, steps)
     pending = []
     for i in range(steps):
-        nc = first_critic_steps if (i == 0 and warm_start) else critic_steps
+        nc = jnp.int32(first_critic_steps if (i == 0 and warm_start) else critic_steps)
         if gp_in_jit:
             state, info = jit_full(state, keys[i], nc)
         else:
