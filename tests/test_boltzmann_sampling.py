@@ -21,7 +21,8 @@ def _host_params(rng, spec, scale, b_scale):
     A = tuple(
         tuple(
             jnp.asarray(
-                scale / np.sqrt(sum(lays[i].num_vars for i in lids))
+                scale
+                / np.sqrt(sum(lays[i].num_vars for i in lids))
                 * rng.normal(size=(dim, lays[lid].num_vars, lays[lid].num_states)),
                 jnp.float32,
             )

@@ -172,7 +172,12 @@ def init_params(rng_key, spec, scale=1.0):
     _validate_spec(spec)
     if not (scale > 0 and math.isfinite(scale)):
         raise ValueError(f"scale must be positive and finite, got {scale}")
-    keys = jax.random.split(rng_key, sum(len(lids) for _, lids in spec.rows))
+    shapes = [
+        (dim, spec.layers[lid].num_vars, spec.layers[lid].num_states)
+        for dim, lids in spec.rows
+        for lid in lids
+    ]
+    g = jax.random.normal(rng_key, (sum(math.prod(s) for s in shapes),))  # one PRNG draw
     A, i = [], 0
     for dim, lids in spec.rows:
         fan_in = sum(spec.layers[lid].num_vars for lid in lids)
@@ -180,8 +185,9 @@ def init_params(rng_key, spec, scale=1.0):
         for lid in lids:
             layer = spec.layers[lid]
             shape = (dim, layer.num_vars, layer.num_states)
-            row.append(scale / math.sqrt(fan_in) * jax.random.normal(keys[i], shape))
-            i += 1
+            size = math.prod(shape)
+            row.append(scale / math.sqrt(fan_in) * g[i : i + size].reshape(shape))
+            i += size
         A.append(tuple(row))
     b = tuple(jnp.zeros((layer.num_vars, layer.num_states)) for layer in spec.layers)
     return MDBMParams(tuple(A), b)
