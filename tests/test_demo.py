@@ -21,20 +21,24 @@ def test_demo_runs_small_and_reports_finite_metrics(tmp_path, capsys):
     assert "test RMSE" in printed and "r_hat" in printed
 
 
-def test_cli_parses_demo_command(tmp_path):
+def test_cli_passes_arguments_to_demo(tmp_path, monkeypatch):
+    import bayesnn.demo as demo
+
+    seen = {}
+    monkeypatch.setattr(demo, "run_demo", lambda dataset, **kw: seen.update(kw, dataset=dataset))
     rc = main(
         [
             "demo",
+            "--dataset",
+            "energy",
             "--chains",
             "2",
             "--samples",
             "5",
-            "--burnin",
-            "50",
-            "--thinning",
-            "2",
             "--plot",
             str(tmp_path / "p.png"),
         ]
     )
     assert rc == 0
+    assert seen["dataset"] == "energy" and seen["num_chains"] == 2 and seen["num_samples"] == 5
+    assert seen["plot_path"] == str(tmp_path / "p.png")
