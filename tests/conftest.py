@@ -8,6 +8,8 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# The tests check float32 arithmetic; on GPUs XLA's default float32 matmul is TF32 (~1e-3).
+jax.config.update("jax_default_matmul_precision", "highest")
 
 
 @pytest.fixture

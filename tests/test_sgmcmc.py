@@ -266,14 +266,17 @@ def test_divergence_raises_with_step(data):
 
 
 def test_sharded_chains_match_single_device(data):
-    assert jax.device_count() == 8  # set in conftest
+    # conftest simulates 8 CPU devices; on a machine with one accelerator there is nothing to shard
+    n_dev = jax.device_count()
+    if n_dev < 2:
+        pytest.skip("sharding needs at least two devices")
     kwargs = dict(num_samples=20, batch_size=20, step_size=1e-3, num_burnin=5, progress_bar=False)
-    init = jnp.zeros((8, D))
+    init = jnp.zeros((n_dev, D))
     sharded = sgmcmc.sample(jax.random.key(2), sgmcmc.sgld(), logdensity, data, init, **kwargs)
     single = sgmcmc.sample(
         jax.random.key(2), sgmcmc.sgld(), logdensity, data, init, shard=False, **kwargs
     )
-    assert len(sharded.state.first_bad_step.sharding.device_set) == 8
+    assert len(sharded.state.first_bad_step.sharding.device_set) == n_dev
     np.testing.assert_allclose(sharded.positions, single.positions, rtol=1e-4, atol=1e-5)
 
 
