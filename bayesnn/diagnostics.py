@@ -16,14 +16,16 @@ ICML 2021, who report R-hat on function values.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from samplers import results as _results
+
+if TYPE_CHECKING:  # arviz takes seconds to import: only where it is used
+    import arviz as az
 
 __all__ = [
     "FunctionSpaceDiagnostics",
@@ -179,6 +181,8 @@ def function_space_diagnostics(
     idata = _results.to_inference_data(
         {var_name: f}, dims=_probe_dims(var_name, f.shape, probe_dim)
     )
+    import arviz as az
+
     if method == "rank":
         rhat = np.asarray(az.rhat(idata, method="rank")[var_name].values)
         ess = np.asarray(az.ess(idata, method="bulk")[var_name].values)
@@ -291,6 +295,8 @@ def posterior_predictive_inference_data(
         merged = post.assign(f=new.posterior["f"].assign_coords(chain=post.chain, draw=post.draw))
         idata = idata.copy()
         idata.posterior = merged
+        import arviz as az
+
         new = az.InferenceData(**{g: getattr(new, g) for g in new.groups() if g != "posterior"})
     else:
         idata = idata.copy()

@@ -22,11 +22,14 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from typing import TYPE_CHECKING
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+if TYPE_CHECKING:  # arviz takes seconds to import: only where it is used
+    import arviz as az
 
 __all__ = [
     "flatten_names",
@@ -181,6 +184,8 @@ def to_inference_data(
         if isinstance(max_weights, bool) or not isinstance(max_weights, int) or max_weights < 1:
             raise ValueError(f"max_weights must be a positive integer, got {max_weights!r}")
         _subsample(posterior, max_weights, dims, coords)
+    import arviz as az
+
     return az.from_dict(
         posterior=posterior,
         sample_stats=stats,
