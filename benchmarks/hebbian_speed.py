@@ -1,42 +1,74 @@
 """Site updates ("flips") per second for a supervised dense Hebbian net, side by side.
 
 N = 1000, K in {3, 30}, P = 2, M = 20, r = 0.5, T = 0.3, started at an archetype. Every
-figure counts attempted single-site updates per second, aggregated over chains:
+figure counts attempted single-site updates per second, aggregated over chains, best of
+``--repeats`` timed runs after a compile run; both wall-clock and process-CPU rates are
+printed (CPU time is the fairer figure on a loaded shared machine; on an idle one they agree
+for single-threaded runs). Rows:
 
 - numba: compiled sequential exact-dH heat bath, one chain, one core (the issue's reference;
+  random sites and uniforms pre-drawn outside the timed call, so the reference is flattered;
   skipped if numba is not importable, numba is NOT a bayesnn dependency);
 - vmap-seq: ``build_sequential_kernel`` vmapped over C chains (exact, each chain its own
   random sites);
 - chain-par: ``build_chain_parallel_kernel`` (exact sequential heat bath of all C chains,
-  one shared site sweep, vectorised across chains with an O(K) overlap cache per chain);
+  one shared systematic site sweep, chains on the minor (lane) axis, an O(K) overlap cache
+  per chain, 5 sweeps per kernel call; "hash" draws uniforms inside the site loop);
+- chain-par xD: the same with the chains sharded over D devices (``--devices D``; on CPU
+  these are D host devices, one core each: NOT a one-core figure);
 - sync: ``build_parallel_kernel(mode="synchronous")`` vmapped over chains (all sites of all
-  chains at once from batched overlaps / fields: BLAS-bound, but Little dynamics, NOT the
-  Boltzmann law of H at finite N).
+  chains at once: Little dynamics, NOT the Boltzmann law of H at finite N).
 
-    python benchmarks/hebbian_speed.py [--quick] [--chains 256] [--sweeps 20]
+    python benchmarks/hebbian_speed.py [--quick] [--chains 1,256] [--ks 3,30] [--devices 2]
 
-Pin one thread with XLA_FLAGS="--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1" for a one-core comparison with numba.
+Pin one thread per device with XLA_FLAGS="--xla_cpu_multi_thread_eigen=false
+intra_op_parallelism_threads=1" for core-for-core comparisons with numba. ``--devices D``
+sets ``jax_num_cpu_devices = D`` and shards the chains over the first D default devices
+(host devices on a CPU-only machine). The platform is never forced, so on a GPU machine the
+JAX rows run on the GPU.
 """
 
 import argparse
+import os
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from bayesnn import hebbian as hb
-from samplers import spins as sp
-
 N, M_EX, R_Q, TEMP = 1000, 20, 0.5, 0.3
-IMPLS = [
-    ("vmap-seq", "threefry"),
-    ("chain-par", "threefry"),
-    ("chain-par", "hash"),
-    ("sync", "threefry"),
-    ("sync", "hash"),
-]
+SWEEPS_PER_STEP = 5  # chain-par: sweeps per kernel call (cache refreshed once per call)
+
+
+def _parse():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="K=3, 256 chains, few sweeps")
+    ap.add_argument("--chains", default="1,256", help="comma-separated chain counts")
+    ap.add_argument("--sweeps", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--ks", default="3,30")
+    ap.add_argument("--devices", type=int, default=1, help="shard chains over D devices")
+    ap.add_argument(
+        "--impls",
+        default="vmap-seq,chain-par/threefry,chain-par/hash,sync/hash",
+        help="comma-separated rows (kernel/generator)",
+    )
+    args = ap.parse_args()
+    if args.quick:
+        args.ks, args.chains, args.sweeps, args.repeats = "3", "256", 10, 3
+    return args
+
+
+ARGS = _parse() if __name__ == "__main__" else None
+
+import jax  # noqa: E402
+
+if ARGS is not None and ARGS.devices > 1:
+    # D host (CPU) devices; does not change the default platform (a GPU stays the default)
+    jax.config.update("jax_num_cpu_devices", ARGS.devices)
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import Mesh, PartitionSpec  # noqa: E402
+
+from bayesnn import hebbian as hb  # noqa: E402
+from samplers import spins as sp  # noqa: E402
 
 
 def _network(k):
@@ -44,32 +76,72 @@ def _network(k):
     return ds, hb.supervised_network(ds.examples, 2, quality=R_Q)
 
 
-def jax_rate(k, chains, sweeps, impl, generator="threefry"):
+def _best_time(fn, repeats):
+    """Best wall and best process-CPU seconds of ``repeats`` calls (after one warm-up)."""
+    jax.block_until_ready(fn(0))
+    wall, cpu = np.inf, np.inf
+    for r in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        jax.block_until_ready(fn(r + 1))
+        wall = min(wall, time.perf_counter() - t0)
+        cpu = min(cpu, time.process_time() - c0)
+    return wall, cpu
+
+
+def _step(model, impl, generator):
+    if impl == "vmap-seq":
+        return sp.build_sequential_kernel(model)
+    if impl == "chain-par":
+        return sp.build_chain_parallel_kernel(
+            model, generator=generator, sweeps_per_step=SWEEPS_PER_STEP
+        )
+    if impl == "sync":
+        return sp.build_parallel_kernel(model, mode="synchronous", generator=generator)
+    raise ValueError(f"unknown impl {impl!r}")
+
+
+def jax_rate(k, chains, sweeps, impl, generator, repeats, devices=1):
+    """Flips/s (wall, CPU) and the final mean magnetisation of ``chains`` chains."""
     ds, net = _network(k)
     model = hb.spin_model(net)
+    step = _step(model, impl, generator)
     s0 = jnp.broadcast_to(ds.archetypes[0], (chains, N))
-    if impl == "vmap-seq":
-        step = sp.build_sequential_kernel(model)
-    elif impl == "chain-par":
-        step = sp.build_chain_parallel_kernel(model, generator=generator)
+
+    per_step = SWEEPS_PER_STEP if impl == "chain-par" else 1
+    if sweeps % per_step:
+        raise ValueError(f"sweeps must be a multiple of {per_step}")
+
+    def run(key, s0):
+        states = sp.init_chains(model, s0)
+        final, _, _ = sp.run_chains(key, step, states, 1 / TEMP, sweeps // per_step)
+        return final.spins
+
+    if devices > 1:
+        if chains % devices:
+            raise ValueError(f"chains ({chains}) must be a multiple of devices ({devices})")
+        mesh = Mesh(np.array(jax.devices()[:devices]), ("d",))
+        spec = PartitionSpec("d")
+
+        def shard_run(keys, s0):
+            return run(keys[0], s0)
+
+        run_j = jax.jit(
+            jax.shard_map(
+                shard_run, mesh=mesh, in_specs=(spec, spec), out_specs=spec, check_vma=False
+            )
+        )
+        fn = lambda r: run_j(jax.random.split(jax.random.key(r), devices), s0)
     else:
-        step = sp.build_parallel_kernel(model, mode="synchronous", generator=generator)
-    states = sp.init_chains(model, s0)
-
-    @jax.jit
-    def run(key):
-        final, _, infos = sp.run_chains(key, step, states, 1 / TEMP, sweeps)
-        return final.spins, infos.acceptance_rate
-
-    jax.block_until_ready(run(jax.random.key(1)))  # compile
-    t = time.perf_counter()
-    spins, _ = jax.block_until_ready(run(jax.random.key(2)))
-    dt = time.perf_counter() - t
-    m = float(jnp.mean(spins @ ds.archetypes[0]) / N)
-    return chains * sweeps * N / dt, m
+        run_j = jax.jit(run)
+        fn = lambda r: run_j(jax.random.key(r), s0)
+    wall, cpu = _best_time(fn, repeats)
+    m = float(jnp.mean(fn(0) @ ds.archetypes[0]) / N)
+    flips = chains * sweeps * N
+    return flips / wall, flips / cpu, m
 
 
-def numba_rate(k, sweeps, order=2):
+def numba_rate(k, sweeps, repeats, order=2):
+    """Flips/s (wall, CPU) of the compiled sequential heat bath, one chain, one core."""
     try:
         import numba
     except ImportError:
@@ -99,35 +171,40 @@ def numba_rate(k, sweeps, order=2):
     sites = rng.integers(0, N, size=N * sweeps)
     us = rng.random(N * sweeps)
     sweep(s, x, nov, 1 / TEMP, sites[:N], us[:N], order)  # compile
-    t = time.perf_counter()
-    sweep(s, x, nov, 1 / TEMP, sites, us, order)
-    return N * sweeps / (time.perf_counter() - t)
+    wall, cpu = np.inf, np.inf
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        sweep(s, x, nov, 1 / TEMP, sites, us, order)
+        wall = min(wall, time.perf_counter() - t0)
+        cpu = min(cpu, time.process_time() - c0)
+    return N * sweeps / wall, N * sweeps / cpu
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--chains", type=int, default=256)
-    ap.add_argument("--sweeps", type=int, default=20)
-    ap.add_argument("--ks", default="3,30")
-    args = ap.parse_args()
-    sweeps = 4 if args.quick else args.sweeps
+def main(args):
     ks = [int(k) for k in args.ks.split(",")]
+    chain_counts = [int(c) for c in args.chains.split(",")]
+    impls = [tuple((s + "/threefry").split("/")[:2]) for s in args.impls.split(",")]
     print(f"backend={jax.default_backend()} devices={jax.devices()}")
-    print(f"{'K':>4} {'chains':>7} {'flips/s':>12} {'x numba':>8} {'m_1':>6}  impl")
+    print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} argv={' '.join(sys.argv[1:])}")
+    print("| K | chains | flips/s (wall) | x numba | flips/CPU-s | x numba | m_1 | kernel |")
+    print("|---|---|---|---|---|---|---|---|")
     for k in ks:
-        ref = numba_rate(k, 20 if args.quick else 200)
+        ref = numba_rate(k, 20 if args.quick else 200, args.repeats)
         if ref is not None:
-            print(f"{k:>4} {1:>7} {ref:12.3e} {1.0:8.2f} {'':>6}  numba sequential (1 core)")
-        for impl, gen in IMPLS:
-            for chains in (1, args.chains):
-                if chains == 1 and (args.quick or gen == "hash"):
-                    continue
-                rate, m = jax_rate(k, chains, sweeps, impl, gen)
-                ratio = f"{rate / ref:8.2f}" if ref else f"{'-':>8}"
-                name = f"jax {impl} ({gen})"
-                print(f"{k:>4} {chains:>7} {rate:12.3e} {ratio} {m:6.3f}  {name}", flush=True)
+            print(f"| {k} | 1 | {ref[0]:.3e} | 1.00 | {ref[1]:.3e} | 1.00 | | numba (1 core) |")
+        rows = [(impl, gen, c, 1) for impl, gen in impls for c in chain_counts]
+        if args.devices > 1:
+            rows += [("chain-par", "hash", c, args.devices) for c in chain_counts if c > 1]
+        for impl, gen, chains, dev in rows:
+            wall, cpu, m = jax_rate(k, chains, args.sweeps, impl, gen, args.repeats, dev)
+            rw = f"{wall / ref[0]:.2f}" if ref else "-"
+            rc = f"{cpu / ref[1]:.2f}" if ref else "-"
+            name = f"{impl} ({gen})" + (f" x{dev} devices" if dev > 1 else "")
+            print(
+                f"| {k} | {chains} | {wall:.3e} | {rw} | {cpu:.3e} | {rc} | {m:.3f} | {name} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -169,6 +169,15 @@ def flip_probability(delta_energy: jax.Array, beta: jax.Array, rule: str = "glau
     raise ValueError(f"rule must be one of {_RULES}, got {rule!r}")
 
 
+def _flip_probability_fast(delta_energy, beta, rule):
+    """:func:`flip_probability` with the logistic written as ``(1 - tanh(x / 2)) / 2``
+    (one transcendental per update, vectorised well by XLA:CPU)."""
+    x = jnp.where(delta_energy == 0, jnp.zeros((), delta_energy.dtype), beta * delta_energy)
+    if rule == "glauber":
+        return 0.5 - 0.5 * jnp.tanh(0.5 * x)
+    return jnp.exp(-jnp.maximum(x, 0.0))
+
+
 def model_from_delta_energy_fn(
     delta_energy_fn: Callable[[jax.Array, jax.Array], jax.Array],
     energy_fn: Callable[[jax.Array], jax.Array] | None = None,
@@ -590,7 +599,11 @@ def uniforms(rng_key, shape, dtype=jnp.float32, generator: str = "threefry"):
         raise ValueError(f"generator must be 'threefry' or 'hash', got {generator!r}")
     seeds = jax.random.bits(rng_key, (2,), jnp.uint32)
     size = math.prod(shape)
-    ctr = jnp.arange(size, dtype=jnp.uint32).reshape(shape)
+    return _hash_uniform(jnp.arange(size, dtype=jnp.uint32).reshape(shape), seeds, dtype)
+
+
+def _hash_uniform(ctr, seeds, dtype):
+    """24-bit uniforms from uint32 counters: entry ``j`` of ``uniforms(.., "hash")``."""
     x = _mix32(ctr * jnp.uint32(0x9E3779B9) + seeds[0])
     x = _mix32(x ^ seeds[1])
     return (x >> 8).astype(dtype) * jnp.asarray(2.0**-24, dtype)
@@ -601,8 +614,9 @@ def build_chain_parallel_kernel(
     rule: str = "glauber",
     order: str = "sweep",
     refresh_cache: bool = True,
-    unroll: int = 8,
+    unroll: int = 1,
     generator: str = "threefry",
+    sweeps_per_step: int = 1,
 ) -> Callable:
     r"""Exact sequential single-site dynamics of ``C`` chains at once, vectorised over chains.
 
@@ -610,15 +624,21 @@ def build_chain_parallel_kernel(
     permutation of the sites per sweep (``order="permutation"``, drawn independently of the
     state). At each site every chain computes its exact energy change from its own cache
     (``model.site_delta_energy``; O(K) for the Hebbian overlap cache) and flips with its own
-    uniform. The spins are held site-major ``(N, C)`` during the sweep and the sweep is a
-    ``lax.scan`` over site rows, so the per-site loop overhead and the row access are shared
-    by all ``C`` chains (one vector operation of length ``C`` per site) instead of being
-    paid per chain as with ``jax.vmap`` of :func:`build_sequential_kernel`.
+    random threshold. Inside a step the spins are held lane-major, shape ``(N, C)``, and the
+    caches chain-last (e.g. ``(K, C)`` overlaps), so every per-site operation is one vector
+    operation over the ``C`` chains. With ``generator="hash"`` the uniforms of site ``t`` are
+    hashed from a counter inside the loop (exactly row ``t`` of :func:`uniforms` with the
+    sweep's key), so no random array is stored; ``"threefry"`` draws the sweep's ``(N, C)``
+    uniforms in one call beforehand. The logistic is evaluated as ``(1 - tanh(x/2))/2``. The
+    per-site loop overhead is thus shared by all chains instead of being paid per chain as
+    with ``jax.vmap`` of :func:`build_sequential_kernel`.
 
     Exactness: each chain on its own is a sequential heat-bath (or Metropolis) sampler whose
-    site order does not depend on its state, so each chain leaves :math:`e^{-eta H}`
-    invariant (systematic or random-permutation scan; Glauber 1963). Chains share the site
-    order only; their acceptance uniforms are independent.
+    site order does not depend on its state, so each chain leaves :math:`e^{-\beta H}`
+    invariant. A systematic scan (``"sweep"``) is a composition of reversible single-site
+    kernels: stationary but not itself reversible; a fresh random permutation per sweep
+    (``"permutation"``) makes the sweep kernel reversible on average over orders (Glauber
+    1963). Chains share the site order only; their thresholds are independent.
 
     Parameters
     ----------
@@ -629,70 +649,97 @@ def build_chain_parallel_kernel(
     order : {"sweep", "permutation"}
         Shared site order of each sweep.
     refresh_cache : bool
-        Recompute caches with ``model.init_cache`` at the start of each sweep.
+        Recompute caches with ``model.init_cache`` at the start of each step (every
+        ``sweeps_per_step`` sweeps), so floating-point drift of the incremental updates
+        cannot accumulate over long runs.
     unroll : int
-        Sites per loop iteration of the inner ``lax.scan``.
+        Sites per iteration of the inner ``lax.fori_loop``.
     generator : {"threefry", "hash"}
-        Uniform generator (:func:`uniforms`).
+        Uniform generator (:func:`uniforms`); ``"hash"`` is much cheaper on CPU.
+    sweeps_per_step : int
+        Sweeps per call (``>= 1``); the lane-major layout is kept across them.
 
     Returns
     -------
     step : callable
         ``step(rng_key, states, beta) -> (SpinState, SpinInfo)``; ``states`` batched over
         chains (:func:`init_chains`), ``beta`` a scalar or shape (C,) (``jnp.inf`` allowed);
-        the info fields have shape (C,). One call is one sweep (``N`` updates per chain).
-        :func:`run_chains` recognises it (attribute ``chain_parallel``) and does not vmap it.
+        the info fields have shape (C,). One call is ``sweeps_per_step`` sweeps
+        (``N * sweeps_per_step`` updates per chain). :func:`run_chains` recognises it
+        (attribute ``chain_parallel``) and does not vmap it.
     """
     _check_rule(rule)
     if order not in ("sweep", "permutation"):
         raise ValueError(f"order must be 'sweep' or 'permutation', got {order!r}")
     if generator not in ("threefry", "hash"):
         raise ValueError(f"generator must be 'threefry' or 'hash', got {generator!r}")
+    if int(unroll) < 1:
+        raise ValueError(f"unroll must be >= 1, got {unroll}")
+    if int(sweeps_per_step) < 1:
+        raise ValueError(f"sweeps_per_step must be >= 1, got {sweeps_per_step}")
     if model.site_delta_energy is None or model.site_update_cache is None:
         raise ValueError(
             "model must define site_delta_energy and site_update_cache for "
             "build_chain_parallel_kernel"
         )
-    # Caches are held chain-last inside the sweep, so per-site work is vectorised over chains
+    sweeps = int(sweeps_per_step)
+    # Caches are held chain-last inside the step, so per-site work is vectorised over chains
     # (a (K, C) overlap cache reduces over K with C contiguous).
     site_de = jax.vmap(model.site_delta_energy, in_axes=(-1, 0, None))
     site_up = jax.vmap(model.site_update_cache, in_axes=(-1, 0, None), out_axes=-1)
+    init_lanes = jax.vmap(model.init_cache, in_axes=1, out_axes=-1)
 
     def step(rng_key, states: SpinState, beta):
         spins, cache = states
         c, n = spins.shape
-        if refresh_cache:
-            cache = jax.vmap(model.init_cache)(spins)
         beta = jnp.broadcast_to(jnp.asarray(beta, spins.dtype), (c,))
-        key_site, key_u = jax.random.split(rng_key)
-        u_all = uniforms(key_u, (n, c), spins.dtype, generator)
-        s_t = spins.T
-        if order == "permutation":
-            sites = jax.random.permutation(key_site, n)
-            s_t = s_t[sites]
+        zero = jnp.zeros((), spins.dtype)
+
+        def one_sweep(k, carry):
+            s_t, cch, de_sum, flips = carry
+            key_site, key_u = jax.random.split(jax.random.fold_in(rng_key, k))
+            if generator == "hash":
+                # row t of uniforms(key_u, (n, c), dtype, "hash"), generated inside the loop
+                seeds = jax.random.bits(key_u, (2,), jnp.uint32)
+                lanes = jnp.arange(c, dtype=jnp.uint32)
+                draw = lambda t: _hash_uniform(
+                    lanes + jnp.asarray(t, jnp.uint32) * jnp.uint32(c), seeds, spins.dtype
+                )
+            else:
+                u_all = uniforms(key_u, (n, c), spins.dtype, generator)
+                draw = lambda t: jax.lax.dynamic_index_in_dim(u_all, t, 0, keepdims=False)
+            sites = jax.random.permutation(key_site, n) if order == "permutation" else None
+
+            def body(t, inner):
+                # Each site is visited once per sweep, so its value before the update is read
+                # from the sweep's start configuration ``s_t`` (loop-invariant) and the result
+                # written to a separate buffer: XLA then updates that buffer in place.
+                out, cch, de_sum = inner
+                i = t if sites is None else sites[t]
+                si = jax.lax.dynamic_index_in_dim(s_t, i, 0, keepdims=False)
+                de = site_de(cch, si, i)
+                accept = draw(t) < _flip_probability_fast(de, beta, rule)
+                new = site_up(cch, si, i)
+                cch = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), new, cch)
+                out = jax.lax.dynamic_update_index_in_dim(out, jnp.where(accept, -si, si), i, 0)
+                return out, cch, de_sum + jnp.where(accept, de, zero)
+
+            s_new, cch, de_sum = jax.lax.fori_loop(
+                0, n, body, (s_t, cch, de_sum), unroll=int(unroll)
+            )
+            # every site is visited exactly once per sweep: changed sites = accepted flips
+            flips = flips + jnp.sum((s_new != s_t).astype(jnp.int32), axis=0)
+            return s_new, cch, de_sum, flips
+
+        if refresh_cache:
+            cache_t = init_lanes(spins.T)
         else:
-            sites = jnp.arange(n)
-
-        def body(carry, xs):
-            cch, de_sum, flips = carry
-            i, si, u = xs
-            de = site_de(cch, si, i)
-            accept = u < flip_probability(de, beta, rule)
-            new = site_up(cch, si, i)
-            cch = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), new, cch)
-            de_sum = de_sum + jnp.where(accept, de, 0.0).astype(de_sum.dtype)
-            return (cch, de_sum, flips + accept.astype(jnp.int32)), jnp.where(accept, -si, si)
-
-        cache_t = jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, 0, -1), cache)
-        carry = (cache_t, jnp.zeros((c,), spins.dtype), jnp.zeros((c,), jnp.int32))
-        (cache_t, de_sum, flips), s_new = jax.lax.scan(
-            body, carry, (sites, s_t, u_all), unroll=int(unroll)
-        )
+            cache_t = jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, 0, -1), cache)
+        carry = (spins.T, cache_t, jnp.zeros((c,), spins.dtype), jnp.zeros((c,), jnp.int32))
+        s_t, cache_t, de_sum, flips = jax.lax.fori_loop(0, sweeps, one_sweep, carry)
         cache = jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, -1, 0), cache_t)
-        if order == "permutation":
-            s_new = jnp.zeros_like(s_new).at[sites].set(s_new)
-        info = SpinInfo(flips.astype(spins.dtype) / n, de_sum, flips)
-        return SpinState(s_new.T, cache), info
+        info = SpinInfo(flips.astype(spins.dtype) / (n * sweeps), de_sum, flips)
+        return SpinState(s_t.T, cache), info
 
     step.chain_parallel = True
     return step

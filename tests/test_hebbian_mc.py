@@ -16,6 +16,12 @@ from bayesnn import hebbian as hb
 
 NUM_SAMPLES = 8  # independent data sets (disorder samples), one chain each
 LOW_N, LOW_K, LOW_SWEEPS, LOW_BURN = 1000, 3, 100, 30
+PAD = 1001  # as in test_hebbian_theory: laws padded to one size share compiled solvers
+
+
+def _law(r, m):
+    """Exact law of p padded with zero-weight atoms (expectations unchanged)."""
+    return tuple(jnp.pad(a, (0, PAD - a.shape[0])) for a in hb.exact_law(r, m))
 
 
 @partial(jax.jit, static_argnames=("order", "num_sweeps", "weight"))
@@ -55,7 +61,7 @@ def test_low_storage_mc_matches_rs_exact_law(order, temperature):
     mags = _low_storage_runs(order, r, m, 1.0 / temperature)
     summ = hb.summarize_retrieval(mags, target=0)
     assert summ.num_escaped <= 1, summ
-    theory = float(hb.solve_low_storage(1.0 / temperature, order, hb.exact_law(r, m)).m)
+    theory = float(hb.solve_low_storage(1.0 / temperature, order, _law(r, m)).m)
     assert abs(summ.mean - theory) < 3 * summ.stderr + 0.01, (summ, theory)
 
 
@@ -64,7 +70,7 @@ def test_zero_temperature_dynamics_gives_mean_sign():
     Same shapes as the P = 4 low-storage test (one compile for both)."""
     r, m = 0.3, 15
     mags = _low_storage_runs(4, r, m, jnp.inf, seed=3)
-    theory = float(hb.zero_temperature_magnetization(hb.exact_law(r, m)))
+    theory = float(hb.zero_temperature_magnetization(_law(r, m)))
     se = mags[:, 0].std() / np.sqrt(NUM_SAMPLES - 1)
     assert abs(mags[:, 0].mean() - theory) < 3 * se + 0.01, (mags[:, 0], theory)
 
@@ -72,26 +78,30 @@ def test_zero_temperature_dynamics_gives_mean_sign():
 def test_unsupervised_memorization_threshold():
     """P = 4, r = 0.5 (M* = 1 + r^-P = 17), N = 1000, T = 0.1, 30 sweeps (15 burn-in): from a
     single example, M = 4 stays on the example (m ~ r), M = 120 moves to the archetype
-    (m ~ E sign X)."""
+    (m ~ E sign X). Both networks run in one batched call: the weight 1/M is folded into the
+    rows (X -> M^(-1/P) X leaves H unchanged) and the M = 4 network is padded with zero rows
+    (which add nothing to H)."""
     r, order, n, temperature, sweeps, burn = 0.5, 4, 1000, 0.1, 30, 15
-    out = {}
-    for m in (4, 120):
+    ms = (4, 120)
+    rows, xis, starts = [], [], []
+    for m in ms:
         ds = hb.make_dataset(jax.random.key(m), 1, n, m, r)
         net = hb.unsupervised_network(ds.examples, order, quality=r)
-        start = ds.examples[0, :1]
-        trace, spins = _run(
-            net.rows[None], ds.archetypes[None], start, jax.random.key(1), 1 / temperature,
-            order, sweeps, net.weight,
-        )  # fmt: skip
-        ex_overlap = float(jnp.mean(spins[0] * start[0]))
-        out[m] = (float(trace[burn:, 0, 0].mean()), ex_overlap)
+        x = net.rows * net.weight ** (1.0 / order)
+        rows.append(jnp.pad(x, ((0, max(ms) - m), (0, 0))))
+        xis.append(ds.archetypes)
+        starts.append(ds.examples[0, 0])
+    starts = jnp.stack(starts)
+    trace, spins = _run(
+        jnp.stack(rows), jnp.stack(xis), starts, jax.random.key(1), 1 / temperature, order, sweeps
+    )
+    m_mean = np.asarray(trace[burn:, :, 0].mean(0))
+    ex_overlap = np.asarray(jnp.mean(spins * starts, axis=-1))
     assert hb.memorization_threshold(r, order) == 17
-    m_small, ex_small = out[4]
     # The example's own archetype overlap is r +- sqrt((1 - r^2)/N) = 0.5 +- 0.027.
-    assert ex_small > 0.9 and abs(m_small - r) < 0.1, out
-    m_big, _ = out[120]
-    target = float(hb.solve_low_storage(1 / temperature, order, hb.exact_law(r, 120)).m)
-    assert abs(m_big - target) < 0.03, (out, target)
+    assert ex_overlap[0] > 0.9 and abs(m_mean[0] - r) < 0.1, (m_mean, ex_overlap)
+    target = float(hb.solve_low_storage(1 / temperature, order, _law(r, 120)).m)
+    assert abs(m_mean[1] - target) < 0.03, (m_mean, target)
 
 
 def test_multitasking_cascade_below_and_above_threshold():
@@ -134,5 +144,5 @@ def test_p2_high_storage_mc_matches_rs():
     xis = jnp.stack([d.archetypes for d in dss])
     trace, _ = _run(rows, xis, xis[:, 0], jax.random.key(5), 1 / temperature, 2, 60)
     mags = np.asarray(trace[20:, :, 0].mean(0))
-    _, theory, _ = hb.high_storage_rs(1 / temperature, alpha, 2, hb.exact_law(r, m))
+    _, theory, _ = hb.high_storage_rs(1 / temperature, alpha, 2, _law(r, m))
     assert abs(mags.mean() - float(theory)) < 0.015, (mags, theory)

@@ -169,3 +169,54 @@ def test_image_helpers_and_bad_input():
         hb.class_examples(x, np.array([0, 1]), 2, jax.random.key(0))
     with pytest.raises(ValueError, match="rule"):
         hb.relax_and_classify(jax.random.key(0), eta, x, 2, rule="hybrid")
+    # per-pixel (centred) binarisation: +1 exactly where a pixel exceeds its training mean
+    flat = img.reshape(2, -1)
+    thr = hb.pixel_thresholds(img)
+    np.testing.assert_allclose(thr, flat.mean(0))
+    np.testing.assert_array_equal(hb.binarize(img, thr), np.where(flat > thr, 1.0, -1.0))
+    with pytest.raises(ValueError, match="threshold"):
+        hb.binarize(img, np.zeros(5))
+    # archetype read-out: each example set's own sign-mean is its nearest archetype
+    np.testing.assert_array_equal(np.asarray(hb.nearest_archetype(eta, eta[:, 0])), [0, 1])
+    # corruption: flip fraction and occluded tail
+    big = np.ones((200, 100), np.float32)
+    noisy = hb.corrupt(big, jax.random.key(1), flip=0.2)
+    assert abs((noisy == -1).mean() - 0.2) < 4 * np.sqrt(0.2 * 0.8 / noisy.size)
+    part = hb.corrupt(big, jax.random.key(2), occlude=0.3)
+    assert np.all(part[:, :70] == 1) and abs((part[:, 70:] == -1).mean() - 0.5) < 0.03
+    with pytest.raises(ValueError, match="flip"):
+        hb.corrupt(big, jax.random.key(0), flip=1.5)
+    with pytest.raises(ValueError, match="occlude"):
+        hb.corrupt(big, jax.random.key(0), occlude=-0.1)
+    with pytest.raises(ValueError, match="spins"):
+        hb.corrupt(img.reshape(2, -1), jax.random.key(0))
+
+
+def test_simulate_chain_parallel_samples_boltzmann():
+    """simulate(kernel="chain_parallel") on a tiny dense network (N = 8, P = 4, repeated
+    indices included, random order per sweep) draws exp(-beta H): chi-square of 4096 final
+    chains over the 2^8 states; bad kernel names are refused."""
+    from scipy import stats
+
+    from samplers import spins as sp
+
+    n, beta, chains = 8, 1.5, 4096
+    ds = hb.make_dataset(jax.random.key(3), 2, n, 3, 0.6)
+    net = hb.supervised_network(ds.examples, 4, quality=0.6)
+    res = jax.jit(
+        lambda k: hb.simulate(k, net, jnp.ones((chains, n)), beta, 40, kernel="chain_parallel")
+    )(jax.random.key(4))
+    states = sp.enumerate_states(n)
+    probs = np.asarray(jax.nn.softmax(-beta * jax.vmap(lambda s: hb.energy(net, s))(states)))
+    codes = ((np.asarray(res.spins) > 0).astype(np.int64) << np.arange(n)).sum(-1)
+    counts = np.bincount(codes, minlength=probs.size)
+    expected = probs * chains
+    big = expected >= 5
+    obs = np.append(counts[big], counts[~big].sum())
+    exp = np.append(expected[big], expected[~big].sum())
+    if exp[-1] == 0:
+        obs, exp = obs[:-1], exp[:-1]
+    chi2 = ((obs - exp) ** 2 / exp).sum()
+    assert stats.chi2.sf(chi2, obs.size - 1) > 1e-3, chi2
+    with pytest.raises(ValueError, match="kernel"):
+        hb.simulate(jax.random.key(0), net, jnp.ones((2, n)), beta, 2, kernel="fast")

@@ -83,9 +83,9 @@ def test_gaussian_form_and_large_m_limit():
 def test_high_storage_closed_forms():
     """rho = 0 gives AGS alpha_c ~ 0.138 (P = 2) and max_x P erf^{2(P-1)}/(2 P! x^2) (P > 2);
     alpha_c falls with rho; the T = 0 m equals the finite-T RS at low T."""
-    ac = float(hb.p2_critical_load(hb.gaussian_law(0.0)))
+    ac = float(hb.p2_critical_load(_pad(hb.gaussian_law(0.0))))
     np.testing.assert_allclose(ac, 0.1379, atol=5e-4)
-    assert float(hb.p2_critical_load(hb.gaussian_law(0.2))) < 0.7 * ac
+    assert float(hb.p2_critical_load(_pad(hb.gaussian_law(0.2)))) < 0.7 * ac
     x = np.linspace(1e-3, 5, 200000)
     for order in (4, 6):
         ref = np.max(
@@ -93,7 +93,7 @@ def test_high_storage_closed_forms():
         )
         np.testing.assert_allclose(hb.dense_critical_load(order, 0.0), ref, rtol=1e-3)
         assert hb.dense_critical_load(order, 0.0, "all") < hb.dense_critical_load(order, 0.0)
-    law = hb.exact_law(0.6, 30)
+    law = _pad(hb.exact_law(0.6, 30))
     m0, _ = hb.p2_zero_temperature(0.02, law)
     _, m_lowt, _ = hb.high_storage_rs(1 / 0.01, 0.02, 2, law)
     np.testing.assert_allclose(m_lowt, m0, atol=2e-3)

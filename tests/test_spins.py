@@ -93,20 +93,25 @@ def test_sequential_matches_boltzmann(sk_model, sequential_runner, rule, order):
     assert tv < 2.5 * 0.5 * np.sqrt(2**N_SPINS / (2 * np.pi * NUM_CHAINS))
 
 
-@pytest.mark.parametrize("order,generator", [("sweep", "threefry"), ("permutation", "hash")])
-def test_chain_parallel_kernel_matches_boltzmann(sk_model, order, generator):
-    """Chains updated together site by site (shared order, vectorised over chains) still
-    sample exp(-beta H) exactly: chi-square over the 2^8 states of the final chains."""
+@pytest.mark.parametrize(
+    "order,generator,per_step", [("sweep", "threefry", 1), ("permutation", "hash", 4)]
+)
+def test_chain_parallel_kernel_matches_boltzmann(sk_model, order, generator, per_step):
+    """Chains updated together site by site (shared order, vectorised over chains, uniforms
+    hashed inside the site loop for "hash", several sweeps per step) still sample
+    exp(-beta H) exactly: chi-square over the 2^8 states of the final chains."""
     beta = 0.8
-    step = sp.build_chain_parallel_kernel(sk_model, order=order, generator=generator)
+    step = sp.build_chain_parallel_kernel(
+        sk_model, order=order, generator=generator, sweeps_per_step=per_step
+    )
     states = sp.init_chains(sk_model, jnp.ones((NUM_CHAINS, N_SPINS)))
-    final, _, infos = jax.jit(lambda k, st: sp.run_chains(k, step, st, beta, 40))(
+    final, _, infos = jax.jit(lambda k, st: sp.run_chains(k, step, st, beta, 40 // per_step))(
         jax.random.key(11), states
     )
     p, tv = _chi2_pvalue(_codes(final.spins), _exact_probs(sk_model, beta))
     assert p > 1e-3, (p, tv)
     np.testing.assert_allclose(final.cache, jax.vmap(sk_model.init_cache)(final.spins), atol=1e-5)
-    assert infos.acceptance_rate.shape == (40, NUM_CHAINS)
+    assert infos.acceptance_rate.shape == (40 // per_step, NUM_CHAINS)
 
 
 def test_chain_parallel_energy_bookkeeping(sk_model):
@@ -259,6 +264,10 @@ def test_bad_inputs():
         sp.build_chain_parallel_kernel(model, order="random")
     with pytest.raises(ValueError, match="generator"):
         sp.build_chain_parallel_kernel(model, generator="mt")
+    with pytest.raises(ValueError, match="sweeps_per_step"):
+        sp.build_chain_parallel_kernel(model, sweeps_per_step=0)
+    with pytest.raises(ValueError, match="unroll"):
+        sp.build_chain_parallel_kernel(model, unroll=0)
     with pytest.raises(ValueError, match="generator"):
         sp.uniforms(jax.random.key(0), (3,), generator="mt")
     with pytest.raises(ValueError, match="spins"):

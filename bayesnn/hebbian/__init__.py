@@ -18,7 +18,14 @@ from .data import (
     quality_from_entropy,
     second_moment,
 )
-from .images import binarize, class_examples, relax_and_classify
+from .images import (
+    binarize,
+    class_examples,
+    corrupt,
+    nearest_archetype,
+    pixel_thresholds,
+    relax_and_classify,
+)
 from .model import (
     HebbianNetwork,
     delta_energy,
@@ -85,6 +92,9 @@ __all__ = [
     "binarize",
     "class_examples",
     "relax_and_classify",
+    "pixel_thresholds",
+    "corrupt",
+    "nearest_archetype",
     "HebbianDataset",
     "archetypes",
     "dataset_entropy",

@@ -384,16 +384,27 @@ def spin_model(net: HebbianNetwork) -> spins_lib.SpinModel:
     pref = 0.5 * n * c
 
     if net.convention == "all":
+        # site-major copy (N, R) of 2 X / N: site i's row is contiguous
+        cols = rows.T * (2.0 / n)
 
         def init_cache(s):
             return overlaps(net, s)
 
-        def site_de(cache, si, i):
-            d = 2.0 * si * rows[:, i] / n
-            return pref * jnp.sum(d * _geom(cache, cache - d, p))
+        if p == 2:
+            # n^2 - (n - d)^2 = 2 d n - d^2 with d = s_i cols_i and d^2 independent of s
+            sq = jnp.sum(cols**2, axis=-1)
+
+            def site_de(cache, si, i):
+                return pref * (2.0 * si * jnp.sum(cols[i] * cache) - sq[i])
+
+        else:
+
+            def site_de(cache, si, i):
+                d = si * cols[i]
+                return pref * jnp.sum(d * _geom(cache, cache - d, p))
 
         def site_up(cache, si, i):
-            return cache - 2.0 * si * rows[:, i] / n
+            return cache - si * cols[i]
 
     else:
         x = rows / n

@@ -58,6 +58,7 @@ def simulate(
     order: str = "random",
     mode: str = "synchronous",
     fraction: float = 0.1,
+    generator: str = "threefry",
 ) -> SimulationResult:
     r"""Run ``C`` chains for ``num_sweeps`` sweeps at inverse temperature ``beta``.
 
@@ -78,14 +79,21 @@ def simulate(
         :math:`n_\nu` with the network rows.
     burn_in : int
         Sweeps excluded from ``mean``.
-    kernel : {"sequential", "parallel"}
-        Sampler family.
+    kernel : {"sequential", "chain_parallel", "parallel"}
+        Sampler family: ``"sequential"`` vmaps
+        :func:`samplers.spins.build_sequential_kernel` over chains; ``"chain_parallel"`` is
+        the same exact dynamics with all chains updated site by site together
+        (:func:`samplers.spins.build_chain_parallel_kernel`, much faster for many chains);
+        ``"parallel"`` is synchronous (Little) dynamics.
     rule : {"glauber", "metropolis"}
         Acceptance rule.
     order : {"random", "sweep"}
-        Site order for sequential kernels.
+        Site order for sequential kernels (``"random"`` means a fresh random permutation per
+        sweep for ``"chain_parallel"``).
     mode, fraction :
         Parallel-kernel options (see :func:`samplers.spins.build_parallel_kernel`).
+    generator : {"threefry", "hash"}
+        Uniform generator of the ``"chain_parallel"`` kernel.
 
     Returns
     -------
@@ -99,10 +107,21 @@ def simulate(
     model = spin_model(net)
     if kernel == "sequential":
         step = spins_lib.build_sequential_kernel(model, rule=rule, order=order)
+    elif kernel == "chain_parallel":
+        if order not in ("random", "sweep"):
+            raise ValueError(f"order must be 'random' or 'sweep', got {order!r}")
+        step = spins_lib.build_chain_parallel_kernel(
+            model,
+            rule=rule,
+            order="sweep" if order == "sweep" else "permutation",
+            generator=generator,
+        )
     elif kernel == "parallel":
         step = spins_lib.build_parallel_kernel(model, rule=rule, mode=mode, fraction=fraction)
     else:
-        raise ValueError(f"kernel must be 'sequential' or 'parallel', got {kernel!r}")
+        raise ValueError(
+            f"kernel must be 'sequential', 'chain_parallel' or 'parallel', got {kernel!r}"
+        )
     if archetypes is None:
         observe = lambda st: overlaps(net, st.spins)
     else:
