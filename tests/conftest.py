@@ -3,10 +3,16 @@ import os
 # Several simulated CPU devices, so sharding code paths run on CPU; set before jax imports.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One BLAS thread per test process: pytest-xdist already runs a process per core, and
+# OpenBLAS threads spinning against each other made small Choleskys ~80x slower on 2 cores.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
+threadpool_limits(1, user_api="blas")  # in case numpy was imported before this file
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # The tests check float32 arithmetic; on GPUs XLA's default float32 matmul is TF32 (~1e-3).
 jax.config.update("jax_default_matmul_precision", "highest")

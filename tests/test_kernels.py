@@ -7,9 +7,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from bayesnn.nn import kernels, stax
 from bayesnn.nn.kernels import kernel_fn
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_blas_thread():
+    """OpenBLAS threads spin on a loaded 2-core machine (a 500 x 500 Cholesky: 0.5 s instead
+    of 0.006 s); one thread for this module's LAPACK calls, restored afterwards."""
+    with threadpool_limits(1, user_api="blas"):
+        yield
 
 
 def _ref(x, layers, readout=(1.5, 0.05)):

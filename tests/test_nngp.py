@@ -8,10 +8,20 @@ import numpy as np
 import numpyro.distributions as dist
 import pytest
 import scipy.stats as st
+from threadpoolctl import threadpool_limits
 
 from bayesnn import nngp
 from bayesnn.nn import stax
 from bayesnn.nn.kernels import kernel_fn
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_blas_thread():
+    """OpenBLAS threads spin on a loaded 2-core machine (a 500 x 500 Cholesky: 0.5 s instead
+    of 0.006 s); one thread for this module's LAPACK calls, restored afterwards."""
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
 
 _log_prob = jax.jit(lambda d, y: d.log_prob(y))  # one compiled program per distribution type
 

@@ -22,10 +22,12 @@ the identity; any other activation uses a Hermite (Mehler) expansion whose coeff
 are computed by quadrature.
 
 Numerics (see ``shared/reference/scale-mixture-nngp.md`` section 8): the angle is computed
-with ``atan2``; the diagonal variances are carried separately (``var1``, ``var2``) and
-entries of ``K(X, X)`` that pair a point with itself are set exactly (angle 0), which removes
-the ~2e-4 float32 error of neural-tangents on the NTK diagonal; ``sqrt`` and ``atan2`` have
-custom derivatives that stay finite at ``x = x'`` and ``x = 0``.
+with ``atan2`` (in float32 a vectorisable polynomial as accurate as the library function,
+which is a scalar call on CPU and dominated the cost of the recursion); the diagonal
+variances are carried separately (``var1``, ``var2``) and entries of ``K(X, X)`` that pair
+a point with itself are set exactly (angle 0), which removes the ~2e-4 float32 error of
+neural-tangents on the NTK diagonal; ``sqrt`` and ``atan2`` have custom derivatives that
+stay finite at ``x = x'`` and ``x = 0``.
 """
 
 from __future__ import annotations
@@ -125,9 +127,46 @@ def _safe_sqrt_jvp(primals, tangents):
     return y, jnp.where(pos, t / (2.0 * jnp.where(pos, y, 1.0)), 0.0)
 
 
+# atan(t) = t + t z Q(z), z = t^2, on [0, 1]: weighted least-squares fit, max abs error
+# 7.4e-9 in exact arithmetic, ~1 ulp of float32 after rounding (vs 1e-7 for XLA's atan2).
+_ATAN_Q = (
+    -0.33332987086589844,
+    0.19990397260318582,
+    -0.14185980570399967,
+    0.10573953373823694,
+    -0.07366752731301222,
+    0.04112242586516861,
+    -0.015132893974368108,
+    0.0026223364114865977,
+)
+
+
+def _atan2(y, x):
+    """``atan2(y, x)``; a vectorisable polynomial for float32 and below.
+
+    XLA's CPU ``atan2``/``acos`` are scalar library calls, ~7x the cost of a multiply-add
+    pass over the same array, and dominate the kernel recursion; the polynomial (octant
+    reduction ``t = min(|x|,|y|) / max(|x|,|y|)`` then a degree-17 odd polynomial) is as
+    accurate as the library in float32. float64 keeps ``jnp.arctan2``.
+    """
+    if jnp.finfo(jnp.result_type(y, x)).bits > 32:
+        return jnp.arctan2(y, x)
+    ax, ay = jnp.abs(x), jnp.abs(y)
+    hi = jnp.maximum(ax, ay)
+    t = jnp.minimum(ax, ay) / jnp.where(hi > 0, hi, 1.0)
+    z = t * t
+    q = jnp.full_like(z, _ATAN_Q[-1])
+    for c in _ATAN_Q[-2::-1]:
+        q = q * z + c
+    r = t + t * z * q
+    r = jnp.where(ay > ax, 0.5 * math.pi - r, r)
+    r = jnp.where(x < 0, math.pi - r, r)
+    return jnp.where(y < 0, -r, r)
+
+
 @jax.custom_jvp
 def _safe_atan2(y, x):
-    return jnp.arctan2(y, x)
+    return _atan2(y, x)
 
 
 @_safe_atan2.defjvp
@@ -136,7 +175,7 @@ def _safe_atan2_jvp(primals, tangents):
     r2 = x * x + y * y
     nz = r2 > 0
     d = jnp.where(nz, (x * ty - y * tx) / jnp.where(nz, r2, 1.0), 0.0)
-    return jnp.arctan2(y, x), d
+    return _atan2(y, x), d
 
 
 def _det(k: Kernel) -> jax.Array:
@@ -272,17 +311,17 @@ def _abrelu(a: float, b: float, name: str):
 def _erf(name: str):
     def transform(k: Kernel) -> Kernel:
         _require_gaussian(k, name)
-        p11 = 1.0 + 2.0 * k.var1
-        p22 = 1.0 + 2.0 * k.var2
         c = 2.0 / math.pi
-        nngp = c * jnp.arcsin(2.0 * k.nngp / _safe_sqrt(p11[:, None] * p22[None, :]))
-        var1 = c * jnp.arcsin(2.0 * k.var1 / p11)
-        var2 = c * jnp.arcsin(2.0 * k.var2 / p22)
+        # arcsin(2 k12 / sqrt(P)) = atan2(2 k12, sqrt(q)), P = (1 + 2 k11)(1 + 2 k22) and
+        # q = P - 4 k12^2 = 1 + 2 k11 + 2 k22 + 4 (k11 k22 - k12^2) >= 1 without cancellation
+        q = 1.0 + 2.0 * k.var1[:, None] + 2.0 * k.var2[None, :] + 4.0 * _det(k)
+        rq = jax.lax.rsqrt(q)
+        nngp = c * _safe_atan2(2.0 * k.nngp, q * rq)
+        var1 = c * jnp.arcsin(2.0 * k.var1 / (1.0 + 2.0 * k.var1))
+        var2 = c * jnp.arcsin(2.0 * k.var2 / (1.0 + 2.0 * k.var2))
         ntk = k.ntk
         if ntk is not None:
-            # (1 + 2 k11)(1 + 2 k22) - 4 k12^2, written without cancellation
-            q = 1.0 + 2.0 * k.var1[:, None] + 2.0 * k.var2[None, :] + 4.0 * _det(k)
-            ntk = (2.0 * c) * jax.lax.rsqrt(q) * ntk
+            ntk = (2.0 * c) * rq * ntk
         return Kernel(_set_diag(k, nngp, var1), ntk, var1, var2, k.ids1, k.ids2, k.width, False)
 
     return transform
@@ -459,7 +498,8 @@ def _normalise_get(get):
 
 
 @functools.lru_cache(maxsize=128)
-def _compiled(transform, names: tuple, same: bool, blocked: bool):
+def _compiled(transform, names: tuple, same: bool, block_size: int | None):
+    """Jitted ``(x1, x2) -> tuple of matrices``, cached per (transform, names, blocking)."""
     compute_ntk = "ntk" in names
 
     def one(x1, x2, ids1, ids2):
@@ -467,43 +507,82 @@ def _compiled(transform, names: tuple, same: bool, blocked: bool):
         k = transform(k)
         return tuple(getattr(k, g) for g in names)
 
-    if not blocked:
+    if block_size is None:
 
         def run(x1, x2):
-            if same:
-                return one(x1, None, None, None)
-            return one(x1, x2, None, None)
+            return one(x1, None if same else x2, None, None)
 
         return jax.jit(run)
 
-    def run_blocked(xb, idb, x2):
-        def block(args):
-            xi, ii = args
-            return one(xi, x2, None, None)
+    bs = block_size
 
-        return jax.lax.map(block, (xb, idb))
+    def rows(x, i, n):
+        # block i of bs rows; the last block is shifted back to end at row n (it overlaps
+        # its neighbour instead of being padded, so no pad/slice copies of the result)
+        start = jnp.minimum(i * bs, n - bs)
+        xi = jax.lax.dynamic_slice_in_dim(x, start, bs, axis=0)
+        return start, xi, start + jnp.arange(bs)
 
-    def run_triangle(xb, idb, pi, pj):
-        # only the blocks (i, j) with j >= i of the symmetric K(X, X); mirrored afterwards
-        nb, bs = idb.shape
+    def run_triangle(x1, x2):
+        # only the blocks (i, j), j >= i, of the symmetric K(X, X), each written with its
+        # mirror into preallocated matrices (dynamic_update_slice in a loop: in place)
+        n = x1.shape[0]
+        nb = -(-n // bs)
+        pi, pj = (jnp.asarray(v, jnp.int32) for v in np.triu_indices(nb))
 
-        def block(args):
-            i, j = args
-            return one(xb[i], xb[j], idb[i], idb[j])
+        def block(p):
+            si, xi, idi = rows(x1, pi[p], n)
+            sj, xj, idj = rows(x1, pj[p], n)
+            return si, sj, one(xi, xj, idi, idj)
 
-        res = jax.lax.map(block, (pi, pj))
-        out = []
-        for r in res:
-            full = jnp.zeros((nb, nb, bs, bs), r.dtype)
-            full = full.at[pj, pi].set(jnp.swapaxes(r, 1, 2)).at[pi, pj].set(r)
-            out.append(full.transpose(0, 2, 1, 3).reshape(nb * bs, nb * bs))
-        return tuple(out)
+        shapes = jax.eval_shape(lambda: block(0)[2])
+        init = tuple(jnp.zeros((n, n), r.dtype) for r in shapes)
 
-    return jax.jit(run_triangle if same else run_blocked)
+        def body(p, bufs):
+            si, sj, res = block(p)
+            out = []
+            for buf, r in zip(bufs, res, strict=True):
+                buf = jax.lax.dynamic_update_slice(buf, r.T, (sj, si))
+                out.append(jax.lax.dynamic_update_slice(buf, r, (si, sj)))
+            return tuple(out)
+
+        return jax.lax.fori_loop(0, pi.shape[0], body, init)
+
+    def run_rows(x1, x2):
+        n = x1.shape[0]
+        shapes = jax.eval_shape(lambda: one(x1[:bs], x2, None, None))
+        init = tuple(jnp.zeros((n, x2.shape[0]), r.dtype) for r in shapes)
+
+        def body(i, bufs):
+            si, xi, _ = rows(x1, i, n)
+            res = one(xi, x2, None, None)
+            return tuple(
+                jax.lax.dynamic_update_slice(buf, r, (si, 0))
+                for buf, r in zip(bufs, res, strict=True)
+            )
+
+        return jax.lax.fori_loop(0, -(-n // bs), body, init)
+
+    return jax.jit(run_triangle if same else run_rows)
 
 
-_AUTO_BLOCK_ENTRIES = 1 << 20  # above ~1M kernel entries, compute in blocks
-_AUTO_BLOCK_SIZE = 256
+_AUTO_BLOCK_ENTRIES = 1 << 16  # CPU: blocks of about 2^16 entries stay in cache
+_AUTO_BLOCK_ENTRIES_ACCEL = 1 << 26  # GPU/TPU: block only to bound memory
+
+
+def _balanced(n: int, target: int) -> int:
+    """Block size <= target that splits n rows into equal blocks (little overlap)."""
+    target = max(1, min(n, target))
+    return -(-n // -(-n // target))
+
+
+def _auto_block_size(n1: int, n2: int, same: bool) -> int | None:
+    target = _AUTO_BLOCK_ENTRIES if jax.default_backend() == "cpu" else _AUTO_BLOCK_ENTRIES_ACCEL
+    if n1 * n2 <= target:
+        return None
+    if same:
+        return _balanced(n1, math.isqrt(target))
+    return _balanced(n1, target // n2)
 
 
 def kernel_fn(
@@ -527,12 +606,16 @@ def kernel_fn(
     get
         ``"nngp"``, ``"ntk"`` or a sequence of them. The NTK is only computed when asked.
     block_size
-        Compute the result in blocks of this many rows (one compiled block, ``lax.map``
-        over blocks), so the intermediate memory of the recursion is ``O(block_size * n2)``
-        instead of several ``O(n1 * n2)`` arrays. For ``K(X, X)`` (``x2=None``) only the
-        blocks on and above the diagonal are computed and mirrored (about half the work).
-        ``"auto"`` (default): blocks of 256 rows when the result has more than 2^20 entries,
-        else one block; ``None``: never block.
+        Compute the result in blocks of this many rows of ``x1`` (a ``fori_loop`` over
+        blocks writing into preallocated matrices), so the intermediate memory of the
+        recursion is ``O(block_size * n2)`` instead of several ``O(n1 * n2)`` arrays and,
+        on a CPU, each block's recursion runs in cache. For ``K(X, X)`` (``x2=None``) the
+        blocks are ``block_size x block_size`` and only those on and above the diagonal are
+        computed, each written together with its mirror image (about half the work).
+        ``"auto"`` (default): on a CPU, blocks of about 2^16 entries when the result is
+        larger than that (sizes balanced so that the blocks split ``n1`` evenly); on an
+        accelerator, blocks of about 2^26 entries only when the result is larger; ``None``:
+        never block.
 
     Returns
     -------
@@ -553,27 +636,14 @@ def kernel_fn(
         x2 = x2.astype(jnp.result_type(x1, x2))
         x1 = x1.astype(x2.dtype)
     n1 = x1.shape[0]
+    n2 = n1 if same else x2.shape[0]
     if isinstance(block_size, str) and block_size == "auto":
-        big = n1 * (n1 if same else x2.shape[0]) > _AUTO_BLOCK_ENTRIES
-        block_size = min(_AUTO_BLOCK_SIZE, n1) if big else None
-    if block_size is None:
-        out = _compiled(transform, names, same, False)(x1, x2)
-    else:
+        block_size = _auto_block_size(n1, n2, same)
+    elif block_size is not None:
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
             raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-        nb = -(-n1 // block_size)
-        pad = nb * block_size - n1
-        xp = jnp.concatenate([x1, jnp.zeros((pad, x1.shape[1]), x1.dtype)], axis=0)
-        xr = xp.reshape(nb, block_size, x1.shape[1])
-        idr = jnp.arange(nb * block_size).reshape(nb, block_size)
-        fn = _compiled(transform, names, same, True)
-        if same:
-            pi, pj = np.triu_indices(nb)
-            res = fn(xr, idr, jnp.asarray(pi), jnp.asarray(pj))
-            out = tuple(r[:n1, :n1] for r in res)
-        else:
-            res = fn(xr, idr, x2)
-            out = tuple(r.reshape(nb * block_size, r.shape[-1])[:n1] for r in res)
+        block_size = min(block_size, n1)
+    out = _compiled(transform, names, same, block_size)(x1, x2)
     return out[0] if single else out
 
 
