@@ -18,7 +18,9 @@ Backward: gradient of ``mean(q^2)`` through the fixed point by implicit differen
 on the undamped map); the time is (forward + backward) - forward.
 
 Usage: python benchmarks/mdbm_speed.py [--quick] [--hidden 500] [--reps 3] [--no-reference]
-(--quick: hidden 100, batch 32, two solvers, no reference-style run.)
+(--quick: hidden 100, batch 32, two solvers, no reference-style run.) The script sets only
+CPU thread flags (one pinned thread) and never forces a platform: on a GPU machine it runs on
+the GPU, where the wall-time columns are the ones to read.
 """
 
 import os
@@ -152,6 +154,10 @@ def main():
         f"N = {bm.state_size(spec)}, batch {batch}, m = {m}, 40% observed, tol 1e-4"
     )
     print(f"# XLA_FLAGS={os.environ.get('XLA_FLAGS')}")
+    print(
+        f"# backend {jax.default_backend()}: {jax.devices()[0].device_kind}"
+        + ("" if jax.default_backend() == "cpu" else " (read the wall columns; CPU = host time)")
+    )
     rows = []
     configs = [
         ("anderson", 1.0),

@@ -10,6 +10,7 @@ from bayesnn import boltzmann as bm
 from bayesnn.datasets import load_digits
 
 NUM_BINS = 4
+CONFIG = bm.SolverConfig(fallback=None)  # no fallback branch to compile (not needed here)
 
 
 def test_quick_training_on_digits_beats_chance(tmp_path):
@@ -33,11 +34,15 @@ def test_quick_training_on_digits_beats_chance(tmp_path):
         m=0.05,
         hidden_fraction=0.5,
         checkpoint_path=str(ckpt),
+        config=CONFIG,
+        focal_gamma=2.0,
+        class_weights="balanced",
     )
     assert hist[-1]["loss"] < hist[0]["loss"]
+    assert hist[0]["pixel_loss"] < hist[0]["pixel_ce"]  # focal (gamma = 2) < CE
     coupling = bm.monotone_coupling(state.params, spec, 0.05)
     assert bm.check_monotone(coupling, spec, 0.05)
-    probs, info = bm.classify(coupling, spec, jnp.asarray(pixels[te]))
+    probs, info = bm.classify(coupling, spec, jnp.asarray(pixels[te]), config=CONFIG)
     acc = float(jnp.mean(jnp.argmax(probs, -1) == labels[te]))
     assert acc > 0.3, acc  # chance 0.1 (s.e. 0.017 on 297 images)
     assert bool(jnp.all(info.converged))

@@ -11,6 +11,16 @@ from bayesnn.boltzmann.baseline import (
     multistart_mean_field,
     random_simplex_state,
 )
+from bayesnn.boltzmann.conv import (
+    ConvCoupling,
+    ConvLayer,
+    ConvMDBMSpec,
+    ConvRow,
+    conv_block_diagonals,
+    conv_geometry,
+    conv_matvec,
+    init_conv_params,
+)
 from bayesnn.boltzmann.implicit import BackwardOptions, adjoint_solve, implicit_fixed_point
 from bayesnn.boltzmann.model import (
     Evidence,
@@ -56,8 +66,10 @@ from bayesnn.boltzmann.solver import (
 )
 from bayesnn.boltzmann.train import (
     TrainState,
+    class_balanced_weights,
     evaluate,
     fit,
+    focal_loss,
     load_checkpoint,
     make_train_step,
     masked_loss,
@@ -67,6 +79,10 @@ from bayesnn.boltzmann.train import (
 
 __all__ = [
     "BackwardOptions",
+    "ConvCoupling",
+    "ConvLayer",
+    "ConvMDBMSpec",
+    "ConvRow",
     "ConvergenceError",
     "Coupling",
     "Evidence",
@@ -82,8 +98,12 @@ __all__ = [
     "block_diagonals",
     "block_spectral_norms",
     "check_monotone",
+    "class_balanced_weights",
     "classify",
     "complete",
+    "conv_block_diagonals",
+    "conv_geometry",
+    "conv_matvec",
     "coupling_matvec",
     "dense_coupling_matrix",
     "energy",
@@ -91,11 +111,13 @@ __all__ = [
     "field",
     "fit",
     "fixed_point_spread",
+    "focal_loss",
     "fully_connected_spec",
     "gibbs_kernel",
     "implicit_fixed_point",
     "infer",
     "init_chains",
+    "init_conv_params",
     "init_params",
     "init_power_state",
     "load_checkpoint",

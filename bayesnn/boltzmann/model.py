@@ -24,6 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayesnn.boltzmann._precision import einsum as _einsum
+from bayesnn.boltzmann._precision import matmul as _mm
+from bayesnn.boltzmann.conv import ConvMDBMSpec
 from bayesnn.boltzmann.implicit import BackwardOptions, implicit_fixed_point
 from bayesnn.boltzmann.parameterization import coupling_matvec
 from bayesnn.boltzmann.solver import raise_if_not_converged, solve
@@ -63,7 +66,10 @@ class SolverConfig(NamedTuple):
     """Static forward/backward solver options (see :func:`bayesnn.boltzmann.solver.solve`).
 
     Defaults: Anderson-accelerated undamped mean field (``alpha = 1``), true residual below
-    ``1e-4``, GMRES adjoint.
+    ``1e-4``, GMRES adjoint; if Anderson fails for some example, automatic fallback to
+    Peaceman-Rachford at ``fallback_alpha`` (``fallback="fb"``: damped forward-backward;
+    ``None``: no fallback), flagged in ``info.fallback``. Models whose resolvent has no
+    Woodbury form (convolutional couplings) fall back to damped FB.
     """
 
     method: str = "anderson"
@@ -73,6 +79,9 @@ class SolverConfig(NamedTuple):
     memory: int = 5
     num_newton: int = 8
     backward: BackwardOptions = BackwardOptions()
+    fallback: str | None = "pr"
+    fallback_alpha: float = 0.5
+    fallback_max_iter: int = 300
 
 
 DEFAULT_CONFIG = SolverConfig()
@@ -254,6 +263,8 @@ def pr_resolvent(coupling, spec, alpha):
     ----------
     Winston and Kolter, "Monotone operator equilibrium networks", NeurIPS 2020.
     """
+    if isinstance(spec, ConvMDBMSpec):
+        raise ValueError("pr_resolvent needs a dense MDBMSpec (no Woodbury form for convs)")
     A = _stacked_A(coupling, spec)
     Binv = [
         jnp.linalg.inv((1.0 + alpha) * jnp.eye(d.shape[-1])[None] - alpha * d) for d in coupling.D
@@ -265,19 +276,19 @@ def pr_resolvent(coupling, spec, alpha):
         out = []
         for i, (bi, lay) in enumerate(zip(Binv, spec.layers, strict=True)):
             v = vf[:, offs[i] : offs[i + 1]].reshape(-1, lay.num_vars, lay.num_states)
-            out.append(jnp.einsum("nkj,bnj->bnk", bi, v).reshape(vf.shape[0], -1))
+            out.append(_einsum("nkj,bnj->bnk", bi, v).reshape(vf.shape[0], -1))
         return jnp.concatenate(out, axis=1)
 
     BinvAT = apply_binv(A).T  # B^{-1} symmetric, so (B^{-1} A^T) = (A B^{-1})^T
-    K = jnp.eye(A.shape[0]) / alpha + A @ BinvAT
+    K = jnp.eye(A.shape[0]) / alpha + _mm(A, BinvAT)
     chol = jax.scipy.linalg.cho_factor(K, lower=True)
 
     def resolvent(v):
         batch = v[0].shape[0]
         vf = jnp.concatenate([x.reshape(batch, -1) for x in v], axis=1)
         bv = apply_binv(vf)
-        s = jax.scipy.linalg.cho_solve(chol, (bv @ A.T).T).T
-        out = bv - s @ BinvAT.T
+        s = jax.scipy.linalg.cho_solve(chol, _mm(bv, A.T).T).T
+        out = bv - _mm(s, BinvAT.T)
         return tuple(
             out[:, offs[i] : offs[i + 1]].reshape(batch, lay.num_vars, lay.num_states)
             for i, lay in enumerate(spec.layers)
@@ -287,6 +298,10 @@ def pr_resolvent(coupling, spec, alpha):
 
 
 def _solve(coupling, spec, evidence, q0, config):
+    dense = not isinstance(spec, ConvMDBMSpec)
+    fallback = config.fallback
+    if fallback == "pr" and not dense:
+        fallback = "fb"
     kw = dict(
         method=config.method,
         alpha=config.alpha,
@@ -294,13 +309,42 @@ def _solve(coupling, spec, evidence, q0, config):
         max_iter=config.max_iter,
         memory=config.memory,
         num_newton=config.num_newton,
+        fallback=fallback,
+        fallback_alpha=config.fallback_alpha,
+        fallback_max_iter=config.fallback_max_iter,
     )
-    if config.method == "pr":
-        kw["resolvent_fn"] = pr_resolvent(coupling, spec, config.alpha)
+    if config.method == "pr" or fallback == "pr":
+        if not dense:
+            raise ValueError("method='pr' needs a dense (Woodbury) resolvent; use 'anderson'")
+        kw["make_resolvent"] = lambda a: pr_resolvent(coupling, spec, a)
+        if config.method == "pr":
+            kw["resolvent_fn"] = pr_resolvent(coupling, spec, config.alpha)
         kw["bias"] = tuple(
             jnp.broadcast_to(b[None], x.shape) for b, x in zip(coupling.b, q0, strict=True)
         )
-    return solve(lambda q: field(coupling, spec, q), lambda q: _clamp(evidence, q), q0, **kw)
+    field_fn = _stacked_field_fn(coupling, spec) if dense else partial(field, coupling, spec)
+    return solve(field_fn, lambda q: _clamp(evidence, q), q0, **kw)
+
+
+def _stacked_field_fn(coupling, spec):
+    """``q -> W q + b`` with all row blocks stacked into one ``(rows, N)`` matrix, built once
+    per solve (two large matmuls per evaluation instead of one per (row, layer) pair)."""
+    A = _stacked_A(coupling, spec)
+    sizes = [lay.num_vars * lay.num_states for lay in spec.layers]
+    offs = np.cumsum([0] + sizes)
+
+    def fn(q):
+        batch = q[0].shape[0]
+        qf = jnp.concatenate([x.reshape(batch, -1) for x in q], axis=1)
+        aq = _mm(_mm(qf, A.T), A)
+        return tuple(
+            jnp.sum(d[None] * x[:, :, None, :], axis=-1)
+            - aq[:, offs[i] : offs[i + 1]].reshape(x.shape)
+            + b[None]
+            for i, (d, x, b) in enumerate(zip(coupling.D, q, coupling.b, strict=True))
+        )
+
+    return fn
 
 
 def infer(coupling, spec, evidence, q0=None, config=DEFAULT_CONFIG):
@@ -330,7 +374,10 @@ def infer(coupling, spec, evidence, q0=None, config=DEFAULT_CONFIG):
         q0 = uniform_state(spec, evidence.mask[0].shape[0])
 
     def map_fn(c, ev, q):
-        return mean_field_map(c, spec, ev, q)
+        if isinstance(spec, ConvMDBMSpec):
+            return mean_field_map(c, spec, ev, q)
+        y = _stacked_field_fn(c, spec)(q)
+        return _clamp(ev, tuple(jax.nn.softmax(v, axis=-1) for v in y))
 
     def solve_fn(c, ev, q):
         return _solve(c, spec, ev, q, config)

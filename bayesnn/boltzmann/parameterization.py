@@ -14,7 +14,8 @@ variable ``j`` by :math:`\\sqrt{s_j}`, :math:`s_j = \\min(1, (1 - m) / \\lVert D
 keeps ``W`` exactly symmetric and gives :math:`I - W \\succeq m I` (the reference code scales
 output rows instead, which breaks symmetry). Layers sharing a row block are coupled
 (``W_{lk} = -\\sum_r A_{rl}^T A_{rk}``), and a layer is laterally coupled through its own
-blocks.
+blocks. Convolutional couplings (:mod:`bayesnn.boltzmann.conv`, a ``ConvMDBMSpec``) go
+through the same functions.
 
 Reference: Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
 """
@@ -24,6 +25,16 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from bayesnn.boltzmann._precision import einsum as _einsum
+from bayesnn.boltzmann._precision import matmul as _mm
+from bayesnn.boltzmann.conv import (
+    ConvCoupling,
+    ConvMDBMSpec,
+    conv_block_diagonals,
+    conv_matvec,
+    init_conv_params,
+)
 
 __all__ = [
     "Layer",
@@ -169,6 +180,8 @@ def init_params(rng_key, spec, scale=1.0):
     ----------
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
+    if isinstance(spec, ConvMDBMSpec):
+        return init_conv_params(rng_key, spec, scale)
     _validate_spec(spec)
     if not (scale > 0 and math.isfinite(scale)):
         raise ValueError(f"scale must be positive and finite, got {scale}")
@@ -200,10 +213,12 @@ def block_diagonals(spec, A):
     ----------
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
+    if isinstance(spec, ConvMDBMSpec):
+        return conv_block_diagonals(spec, A)
     D = [jnp.zeros((lay.num_vars, lay.num_states, lay.num_states)) for lay in spec.layers]
     for (_, lids), row in zip(spec.rows, A, strict=True):
         for lid, a in zip(lids, row, strict=True):
-            D[lid] = D[lid] + jnp.einsum("rnk,rnj->nkj", a, a)
+            D[lid] = D[lid] + _einsum("rnk,rnj->nkj", a, a)
     return tuple(D)
 
 
@@ -262,12 +277,12 @@ def power_iteration_norms(D, u, num_iters=2):
     """
 
     def body(_, u):
-        v = jnp.einsum("nkj,nj->nk", D, u)
+        v = _einsum("nkj,nj->nk", D, u)
         return v / (jnp.linalg.norm(v, axis=-1, keepdims=True) + 1e-30)
 
     u = jax.lax.fori_loop(0, num_iters, body, u)
     u = jax.lax.stop_gradient(u)
-    return jnp.einsum("nk,nkj,nj->n", u, D, u), u
+    return _einsum("nk,nkj,nj->n", u, D, u), u
 
 
 def monotone_coupling(params, spec, m=0.01, power_state=None, num_power_iters=2):
@@ -313,11 +328,14 @@ def monotone_coupling(params, spec, m=0.01, power_state=None, num_power_iters=2)
         new_u = PowerState(tuple(p[1] for p in pairs))
     scale = [jnp.minimum(1.0, (1.0 - m) / jnp.maximum(n, 1e-30)) for n in norms]
     sq = [jnp.sqrt(s) for s in scale]
+    Ds = tuple(d * s[:, None, None] for d, s in zip(D, scale, strict=True))
+    if isinstance(spec, ConvMDBMSpec):
+        coupling = ConvCoupling(tuple(params.A), tuple(params.b), Ds, tuple(sq))
+        return coupling if power_state is None else (coupling, new_u)
     A = tuple(
         tuple(a * sq[lid][None, :, None] for lid, a in zip(lids, row, strict=True))
         for (_, lids), row in zip(spec.rows, params.A, strict=True)
     )
-    Ds = tuple(d * s[:, None, None] for d, s in zip(D, scale, strict=True))
     coupling = Coupling(A, tuple(params.b), Ds)
     if power_state is None:
         return coupling
@@ -331,7 +349,11 @@ def unconstrained_coupling(params, spec):
     ----------
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
-    return Coupling(tuple(params.A), tuple(params.b), block_diagonals(spec, params.A))
+    D = block_diagonals(spec, params.A)
+    if isinstance(spec, ConvMDBMSpec):
+        ones = tuple(jnp.ones(d.shape[0]) for d in D)
+        return ConvCoupling(tuple(params.A), tuple(params.b), D, ones)
+    return Coupling(tuple(params.A), tuple(params.b), D)
 
 
 def coupling_matvec(coupling, spec, q):
@@ -343,11 +365,13 @@ def coupling_matvec(coupling, spec, q):
     ----------
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
-    out = [jnp.einsum("nkj,bnj->bnk", d, x) for d, x in zip(coupling.D, q, strict=True)]
+    if isinstance(spec, ConvMDBMSpec):
+        return conv_matvec(coupling, spec, q)
+    out = [_einsum("nkj,bnj->bnk", d, x) for d, x in zip(coupling.D, q, strict=True)]
     for (_, lids), row in zip(spec.rows, coupling.A, strict=True):
-        h = sum(jnp.einsum("rnk,bnk->br", a, q[lid]) for lid, a in zip(lids, row, strict=True))
+        h = sum(_einsum("rnk,bnk->br", a, q[lid]) for lid, a in zip(lids, row, strict=True))
         for lid, a in zip(lids, row, strict=True):
-            out[lid] = out[lid] - jnp.einsum("rnk,br->bnk", a, h)
+            out[lid] = out[lid] - _einsum("rnk,br->bnk", a, h)
     return tuple(out)
 
 
@@ -358,6 +382,16 @@ def dense_coupling_matrix(coupling, spec):
     ----------
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
+    if isinstance(spec, ConvMDBMSpec):
+        n = state_size(spec)
+        eye = jnp.eye(n)
+        q, i = [], 0
+        for lay in spec.layers:
+            size = lay.num_vars * lay.num_states
+            q.append(eye[:, i : i + size].reshape(n, lay.num_vars, lay.num_states))
+            i += size
+        W = jnp.concatenate([x.reshape(n, -1) for x in conv_matvec(coupling, spec, q)], 1)
+        return 0.5 * (W + W.T)
     cols = []
     for (_, lids), row in zip(spec.rows, coupling.A, strict=True):
         parts = []
@@ -370,7 +404,7 @@ def dense_coupling_matrix(coupling, spec):
         cols.append(jnp.concatenate(parts, axis=1))
     A = jnp.concatenate(cols, axis=0)
     D = jax.scipy.linalg.block_diag(*[d[j] for d in coupling.D for j in range(d.shape[0])])
-    W = D - A.T @ A
+    W = D - _mm(A.T, A)
     return 0.5 * (W + W.T)
 
 
@@ -404,6 +438,11 @@ def check_monotone(coupling, spec, m=0.01, atol=1e-5):
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
     D_true = block_diagonals(spec, coupling.A)
+    if isinstance(spec, ConvMDBMSpec):
+        D_true = tuple(
+            d * jnp.square(s)[:, None, None]
+            for d, s in zip(D_true, coupling.sqrt_scale, strict=True)
+        )
     for lid, (d, dt) in enumerate(zip(coupling.D, D_true, strict=True)):
         err = float(jnp.max(jnp.abs(d - dt)))
         if not err <= atol * (1.0 + float(jnp.max(jnp.abs(dt)))):

@@ -18,6 +18,9 @@ and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
 import jax
 import jax.numpy as jnp
 
+from bayesnn.boltzmann._precision import einsum as _einsum
+from bayesnn.boltzmann._precision import matmul as _mm
+from bayesnn.boltzmann.conv import ConvMDBMSpec
 from samplers import gibbs
 
 __all__ = ["gibbs_kernel", "init_chains", "sample"]
@@ -34,7 +37,7 @@ def _row_members(spec):
 def _cache_fn(coupling, spec):
     def fn(units):
         return tuple(
-            sum(jnp.einsum("rnk,nk->r", a, units[lid]) for lid, a in zip(lids, row, strict=True))
+            sum(_einsum("rnk,nk->r", a, units[lid]) for lid, a in zip(lids, row, strict=True))
             for (_, lids), row in zip(spec.rows, coupling.A, strict=True)
         )
 
@@ -60,22 +63,24 @@ def gibbs_kernel(coupling, spec):
     ----------
     Salakhutdinov and Hinton, AISTATS 2009.
     """
+    if isinstance(spec, ConvMDBMSpec):
+        raise ValueError("gibbs_kernel needs a dense MDBMSpec (convolutional specs: not yet)")
     members = _row_members(spec)
 
     def logits_fn(state, lid, j):
         z = jax.lax.dynamic_index_in_dim(state.units[lid], j, 0, keepdims=False)
         d = jax.lax.dynamic_index_in_dim(coupling.D[lid], j, 0, keepdims=False)
-        out = d @ z + jax.lax.dynamic_index_in_dim(coupling.b[lid], j, 0, keepdims=False)
+        out = _mm(d, z) + jax.lax.dynamic_index_in_dim(coupling.b[lid], j, 0, keepdims=False)
         for r, i in members[lid]:
             a = jax.lax.dynamic_index_in_dim(coupling.A[r][i], j, 1, keepdims=False)
-            out = out - a.T @ state.cache[r]
+            out = out - _mm(a.T, state.cache[r])
         return out[None, :]
 
     def update_fn(cache, lid, j, old, new):
         cache = list(cache)
         for r, i in members[lid]:
             a = jax.lax.dynamic_index_in_dim(coupling.A[r][i], j, 1, keepdims=False)
-            cache[r] = cache[r] + a @ (new[0] - old[0])
+            cache[r] = cache[r] + _mm(a, new[0] - old[0])
         return tuple(cache)
 
     kernel = gibbs.build_kernel(logits_fn, (1,) * len(spec.layers), update_fn)

@@ -8,6 +8,9 @@ indicator of their observed one-hot, so their prox just writes the observation b
 - Forward-backward (FB): :math:`q^+ = \\operatorname{prox}^\\alpha_f((1 - \\alpha) q
   + \\alpha (W q + b))`; ``alpha = 1`` is plain mean field.
 - Anderson acceleration of the FB map (memory ``m``, ridge ``lambda``).
+- Automatic fallback: if Anderson fails (any example unconverged or non-finite) the
+  unconverged examples are re-solved from their start by damped FB or by PR (which
+  converges for any damping under the monotone constraint), and ``info.fallback`` says so.
 - Peaceman-Rachford (PR): :math:`\\hat u = 2q - u`,
   :math:`\\hat q = (I + \\alpha (I - W))^{-1} (\\hat u + \\alpha b)`,
   :math:`u = 2 \\hat q - \\hat u`, :math:`q = \\operatorname{prox}^\\alpha_f(u)`.
@@ -27,6 +30,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from bayesnn.boltzmann._precision import einsum as _einsum
 from bayesnn.boltzmann.prox import prox_entropy
 
 __all__ = [
@@ -52,11 +56,15 @@ class SolverInfo(NamedTuple):
         True mean-field residual of the returned point, per example.
     converged : bool array (batch,)
         ``residual < tol`` and finite.
+    fallback : bool array
+        True if the first solver failed (not converged or non-finite for some example) and
+        the automatic fallback solver was run; ``num_steps`` then counts both.
     """
 
     num_steps: jax.Array
     residual: jax.Array
     converged: jax.Array
+    fallback: jax.Array = False
 
 
 class ConvergenceError(RuntimeError):
@@ -138,6 +146,10 @@ def solve(
     num_newton=8,
     resolvent_fn=None,
     bias=None,
+    fallback=None,
+    fallback_alpha=0.5,
+    fallback_max_iter=300,
+    make_resolvent=None,
 ):
     """Solve the mean-field fixed point ``q = clamp(softmax(W q + b))``.
 
@@ -165,7 +177,15 @@ def solve(
     resolvent_fn : callable
         PR only: ``v -> (I + alpha (I - W))^{-1} v`` on state pytrees.
     bias : pytree
-        PR only: the unary term ``b`` (including any constant external field).
+        PR (and a PR fallback): the unary term ``b`` (including any constant external field).
+    fallback : {None, "fb", "pr"}
+        Anderson only: if any example did not converge (or went non-finite), re-solve from
+        ``q0`` with damped forward-backward or Peaceman-Rachford at ``fallback_alpha`` for at
+        most ``fallback_max_iter`` iterations (inside ``lax.cond``: no cost when Anderson
+        succeeds); examples Anderson solved keep its answer. ``info.fallback`` flags it.
+    fallback_alpha, fallback_max_iter : float, int
+    make_resolvent : callable
+        PR fallback: ``alpha -> resolvent_fn`` (built only if the fallback runs).
 
     Returns
     -------
@@ -180,6 +200,13 @@ def solve(
     """
     _check_options(method, alpha, tol, max_iter, memory)
     alpha = float(alpha)
+    if fallback is not None:
+        if fallback not in ("fb", "pr"):
+            raise ValueError(f"fallback must be None, 'fb' or 'pr', got {fallback!r}")
+        if not 0.0 < float(fallback_alpha) <= 1.0:
+            raise ValueError(f"fallback_alpha must be in (0, 1], got {fallback_alpha}")
+        if fallback == "pr" and (make_resolvent is None or bias is None):
+            raise ValueError("fallback='pr' needs make_resolvent and bias")
 
     def act(v):
         return jax.tree_util.tree_map(lambda x: prox_entropy(x, alpha, num_newton), v)
@@ -207,7 +234,25 @@ def solve(
     else:
         xf, k, res = _anderson_loop(evaluate, x0, tol, max_iter, memory, ridge)
     conv = jnp.isfinite(res) & (res < tol)
-    return _unravel_like(xf, q0), SolverInfo(k, res, conv)
+    q, info = _unravel_like(xf, q0), SolverInfo(k, res, conv, jnp.array(False))
+    if method != "anderson" or fallback is None:
+        return q, info
+
+    def rescue(_):
+        kw = dict(alpha=fallback_alpha, tol=tol, max_iter=fallback_max_iter)
+        kw["num_newton"] = num_newton
+        if fallback == "pr":
+            kw.update(resolvent_fn=make_resolvent(float(fallback_alpha)), bias=bias)
+        q2, info2 = solve(field_fn, clamp_fn, q0, method=fallback, **kw)
+        keep = info.converged
+        pick = jax.tree_util.tree_map(
+            lambda a, b: jnp.where(keep.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), q, q2
+        )
+        res2 = jnp.where(keep, info.residual, info2.residual)
+        conv2 = keep | info2.converged
+        return pick, SolverInfo(info.num_steps + info2.num_steps, res2, conv2, jnp.array(True))
+
+    return jax.lax.cond(jnp.all(info.converged), lambda _: (q, info), rescue, None)
 
 
 def _done(res, tol):
@@ -247,7 +292,7 @@ def _anderson_loop(evaluate, x0, tol, max_iter, memory, ridge):
         X, F, x, _, k = c
         valid = (jnp.arange(m) < jnp.minimum(k, m)).astype(x0.dtype)
         G = (F - X) * valid[None, :, None]
-        GG = jnp.einsum("bin,bjn->bij", G, G)
+        GG = _einsum("bin,bjn->bij", G, G)
         scale = jnp.max(jnp.abs(jnp.diagonal(GG, axis1=1, axis2=2)), axis=1) + 1e-30
         H = GG / scale[:, None, None] + ((ridge + 1.0 - valid)[:, None] * jnp.eye(m))[None]
         top = jnp.concatenate([jnp.zeros((b, 1)), jnp.broadcast_to(valid, (b, m))], axis=1)
@@ -255,7 +300,7 @@ def _anderson_loop(evaluate, x0, tol, max_iter, memory, ridge):
         Hb = jnp.concatenate([top[:, None, :], side], axis=1)
         rhs = jnp.zeros((b, m + 1)).at[:, 0].set(1.0)
         a = jnp.linalg.solve(Hb, rhs[..., None])[:, 1:, 0]
-        x_new = jnp.einsum("bi,bin->bn", a, F)
+        x_new = _einsum("bi,bin->bn", a, F)
         f, r = evaluate(x_new)
         slot = k % m
         X = X.at[:, slot].set(x_new)
@@ -288,7 +333,7 @@ def _solve_pr(field_fn, clamp_fn, act, q0, alpha, tol, max_iter, resolvent_fn, b
     r0 = residual(z0)
     z, _, r, k = jax.lax.while_loop(cond, body, (z0, z0, r0, jnp.array(0)))
     conv = jnp.isfinite(r) & (r < tol)
-    return z, SolverInfo(k, r, conv)
+    return z, SolverInfo(k, r, conv, jnp.array(False))
 
 
 def raise_if_not_converged(info, what="mean-field solve"):

@@ -12,11 +12,24 @@ fixed-point logits :math:`W q^* + b`,
 
 differentiated implicitly (:mod:`bayesnn.boltzmann.implicit`). **This is empirical-risk
 training of an approximate-inference procedure, not maximum likelihood**: no negative phase,
-no partition function (compare Domke 2013, Stoyanov et al. 2011). The reference uses a
-class-balanced focal loss for pixels; plain cross-entropy is used here.
+no partition function (compare Domke 2013, Stoyanov et al. 2011).
+
+As the reference, the completion term can instead be a class-balanced focal loss (Lin et al.
+2017; Cui et al. 2019): with :math:`p_i` the predicted probability of pixel ``i``'s true bin
+:math:`x_i` and bin weights :math:`w_c`,
+
+.. math::
+
+    L_{\\text{pix}} = \\frac{\\sum_{i \\in H} w_{x_i} (1 - p_i)^\\gamma (-\\log p_i)}
+    {\\sum_{i \\in H} w_{x_i}},
+
+which is the cross-entropy above for :math:`\\gamma = 0` and uniform weights. Weights from
+bin frequencies of the training pixels: :func:`class_balanced_weights`.
 
 References: Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023;
-Goodfellow et al., "Multi-prediction deep Boltzmann machines", NeurIPS 2013.
+Goodfellow et al., "Multi-prediction deep Boltzmann machines", NeurIPS 2013; Lin et al.,
+"Focal loss for dense object detection", ICCV 2017; Cui et al., "Class-balanced loss based
+on effective number of samples", CVPR 2019.
 """
 
 import math
@@ -34,6 +47,8 @@ from bayesnn.boltzmann.solver import ConvergenceError
 __all__ = [
     "TrainState",
     "random_masks",
+    "class_balanced_weights",
+    "focal_loss",
     "masked_loss",
     "make_train_step",
     "fit",
@@ -74,8 +89,93 @@ def random_masks(rng_key, shape, hidden_fraction):
     return jax.random.bernoulli(rng_key, 1.0 - hidden_fraction, shape)
 
 
+def class_balanced_weights(pixels, num_bins, beta=0.9999):
+    """Per-bin weights from bin frequencies (inverse "effective number of samples").
+
+    .. math::
+
+        w_c \\propto \\frac{1 - \\beta}{1 - \\beta^{n_c}}, \\qquad
+        \\frac{1}{C} \\sum_c w_c = 1,
+
+    with :math:`n_c` the number of training pixels in bin ``c``. ``beta = 1`` gives inverse
+    frequencies :math:`w_c \\propto 1 / n_c`; ``beta = 0`` uniform weights. Empty bins get the
+    weight of a bin seen once.
+
+    Parameters
+    ----------
+    pixels : int array (..., n_visible)
+        Bin indices of the training pixels.
+    num_bins : int
+    beta : float in [0, 1]
+        The reference uses 0.9999 (which saturates, i.e. gives nearly uniform weights, once
+        every bin has more than ~1e5 pixels).
+
+    Returns
+    -------
+    weights : float32 array (num_bins,)
+
+    References
+    ----------
+    Cui et al., "Class-balanced loss based on effective number of samples", CVPR 2019.
+    """
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta}")
+    x = np.asarray(pixels).ravel()
+    if x.size == 0 or x.min() < 0 or x.max() >= num_bins:
+        raise ValueError(f"pixels must be non-empty bin indices in [0, {num_bins})")
+    n = np.maximum(np.bincount(x, minlength=num_bins).astype(np.float64), 1.0)
+    if beta == 1.0:
+        w = 1.0 / n
+    else:
+        w = (1.0 - beta) / -np.expm1(n * np.log(beta)) if beta > 0 else np.ones_like(n)
+    return jnp.asarray(w / w.mean(), jnp.float32)
+
+
+def focal_loss(logp, targets, weights=None, gamma=0.0, where=None):
+    """Weighted mean of the class-balanced focal loss ``w_y (1 - p_y)^gamma (-log p_y)``.
+
+    Parameters
+    ----------
+    logp : array (..., C)
+        Log-probabilities.
+    targets : int array (...)
+    weights : array (C,), optional
+        Class weights (default uniform).
+    gamma : float >= 0
+        Focusing parameter; ``gamma = 0`` with uniform weights is the mean cross-entropy.
+    where : array (...), optional
+        0/1 selection of the terms (e.g. hidden pixels).
+
+    Returns
+    -------
+    scalar
+        :math:`\\sum_i s_i w_{y_i} (1 - p_i)^\\gamma (-\\log p_i) / \\sum_i s_i w_{y_i}`.
+
+    References
+    ----------
+    Lin et al., "Focal loss for dense object detection", ICCV 2017; Cui et al., CVPR 2019.
+    """
+    if float(gamma) < 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma}")
+    lp = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    terms = -lp if float(gamma) == 0.0 else -lp * (1.0 - jnp.exp(lp)) ** gamma
+    w = jnp.ones_like(lp) if weights is None else jnp.asarray(weights, lp.dtype)[targets]
+    if where is not None:
+        w = w * where.astype(lp.dtype)
+    return jnp.sum(w * terms) / jnp.maximum(jnp.sum(w), 1e-12)
+
+
 def masked_loss(
-    trainable, spec, pixels, labels, mask, m=0.01, label_weight=0.5, config=DEFAULT_CONFIG
+    trainable,
+    spec,
+    pixels,
+    labels,
+    mask,
+    m=0.01,
+    label_weight=0.5,
+    config=DEFAULT_CONFIG,
+    focal_gamma=0.0,
+    class_weights=None,
 ):
     """Completion + label cross-entropy at the mean-field fixed point (see module docstring).
 
@@ -92,13 +192,19 @@ def masked_loss(
         Monotonicity margin.
     label_weight : float in [0, 1]
     config : SolverConfig
+    focal_gamma : float >= 0
+        Focal exponent of the completion loss (0: cross-entropy).
+    class_weights : array (k_visible,), optional
+        Bin weights of the completion loss (e.g. :func:`class_balanced_weights`); default
+        uniform.
 
     Returns
     -------
     loss : scalar
     aux : dict
-        ``pixel_ce``, ``label_ce``, ``accuracy``, ``converged`` (fraction), ``num_steps``,
-        ``residual`` (max).
+        ``pixel_loss`` (the completion term), ``pixel_ce``, ``label_ce``, ``accuracy``,
+        ``converged`` (fraction), ``num_steps``, ``residual`` (max), ``fallback`` (1 if the
+        fallback solver ran).
 
     References
     ----------
@@ -114,38 +220,59 @@ def masked_loss(
     nll_vis = -jnp.take_along_axis(logp_vis, pixels[..., None], axis=-1)[..., 0]
     hidden = 1.0 - mask.astype(logp_vis.dtype)
     pixel_ce = jnp.sum(nll_vis * hidden) / jnp.maximum(jnp.sum(hidden), 1.0)
+    if float(focal_gamma) == 0.0 and class_weights is None:
+        pixel_loss = pixel_ce
+    else:
+        pixel_loss = focal_loss(logp_vis, pixels, class_weights, focal_gamma, hidden)
     logp_lab = jax.nn.log_softmax(scale[1] * logits[-1][:, 0], axis=-1)
     label_ce = -jnp.mean(jnp.take_along_axis(logp_lab, labels[:, None], axis=-1))
-    loss = (1.0 - label_weight) * pixel_ce + label_weight * label_ce
+    loss = (1.0 - label_weight) * pixel_loss + label_weight * label_ce
     aux = dict(
+        pixel_loss=pixel_loss,
         pixel_ce=pixel_ce,
         label_ce=label_ce,
         accuracy=jnp.mean(jnp.argmax(logp_lab, -1) == labels),
         converged=jnp.mean(info.converged),
         num_steps=info.num_steps,
         residual=jnp.max(info.residual),
+        fallback=jnp.asarray(info.fallback, jnp.float32),
     )
     return loss, aux
 
 
 def make_train_step(
-    spec, optimizer, m=0.01, hidden_fraction=0.6, label_weight=0.5, config=DEFAULT_CONFIG
+    spec,
+    optimizer,
+    m=0.01,
+    hidden_fraction=0.6,
+    label_weight=0.5,
+    config=DEFAULT_CONFIG,
+    focal_gamma=0.0,
+    class_weights=None,
 ):
     """Jitted ``step(state, rng_key, pixels, labels) -> (state, metrics)``.
 
-    A fresh random mask hiding ``hidden_fraction`` of the pixels is drawn per step.
+    A fresh random mask hiding ``hidden_fraction`` of the pixels is drawn per step; the loss
+    is :func:`masked_loss` (``focal_gamma``, ``class_weights`` as there).
 
     References
     ----------
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
 
+    if float(focal_gamma) < 0:
+        raise ValueError(f"focal_gamma must be >= 0, got {focal_gamma}")
+    cw = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
+    k = spec.layers[0].num_states
+    if cw is not None and cw.shape != (k,):
+        raise ValueError(f"class_weights must have shape ({k},), got {cw.shape}")
+
     @jax.jit
     def step(state, rng_key, pixels, labels):
         mask = random_masks(rng_key, pixels.shape, hidden_fraction)
         trainable = (state.params, state.log_scale)
         (loss, aux), grads = jax.value_and_grad(masked_loss, has_aux=True)(
-            trainable, spec, pixels, labels, mask, m, label_weight, config
+            trainable, spec, pixels, labels, mask, m, label_weight, config, focal_gamma, cw
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
         params, log_scale = optax.apply_updates(trainable, updates)
@@ -199,6 +326,8 @@ def fit(
     state=None,
     on_failure="raise",
     log_fn=None,
+    focal_gamma=0.0,
+    class_weights=None,
 ):
     """Minibatch training loop (host loop over jitted steps).
 
@@ -224,6 +353,10 @@ def fit(
         not finite, or only record it in the history.
     log_fn : callable, optional
         Called with ``(epoch, metrics_dict)`` after each epoch.
+    focal_gamma, class_weights
+        Completion loss: class-balanced focal (see :func:`masked_loss`); ``class_weights =
+        "balanced"`` computes :func:`class_balanced_weights` from ``pixels`` with
+        ``beta = 1 - 1 / pixels.size`` (the effective number then tracks the bin counts).
 
     Returns
     -------
@@ -248,7 +381,16 @@ def fit(
     if state is None:
         log_scale = _init_log_scale()
         state = TrainState(params, log_scale, optimizer.init((params, log_scale)), jnp.array(0))
-    step = make_train_step(spec, optimizer, m, hidden_fraction, label_weight, config)
+    if isinstance(class_weights, str):
+        if class_weights != "balanced":
+            raise ValueError(
+                f"class_weights must be an array or 'balanced', got {class_weights!r}"
+            )
+        beta = 1.0 - 1.0 / pixels.size
+        class_weights = class_balanced_weights(pixels, spec.layers[0].num_states, beta)
+    step = make_train_step(
+        spec, optimizer, m, hidden_fraction, label_weight, config, focal_gamma, class_weights
+    )
     history = []
     nb = n // batch_size
     for epoch in range(num_epochs):
@@ -288,6 +430,7 @@ def evaluate(
     batch_size=256,
     config=DEFAULT_CONFIG,
     on_failure="raise",
+    baseline=None,
 ):
     """Classification and completion metrics on held-out data by fraction of hidden pixels.
 
@@ -306,11 +449,15 @@ def evaluate(
     batch_size : int
     config : SolverConfig
     on_failure : {"raise", "flag"}
+    baseline : int array (n_visible,), optional
+        A fixed completion (e.g. each pixel's most frequent training bin); adds
+        ``baseline_pixel_accuracy`` and ``baseline_mse`` on the same hidden pixels.
 
     Returns
     -------
     dict
-        ``{fraction: {metric: value}}``.
+        ``{fraction: {metric: value}}``; also ``fallback`` (fraction of batches that needed
+        the fallback solver).
 
     References
     ----------
@@ -320,12 +467,16 @@ def evaluate(
     labels = jnp.asarray(labels)
     k = spec.layers[0].num_states
     n = pixels.shape[0]
+    if baseline is not None:
+        baseline = jnp.asarray(baseline)
+        if baseline.shape != (pixels.shape[1],):
+            raise ValueError(f"baseline must have shape ({pixels.shape[1]},)")
     out = {}
     for frac in hidden_fractions:
         rng_key, km = jax.random.split(rng_key)
         masks = random_masks(km, pixels.shape, frac)
-        correct = hit = hidden = sq = 0.0
-        conv, steps = [], []
+        correct = hit = hidden = sq = bhit = bsq = 0.0
+        conv, steps, fb = [], [], []
         for i in range(0, n, batch_size):
             sl = slice(i, min(i + batch_size, n))
             pred, q, info = complete(coupling, spec, pixels[sl], masks[sl], config, on_failure)
@@ -337,11 +488,24 @@ def evaluate(
             sq += float(jnp.sum(err * err * hm))
             conv.append(float(jnp.mean(info.converged)))
             steps.append(int(info.num_steps))
+            fb.append(float(info.fallback))
+            if baseline is not None:
+                bp = jnp.broadcast_to(baseline, pixels[sl].shape)
+                bhit += float(jnp.sum((bp == pixels[sl]) & hm))
+                berr = (bp - pixels[sl]).astype(jnp.float32) / max(k - 1, 1)
+                bsq += float(jnp.sum(berr * berr * hm))
+        nan = float("nan")
         out[float(frac)] = dict(
             accuracy=correct / n,
-            pixel_accuracy=hit / hidden if hidden else float("nan"),
-            mse=sq / hidden if hidden else float("nan"),
+            pixel_accuracy=hit / hidden if hidden else nan,
+            mse=sq / hidden if hidden else nan,
             converged=float(np.mean(conv)),
             max_steps=int(np.max(steps)),
+            fallback=float(np.mean(fb)),
         )
+        if baseline is not None:
+            out[float(frac)].update(
+                baseline_pixel_accuracy=bhit / hidden if hidden else nan,
+                baseline_mse=bsq / hidden if hidden else nan,
+            )
     return out
