@@ -182,12 +182,19 @@ def template():
     return template_of(ARCH.init(jax.random.key(0), (1,)))
 
 
-def test_hierarchical_family_draws_variances_per_function(template):
+@pytest.fixture(scope="module")
+def hier_draws(template):
+    """One compiled batch of 4000 draws, at the start and at the shape bound (a -> 1)."""
     fam = fp.hierarchical_family(template, concentration=4.0, rate=3.0)
     theta = fam.init()
-    draws = jax.jit(jax.vmap(lambda k: fam.sample_params(theta, k)))(
-        jax.random.split(jax.random.key(0), 4000)
-    )
+    low = {"a": jax.tree.map(lambda t: t - 1e3, theta["a"]), "b": theta["b"]}
+    draw = jax.jit(jax.vmap(fam.sample_params, (None, 0)))
+    keys = jax.random.split(jax.random.key(0), 4000)
+    return fam, theta, low, draw(theta, keys), draw(low, keys)
+
+
+def test_hierarchical_family_draws_variances_per_function(hier_draws):
+    fam, theta, _, draws, _ = hier_draws
     w = np.asarray(draws["dense_0"]["W"]).reshape(4000, -1)  # n = 8 weights per function
     # per-function sums of squares: E = n E[s2]; Var = 2n E[s4] + n^2 Var(s2)
     a, b = 4.0, 3.0
@@ -198,6 +205,24 @@ def test_hierarchical_family_draws_variances_per_function(template):
     assert abs(ss.var() / var_theory - 1) < 0.25  # shared draws would give 2n E[s4] only
     prior = fam.prior(theta)
     assert isinstance(prior, HierarchicalGaussian)
+
+
+def test_hierarchical_shape_lower_bound(template, hier_draws):
+    # a = a_min + softplus(theta_a): however far the optimiser pushes theta_a down, a > a_min
+    fam, theta, low, _, low_draws = hier_draws
+    np.testing.assert_allclose(fam.prior(theta).concentration["dense_0"]["W"], 4.0, rtol=1e-5)
+    a_low = jax.tree_util.tree_leaves(fam.prior(low).concentration)
+    assert all(float(a) >= 1.0 for a in a_low)
+    # draws stay finite at the bound (a = 1: finite E|w|, infinite variance)
+    assert all(np.all(np.isfinite(v)) for v in jax.tree_util.tree_leaves(low_draws))
+    # min_concentration=0 is the unbounded family of the reference
+    free = fp.hierarchical_family(template, concentration=1.0, min_concentration=0.0)
+    a_free = free.prior({"a": jax.tree.map(lambda t: t - 1e3, free.init()["a"]), "b": theta["b"]})
+    assert float(jax.tree_util.tree_leaves(a_free.concentration)[0]) < 1e-6
+    with pytest.raises(ValueError, match="concentration must exceed"):
+        fp.hierarchical_family(template, concentration=1.0)
+    with pytest.raises(ValueError, match="min_concentration"):
+        fp.hierarchical_family(template, min_concentration=-1.0)
 
 
 def test_hierarchical_gibbs_matches_conjugate_posterior(template):
@@ -219,11 +244,8 @@ def test_hierarchical_gibbs_matches_conjugate_posterior(template):
 
 def test_family_gradients_reach_hyperparameters(template):
     x = jnp.linspace(-1, 1, 5)[:, None]
-    for fam in (
-        fp.gaussian_family(template),
-        fp.hierarchical_family(template),
-        fp.flow_family(template),
-    ):
+    # the Gaussian family's gradients are exercised by the tuning test below
+    for fam in (fp.hierarchical_family(template), fp.flow_family(template)):
         sample = fp.function_sampler(ARCH, fam)
         g = jax.jit(jax.grad(lambda th: jnp.mean(sample(th, jax.random.key(0), x, 8) ** 2)))(
             fam.init()

@@ -37,7 +37,10 @@ def _prior(family, template):
     return fam.prior(theta)
 
 
-@pytest.mark.parametrize("family", ["gaussian", "hierarchical", "flow"])
+# flow: one more driver compile (its exact density is tested in test_functional_prior.py)
+@pytest.mark.parametrize(
+    "family", ["gaussian", "hierarchical", pytest.param("flow", marks=pytest.mark.slow)]
+)
 def test_sample_posterior_each_family_fits_toy(family, template, toy):
     x, y = toy
     prior = _prior(family, template)
