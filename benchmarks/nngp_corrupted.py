@@ -34,21 +34,13 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _nngp_common import ARCH, add_blas_threads_argument, limit_blas_threads
 from scipy.special import gammaln
-from threadpoolctl import threadpool_limits
 
 from bayesnn import nngp
 from bayesnn.datasets.images import load_digits
-from bayesnn.nn import stax
 from bayesnn.nn.kernels import kernel_fn
 
-ARCH = stax.serial(
-    stax.Dense(512, 1.5, 0.05),
-    stax.Relu(),
-    stax.Dense(512, 1.5, 0.05),
-    stax.Relu(),
-    stax.Dense(1, 1.0, None),
-)
 C = 10
 LEVELS = (("clean", 0), ("noise", 0.25), ("noise", 0.5), ("noise", 1.0)) + tuple(
     ("occlude", k) for k in (2, 3, 4)
@@ -151,15 +143,9 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--n-train", type=int, default=1000)
-    ap.add_argument(
-        "--blas-threads",
-        type=int,
-        default=1,
-        help="OpenBLAS/LAPACK threads (CPU Cholesky/eigh); more threads spin and slow down "
-        "a shared, loaded machine by 10-100x",
-    )
+    add_blas_threads_argument(ap)
     args = ap.parse_args()
-    threadpool_limits(args.blas_threads, user_api="blas")
+    limit_blas_threads(args)
     seeds = 1 if args.quick else args.seeds
     n_train = 500 if args.quick else args.n_train
     runs = [run(s, n_train, args.quick) for s in range(seeds)]

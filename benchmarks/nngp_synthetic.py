@@ -38,19 +38,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from threadpoolctl import threadpool_limits
+from _nngp_common import ARCH, add_blas_threads_argument, limit_blas_threads
 
 from bayesnn import nngp
-from bayesnn.nn import stax
 from bayesnn.nn.kernels import kernel_fn
-
-ARCH = stax.serial(
-    stax.Dense(512, 1.5, 0.05),
-    stax.Relu(),
-    stax.Dense(512, 1.5, 0.05),
-    stax.Relu(),
-    stax.Dense(1, 1.0, None),
-)
 
 
 def synthetic(name: str):
@@ -144,15 +135,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--splits", type=int, default=10)
-    ap.add_argument(
-        "--blas-threads",
-        type=int,
-        default=1,
-        help="OpenBLAS/LAPACK threads (CPU Cholesky/eigh); more threads spin and slow down "
-        "a shared, loaded machine by 10-100x",
-    )
+    add_blas_threads_argument(ap)
     args = ap.parse_args()
-    threadpool_limits(args.blas_threads, user_api="blas")
+    limit_blas_threads(args)
     splits = 1 if args.quick else args.splits
     keys = ("NNGP", "Inverse Gamma", "Burr XII")
     print(f"splits={splits}; test NLL per point, mean +- sd over splits")

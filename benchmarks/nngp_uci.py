@@ -32,11 +32,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from threadpoolctl import threadpool_limits
+from _nngp_common import ARCH, add_blas_threads_argument, limit_blas_threads
 
 from bayesnn import nngp
 from bayesnn.datasets import SHIPPED_UCI, load_uci, num_splits, uci_names
-from bayesnn.nn import stax
 from bayesnn.nn.kernels import kernel_fn
 
 
@@ -92,28 +91,16 @@ def main():
     )
     default_root = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci"
     ap.add_argument("--root", default=str(default_root) if default_root.is_dir() else None)
-    ap.add_argument(
-        "--blas-threads",
-        type=int,
-        default=1,
-        help="OpenBLAS/LAPACK threads (CPU Cholesky/eigh); more threads spin and slow down "
-        "a shared, loaded machine by 10-100x",
-    )
+    add_blas_threads_argument(ap)
     args = ap.parse_args()
-    threadpool_limits(args.blas_threads, user_api="blas")
+    limit_blas_threads(args)
     names = ("yacht", "energy") if args.quick else SHIPPED_UCI
     if args.sets == "all":
         names = tuple(uci_names(args.root))
     elif args.sets:
         names = tuple(args.sets.split(","))
     splits = 1 if args.quick else args.splits
-    arch = stax.serial(
-        stax.Dense(512, 1.5, 0.05),
-        stax.Relu(),
-        stax.Dense(512, 1.5, 0.05),
-        stax.Relu(),
-        stax.Dense(1, 1.0, None),
-    )
+    arch = ARCH
     keys = ("NNGP", "Inverse Gamma", "Burr XII")
     print(f"root={args.root}; splits={splits}; test NLL per point (mean +- sd over splits)")
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); float64")

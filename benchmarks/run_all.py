@@ -18,7 +18,11 @@ HERE = Path(__file__).parent
 
 def scripts() -> list[Path]:
     """Benchmark scripts (every ``benchmarks/*.py`` but this one)."""
-    return sorted(p for p in HERE.glob("*.py") if p.name != Path(__file__).name)
+    return sorted(
+        p
+        for p in HERE.glob("*.py")
+        if p.name != Path(__file__).name and not p.name.startswith("_")
+    )
 
 
 def main(argv=None) -> int:
