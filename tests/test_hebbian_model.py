@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
+from spin_helpers import chi2_pvalue, state_codes
 
 from bayesnn import hebbian as hb
 
@@ -196,7 +197,6 @@ def test_simulate_chain_parallel_samples_boltzmann():
     """simulate(kernel="chain_parallel") on a tiny dense network (N = 8, P = 4, repeated
     indices included, random order per sweep) draws exp(-beta H): chi-square of 4096 final
     chains over the 2^8 states; bad kernel names are refused."""
-    from scipy import stats
 
     from samplers import spins as sp
 
@@ -208,15 +208,7 @@ def test_simulate_chain_parallel_samples_boltzmann():
     )(jax.random.key(4))
     states = sp.enumerate_states(n)
     probs = np.asarray(jax.nn.softmax(-beta * jax.vmap(lambda s: hb.energy(net, s))(states)))
-    codes = ((np.asarray(res.spins) > 0).astype(np.int64) << np.arange(n)).sum(-1)
-    counts = np.bincount(codes, minlength=probs.size)
-    expected = probs * chains
-    big = expected >= 5
-    obs = np.append(counts[big], counts[~big].sum())
-    exp = np.append(expected[big], expected[~big].sum())
-    if exp[-1] == 0:
-        obs, exp = obs[:-1], exp[:-1]
-    chi2 = ((obs - exp) ** 2 / exp).sum()
-    assert stats.chi2.sf(chi2, obs.size - 1) > 1e-3, chi2
+    p, _ = chi2_pvalue(state_codes(res.spins), probs)
+    assert p > 1e-3, p
     with pytest.raises(ValueError, match="kernel"):
         hb.simulate(jax.random.key(0), net, jnp.ones((2, n)), beta, 2, kernel="fast")

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
+from spin_helpers import chi2_pvalue, state_codes
 
 from samplers import spins as sp
 
@@ -26,23 +27,6 @@ def _exact_probs(model, beta):
     e = jax.vmap(model.energy)(states)
     logp = -beta * e
     return np.asarray(jax.nn.softmax(logp), np.float64)
-
-
-def _codes(spins):
-    bits = (np.asarray(spins) > 0).astype(np.int64)
-    return (bits << np.arange(bits.shape[-1])).sum(-1)
-
-
-def _chi2_pvalue(codes, probs):
-    counts = np.bincount(codes, minlength=probs.size)
-    expected = probs * codes.size
-    big = expected >= 5
-    obs = np.append(counts[big], counts[~big].sum())
-    exp = np.append(expected[big], expected[~big].sum())
-    if exp[-1] == 0:
-        obs, exp = obs[:-1], exp[:-1]
-    chi2 = ((obs - exp) ** 2 / exp).sum()
-    return stats.chi2.sf(chi2, obs.size - 1), 0.5 * np.abs(counts / codes.size - probs).sum()
 
 
 def _final_states(model, step, beta, num_steps, seed):
@@ -87,7 +71,7 @@ def test_sequential_matches_boltzmann(sk_model, sequential_runner, rule, order):
     final, _, _ = _run_sequential(
         sk_model, sequential_runner(rule, order), jnp.ones((NUM_CHAINS, N_SPINS)), beta, 1
     )
-    p, tv = _chi2_pvalue(_codes(final.spins), _exact_probs(sk_model, beta))
+    p, tv = chi2_pvalue(state_codes(final.spins), _exact_probs(sk_model, beta))
     # TV of an exact sampler with n draws over 256 states is about sqrt(256 / (2 pi n)) / 2.
     assert p > 1e-3, (p, tv)
     assert tv < 2.5 * 0.5 * np.sqrt(2**N_SPINS / (2 * np.pi * NUM_CHAINS))
@@ -108,7 +92,7 @@ def test_chain_parallel_kernel_matches_boltzmann(sk_model, order, generator, per
     final, _, infos = jax.jit(lambda k, st: sp.run_chains(k, step, st, beta, 40 // per_step))(
         jax.random.key(11), states
     )
-    p, tv = _chi2_pvalue(_codes(final.spins), _exact_probs(sk_model, beta))
+    p, tv = chi2_pvalue(state_codes(final.spins), _exact_probs(sk_model, beta))
     assert p > 1e-3, (p, tv)
     np.testing.assert_allclose(final.cache, jax.vmap(sk_model.init_cache)(final.spins), atol=1e-5)
     assert infos.acceptance_rate.shape == (40 // per_step, NUM_CHAINS)
@@ -148,7 +132,7 @@ def test_checkerboard_colors_exact_on_ring():
     final, _ = _final_states(model, step, 1.0, 40, seed=2)
     states = sp.enumerate_states(n)
     probs = np.asarray(jax.nn.softmax(-jax.vmap(model.energy)(states)), np.float64)
-    p, _ = _chi2_pvalue(_codes(final.spins), probs)
+    p, _ = chi2_pvalue(state_codes(final.spins), probs)
     assert p > 1e-3
 
 
@@ -157,7 +141,7 @@ def test_synchronous_is_not_boltzmann_for_dense_coupling(sk_model):
     beta = 1.5
     step = sp.build_parallel_kernel(sk_model, mode="synchronous")
     final, _ = _final_states(sk_model, step, beta, 40, seed=3)
-    p, _ = _chi2_pvalue(_codes(final.spins), _exact_probs(sk_model, beta))
+    p, _ = chi2_pvalue(state_codes(final.spins), _exact_probs(sk_model, beta))
     assert p < 1e-6
 
 
