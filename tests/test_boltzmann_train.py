@@ -13,13 +13,13 @@ NUM_BINS = 4
 CONFIG = bm.SolverConfig(fallback=None)  # no fallback branch to compile (not needed here)
 
 
-def test_quick_training_on_digits_beats_chance(tmp_path):
-    """Few images and steps: classification clearly above chance, checkpoint, classify()."""
+def _train_on_digits(tmp_path, num_hidden, learning_rate, **fit_kwargs):
+    """Three epochs on 1500 binned digits; returns what the assertions need."""
     images, labels = load_digits()
     pixels = np.asarray(bm.bin_images(images, NUM_BINS, 16.0))
     perm = np.random.default_rng(0).permutation(len(labels))
     tr, te = perm[:1500], perm[1500:]  # steps are cheap; compiling the step is the cost
-    spec = bm.fully_connected_spec(64, NUM_BINS, num_hidden=24, num_classes=10)
+    spec = bm.fully_connected_spec(64, NUM_BINS, num_hidden=num_hidden, num_classes=10)
     params = bm.init_params(jax.random.key(0), spec)
     ckpt = tmp_path / "mdbm.npz"
     state, hist = bm.fit(
@@ -30,20 +30,26 @@ def test_quick_training_on_digits_beats_chance(tmp_path):
         labels[tr],
         num_epochs=3,
         batch_size=50,
-        optimizer=optax.adam(3e-2),
+        optimizer=optax.adam(learning_rate),
         m=0.05,
         hidden_fraction=0.5,
         checkpoint_path=str(ckpt),
-        config=CONFIG,
-        focal_gamma=2.0,
-        class_weights="balanced",
+        **fit_kwargs,
+    )
+    return state, hist, spec, pixels[te], labels[te], ckpt
+
+
+def test_quick_training_on_digits_beats_chance(tmp_path):
+    """Few images and steps: classification clearly above chance, checkpoint, classify()."""
+    state, hist, spec, x_te, y_te, ckpt = _train_on_digits(
+        tmp_path, 24, 3e-2, config=CONFIG, focal_gamma=2.0, class_weights="balanced"
     )
     assert hist[-1]["loss"] < hist[0]["loss"]
     assert hist[0]["pixel_loss"] < hist[0]["pixel_ce"]  # focal (gamma = 2) < CE
     coupling = bm.monotone_coupling(state.params, spec, 0.05)
     assert bm.check_monotone(coupling, spec, 0.05)
-    probs, info = bm.classify(coupling, spec, jnp.asarray(pixels[te]), config=CONFIG)
-    acc = float(jnp.mean(jnp.argmax(probs, -1) == labels[te]))
+    probs, info = bm.classify(coupling, spec, jnp.asarray(x_te), config=CONFIG)
+    acc = float(jnp.mean(jnp.argmax(probs, -1) == y_te))
     assert acc > 0.3, acc  # chance 0.1 (s.e. 0.017 on 297 images)
     assert bool(jnp.all(info.converged))
     back = bm.load_checkpoint(ckpt, state)
@@ -52,41 +58,20 @@ def test_quick_training_on_digits_beats_chance(tmp_path):
 
 @pytest.mark.slow
 def test_short_training_on_digits_beats_chance(tmp_path):
-    images, labels = load_digits()
-    pixels = np.asarray(bm.bin_images(images, NUM_BINS, 16.0))
-    perm = np.random.default_rng(0).permutation(len(labels))
-    tr, te = perm[:1500], perm[1500:]
-    spec = bm.fully_connected_spec(64, NUM_BINS, num_hidden=48, num_classes=10)
-    params = bm.init_params(jax.random.key(0), spec)
-    ckpt = tmp_path / "mdbm.npz"
-    state, hist = bm.fit(
-        jax.random.key(1),
-        spec,
-        params,
-        pixels[tr],
-        labels[tr],
-        num_epochs=3,
-        batch_size=50,
-        optimizer=optax.adam(2e-2),
-        m=0.05,
-        hidden_fraction=0.5,
-        checkpoint_path=str(ckpt),
-    )
+    state, hist, spec, x_te, y_te, ckpt = _train_on_digits(tmp_path, 48, 2e-2)
     assert hist[-1]["loss"] < hist[0]["loss"]
     coupling = bm.monotone_coupling(state.params, spec, 0.05)
     assert bm.check_monotone(coupling, spec, 0.05)
-    res = bm.evaluate(
-        jax.random.key(2), coupling, spec, pixels[te], labels[te], (0.0, 0.5), batch_size=297
-    )
+    res = bm.evaluate(jax.random.key(2), coupling, spec, x_te, y_te, (0.0, 0.5), batch_size=297)
     assert res[0.0]["accuracy"] > 0.5, res  # chance 0.1
     assert res[0.5]["accuracy"] > 0.35, res
     # completion improves clearly on the untrained model (same masks: same key)
     init = bm.evaluate(
         jax.random.key(2),
-        bm.monotone_coupling(params, spec, 0.05),
+        bm.monotone_coupling(bm.init_params(jax.random.key(0), spec), spec, 0.05),
         spec,
-        pixels[te],
-        labels[te],
+        x_te,
+        y_te,
         (0.0, 0.5),
         batch_size=297,
     )
@@ -96,6 +81,6 @@ def test_short_training_on_digits_beats_chance(tmp_path):
     back = bm.load_checkpoint(ckpt, state)
     np.testing.assert_array_equal(back.params.A[0][0], state.params.A[0][0])
     # classify() on fully observed images agrees with the evaluation accuracy
-    probs, _ = bm.classify(coupling, spec, jnp.asarray(pixels[te]))
-    acc = float(jnp.mean(jnp.argmax(probs, -1) == labels[te]))
+    probs, _ = bm.classify(coupling, spec, jnp.asarray(x_te))
+    acc = float(jnp.mean(jnp.argmax(probs, -1) == y_te))
     assert abs(acc - res[0.0]["accuracy"]) < 1e-6
