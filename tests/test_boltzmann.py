@@ -321,3 +321,27 @@ def test_focal_loss_closed_forms():
         bm.class_balanced_weights(pix, 3, 1.0), (1 / n) / (1 / n).mean(), rtol=1e-5
     )
     np.testing.assert_allclose(bm.class_balanced_weights(pix, 3, 0.0), np.ones(3), rtol=1e-6)
+
+
+def test_stacked_field_matches_dense_w_under_jit():
+    """Every batch row of the jitted solver field equals ``W q + b`` from the materialised W.
+
+    Regression: jax 0.10.2's XLA CPU miscompiled the D q broadcast-sum fused with the stacked
+    matmul, corrupting batch rows >= 20 under jit (eager was right); small batches hid it.
+    """
+    spec = bm.fully_connected_spec(num_visible=784, num_bins=2, num_hidden=20, num_classes=10)
+    rng = np.random.default_rng(3)
+    cpl = _monotone(_host_params(rng, spec, 4.0, 0.5), spec, M)
+    W = np.asarray(bm.dense_coupling_matrix(cpl, spec), np.float64)
+    b = np.concatenate([np.asarray(x).reshape(-1) for x in cpl.b])
+    batch = 32
+    q = tuple(
+        jax.nn.softmax(jnp.asarray(rng.normal(size=(batch, lay.num_vars, lay.num_states))), -1)
+        for lay in spec.layers
+    )
+    qf = np.concatenate([np.asarray(x, np.float64).reshape(batch, -1) for x in q], axis=1)
+    want = qf @ W.T + b
+    got = jax.jit(lambda c, q: bm.model._stacked_field_fn(c, spec)(q))(cpl, q)
+    got = np.concatenate([np.asarray(x).reshape(batch, -1) for x in got], axis=1)
+    err = np.abs(got - want).max(axis=1)
+    assert np.all(err < 1e-4 * (1 + np.abs(want).max())), np.nonzero(err > 1e-3)[0]

@@ -337,10 +337,11 @@ def _stacked_field_fn(coupling, spec):
         batch = q[0].shape[0]
         qf = jnp.concatenate([x.reshape(batch, -1) for x in q], axis=1)
         aq = _mm(_mm(qf, A.T), A)
+        # D q as an einsum: jax 0.10.2's XLA CPU miscompiles the broadcast-multiply-sum
+        # fused with the matmul below (rows >= 20 of the batch came out wrong under jit;
+        # tests/test_boltzmann.py::test_stacked_field_matches_dense_w_under_jit).
         return tuple(
-            jnp.sum(d[None] * x[:, :, None, :], axis=-1)
-            - aq[:, offs[i] : offs[i + 1]].reshape(x.shape)
-            + b[None]
+            _einsum("nkj,bnj->bnk", d, x) - aq[:, offs[i] : offs[i + 1]].reshape(x.shape) + b[None]
             for i, (d, x, b) in enumerate(zip(coupling.D, q, coupling.b, strict=True))
         )
 
