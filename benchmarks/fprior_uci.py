@@ -24,16 +24,25 @@ vectorised so that the nine-set table with all standard splits can run in about 
   (standardised, fixed) or learned (``--learn-noise``: log noise sd ~ N(log sqrt(0.1), 1)
   sampled with the weights), gradient norm clipped at 100 per example (``100 N`` for the
   full-data gradient), Gibbs steps every 20 for hierarchical priors. **All splits x all four
-  priors x all chains of a data set run as one compiled program** (``vmap`` of one chain;
-  the Gaussian priors are hierarchical priors with frozen variances, so the four priors share
-  the program); function-space split R-hat on the test inputs per split.
+  priors x all chains of a data set run as one compiled program** (one flat ``vmap`` of one
+  chain over the (split, prior, chain) triples; the Gaussian priors are hierarchical priors
+  with frozen variances, so the four priors share the program; the loop body is a block of
+  ``--gibbs-every`` SGHMC steps followed by one vectorised Gibbs draw); function-space split
+  R-hat on the test inputs per split.
 * chain length: ``--burnin`` + ``--samples`` x ``--thinning`` steps (reference 2000 + 40 x
   2000 = 84,000 per chain; default here 2000 + 40 x 100 = 6,000).
+* ``--jobs 2``: each data set is its own process (one XLA thread), two at a time, longest
+  first; the parent merges the rows and reports wall and children's CPU time.
+
+Compile time (session 3, process CPU, boston, 20 splits x 4 priors x 4 chains): nested
+``vmap`` (split / prior / chain) 28.6 s, flat ``vmap`` 11.2 s; the per-block Gibbs draw with
+one ``jax.random.gamma`` call instead of ``HierarchicalGaussian.gibbs`` (one gamma loop per
+layer and parameter kind) cut the single-chain compile from 19.1 to 12.4 s.
 
 Usage::
 
     python benchmarks/fprior_uci.py --quick                     # yacht, 2 splits, short
-    python benchmarks/fprior_uci.py --no-toy                    # the nine-set table
+    python benchmarks/fprior_uci.py --no-toy --jobs 2           # the nine-set table
     python benchmarks/fprior_uci.py --no-toy --sets yacht --splits 0 1 --learn-noise
     python benchmarks/fprior_uci.py --toy                       # gap + moons only
 
@@ -46,6 +55,7 @@ import argparse
 import dataclasses
 import math
 import os
+import sys
 import time
 
 os.environ.setdefault(
@@ -85,6 +95,7 @@ def make_prior(name, arch, d, gp, ms, args, key):
         return HierarchicalGaussian.create(tmpl, 1.0, 1.0), 0.0
     family = {"gpi-g": "gaussian", "gpi-h": "hierarchical"}[name]
     t0 = time.perf_counter()
+    c0 = time.process_time()
     prior, hist = fp.fit_functional_prior(
         arch,
         gp,
@@ -98,7 +109,16 @@ def make_prior(name, arch, d, gp, ms, args, key):
         # hierarchical start InvGamma(3, 2) (mean variance 1); from InvGamma(1, 1) the fit
         # diverged on yacht split 1 (a -> 0 gives infinite variance draws)
     )
-    return prior, time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    # hist.wall_time[9]: compilation + the first 10 iterations (500 critic steps first)
+    print(
+        f"  tuned {name}: {args.prior_steps} iterations {dt:.1f} s wall / {dc:.1f} s CPU "
+        f"(first 10 iterations incl. compile {hist.wall_time[min(9, len(hist.w1) - 1)]:.1f} s "
+        f"wall); W1 trace first/last 10: {np.mean(hist.w1[:10]):.2f} / "
+        f"{np.mean(hist.w1[-10:]):.2f}",
+        flush=True,
+    )
+    return prior, dt
 
 
 def run_posterior(arch, prior, x, y, x_test, args, key):
@@ -155,16 +175,36 @@ def as_hierarchical(prior, tmpl):
     return dummy, v, False
 
 
+def gibbs_variances(prior, rng_key, net, variances):
+    """One exact Gibbs draw of all hierarchical variances with a single gamma draw.
+
+    ``sigma_l^2 | theta ~ InvGamma(a_l + n_l/2, b_l + ||theta_l||^2/2)`` for every
+    hierarchical block ``l`` at once: ``sigma_l^2 = b'_l / g_l``, ``g ~ Gamma(a', 1)`` as one
+    vector. Same conditional as ``HierarchicalGaussian.gibbs`` (which draws block by block);
+    one ``jax.random.gamma`` call instead of one per block is ~2x less XLA compile time for
+    the sampler program (the gamma rejection loop and its PRNG were the largest part).
+    """
+    tree = prior._structure(net)
+    items = [(layer, name) for layer, d in prior.concentration.items() for name in d]
+    a = jnp.stack([prior.concentration[ly][nm] + tree[ly][nm].size / 2 for ly, nm in items])
+    b = jnp.stack([prior.rate[ly][nm] + jnp.sum(tree[ly][nm] ** 2) / 2 for ly, nm in items])
+    v = b / jax.random.gamma(rng_key, a)
+    out = jax.tree.map(jnp.asarray, variances)
+    for i, (layer, name) in enumerate(items):
+        out[layer][name] = v[i]
+    return out
+
+
 def build_sampler(arch, d, n, likelihood, args):
     """Jitted ``run(keys (S,), priors (P,), v0 (P,), gibbs_on (P,), x, y, xt)``.
 
     Adaptive SGHMC (Springenberg et al. 2016, the sampler of Tran et al. 2022) for every
-    (split, prior, chain) at once: ``vmap`` over chains, priors and splits of one chain
-    program (burn-in ``fori_loop`` with adaptation, then ``scan`` over draws with ``thinning``
-    steps each). Minibatches of ``B`` indices drawn with replacement; gradient of
+    (split, prior, chain) at once: one flat ``vmap`` of one chain program (``scan`` over draws; burn-in with adaptation, then ``thinning`` steps per draw, as
+    traced trip counts of one loop body: blocks of ``gibbs_every`` SGHMC steps followed by
+    one Gibbs step). Minibatches of ``B`` indices drawn with replacement; gradient of
     ``log p(theta | sigma^2) + N/B sum log p(y|f)``, clipped at norm ``grad_clip * N``;
     hierarchical variances by an exact Gibbs step every ``gibbs_every`` steps (held fixed
-    where ``gibbs_on`` is false). Returns test outputs ``(S, P, C, draws, m, 1)`` and the
+    where ``gibbs_on`` is false; ``burnin`` and ``thinning`` must be multiples of it). Returns test outputs ``(S, P, C, draws, m, 1)`` and the
     noise sd per draw ``(S, P, C, draws)``.
     """
     tmpl = template_of(arch.init(jax.random.key(0), (d,)))
@@ -172,50 +212,65 @@ def build_sampler(arch, d, n, likelihood, args):
     kernel = sgmcmc.adaptive_sghmc(mdecay=args.mdecay)
     B, h, clip = args.batch, args.lr, args.grad_clip * n
 
-    def chain(key, prior, v0, gibbs_on, x, y, xt):
+    G = args.gibbs_every
+
+    def chain(key, prior, v0, gibbs_on, split, x, y, xt):
         m = dataclasses.replace(model0, prior=prior)
-        k0, kg, krun = jax.random.split(key, 3)
+        k0, krun, kgib = jax.random.split(key, 3)
         pos = m.init(k0)
-        g0 = m.gibbs(kg, pos, v0)
-        gs = jax.tree.map(lambda a, b: jnp.where(gibbs_on, a, b), g0, v0)
+        # variances start at v0 (the prior mode b/(a+1) or the fixed scale^2); the first
+        # Gibbs draw follows the first block
+        gs = v0
         st = kernel.init(pos)
 
-        def one(t, carry):
+        def sghmc(t, carry):
             st, gs = carry
-            kb, kk, kgb = jax.random.split(jax.random.fold_in(krun, t), 3)
+            kb, kk = jax.random.split(jax.random.fold_in(krun, t))
             idx = jax.random.randint(kb, (B,), 0, n)
-            g = jax.grad(lambda p: m.logdensity(p, (x[idx], y[idx]), n, gs))(st.position)
+            batch = (x[split, idx], y[split, idx])
+            g = jax.grad(lambda p: m.logdensity(p, batch, n, gs))(st.position)
             g = clip_by_global_norm(g, clip)
-            st = kernel.step(kk, st, None, g, h, 1.0, t < args.burnin)
-            new = m.gibbs(kgb, st.position, gs)
-            do = gibbs_on & ((t + 1) % args.gibbs_every == 0)
-            gs = jax.tree.map(lambda a, b: jnp.where(do, a, b), new, gs)
+            return kernel.step(kk, st, None, g, h, 1.0, t < args.burnin), gs
+
+        def block(b, carry):
+            # G SGHMC steps, then one exact Gibbs step of the variances (held fixed where
+            # gibbs_on is false): the Gibbs draw (gamma rejection sampling) runs once per
+            # block instead of being computed and masked at every step
+            st, gs = jax.lax.fori_loop(b * G, (b + 1) * G, sghmc, carry)
+            kgb = jax.random.fold_in(kgib, b)
+            new = gibbs_variances(prior, kgb, st.position["net"], gs)
+            gs = jax.tree.map(lambda a, c: jnp.where(gibbs_on, a, c), new, gs)
             return st, gs
 
         # one loop body for burn-in and sampling (traced trip counts: compiled once)
-        counts = jnp.full((args.samples,), args.thinning).at[0].add(args.burnin)
+        counts = jnp.full((args.samples,), args.thinning // G).at[0].add(args.burnin // G)
         starts = jnp.cumsum(counts) - counts
 
         def draw(carry, xs):
             start, count = xs
-            carry = jax.lax.fori_loop(start, start + count, one, carry)
+            carry = jax.lax.fori_loop(start, start + count, block, carry)
             p = carry[0].position
-            return carry, (m.predict(p, xt), m.likelihood.noise(p["likelihood"]))
+            return carry, (m.predict(p, xt[split]), m.likelihood.noise(p["likelihood"]))
 
         _, (f, noise) = jax.lax.scan(draw, (st, gs), (starts, counts))
         return f, noise
 
-    def per_prior(key, prior, v0, gibbs_on, x, y, xt):
-        keys = jax.random.split(key, args.chains)
-        return jax.vmap(chain, (0,) + (None,) * 6)(keys, prior, v0, gibbs_on, x, y, xt)
+    def run(keys, priors, v0, gibbs_on, x, y, xt):
+        # one flat vmap over all (split, prior, chain) triples: nested vmaps compiled ~2x
+        # slower; the split's data are gathered inside the chain from the unbatched arrays
+        S, P, C = keys.shape[0], v0_len(v0), args.chains
+        flat = jax.vmap(lambda k: jax.random.split(k, P * C))(keys).reshape(S * P * C)
 
-    def per_split(key, priors, v0, gibbs_on, x, y, xt):
-        keys = jax.random.split(key, v0_len(v0))
-        return jax.vmap(per_prior, (0, 0, 0, 0, None, None, None))(
-            keys, priors, v0, gibbs_on, x, y, xt
-        )
+        def rep(a):
+            a = jnp.broadcast_to(a[None, :, None], (S, P, C) + a.shape[1:])
+            return a.reshape((S * P * C,) + a.shape[3:])
 
-    return jax.jit(jax.vmap(per_split, (0, None, None, None, 0, 0, 0)))
+        pr, vv, go = jax.tree.map(rep, (priors, v0, gibbs_on))
+        split = jnp.repeat(jnp.arange(S), P * C)
+        f, noise = jax.vmap(chain, (0,) * 5 + (None,) * 3)(flat, pr, vv, go, split, x, y, xt)
+        return f.reshape((S, P, C) + f.shape[1:]), noise.reshape((S, P, C) + noise.shape[1:])
+
+    return jax.jit(run)
 
 
 def v0_len(v0):
@@ -254,7 +309,7 @@ def uci(args):
 
     rows = []
     for name in args.sets:
-        t_set = time.perf_counter()
+        t_set, c_set = time.perf_counter(), time.process_time()
         n_splits = int(open(os.path.join(args.root, name, "n_splits.txt")).read())
         splits = [k for k in (args.splits or range(n_splits)) if k < n_splits]
         data = [load_uci(name, k, root=args.root) for k in splits]
@@ -291,12 +346,21 @@ def uci(args):
                 likelihood = lik.Gaussian(math.sqrt(args.noise_var))
             run = build_sampler(arch, d, n, likelihood, args)
             keys = jax.random.split(jax.random.key(1 + learn), len(splits))
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             run = run.lower(keys, priors, v0, gibbs_on, x, y, xt).compile()
-            t_compile = time.perf_counter() - t0
-            t0 = time.perf_counter()
+            t_compile, c_compile = time.perf_counter() - t0, time.process_time() - c0
+            t0, c0 = time.perf_counter(), time.process_time()
             f, noise = jax.block_until_ready(run(keys, priors, v0, gibbs_on, x, y, xt))
-            t_mc = time.perf_counter() - t0
+            t_mc, c_mc = time.perf_counter() - t0, time.process_time() - c0
+            steps = args.burnin + args.samples * args.thinning
+            print(
+                f"  SGHMC {len(splits)} splits x {len(names)} priors x {args.chains} chains x "
+                f"{steps} steps: compile {t_compile:.1f} s wall / {c_compile:.1f} s CPU, run "
+                f"{t_mc:.1f} s wall / {c_mc:.1f} s CPU "
+                f"({1e3 * c_mc / (len(splits) * len(names) * args.chains * steps):.3f} ms CPU "
+                "per chain-step)",
+                flush=True,
+            )
             rmse_, nll = uci_metrics(f, noise, yt, y_std)
             ff = np.asarray(f)
             for j, pname in enumerate(names):
@@ -313,6 +377,8 @@ def uci(args):
                         t_fit=t_fit.get(pname, 0.0),
                         t_mc=t_mc,
                         t_compile=t_compile,
+                        c_compile=c_compile,
+                        c_mc=c_mc,
                         noise=float(np.median(np.asarray(noise)[:, j])),
                     )
                 )
@@ -325,9 +391,76 @@ def uci(args):
                     f"{t_compile:.0f}s run {t_mc:.0f}s",
                     flush=True,
                 )
-        print(f"{name}: {time.perf_counter() - t_set:.0f} s wall", flush=True)
+        t_set, c_set = time.perf_counter() - t_set, time.process_time() - c_set
+        for r in rows:
+            if r["set"] == name:
+                r["t_set"], r["c_set"] = t_set, c_set
+        print(f"{name}: {t_set:.0f} s wall, {c_set:.0f} s CPU", flush=True)
     print_summary(rows)
     return rows
+
+
+# relative cost of a set in the scheduler (20 splits x 4 priors x 4 chains; protein: 5 splits
+# of a 1x100 net): longest first, so that the two workers finish together
+SET_COST = {"protein-tertiary-structure": 0.6}
+
+
+def run_parallel(args, argv):
+    """Run each data set as its own process, ``args.jobs`` at a time (longest first).
+
+    Every child is this script with ``--sets NAME --jobs 1 --out FILE`` appended (one XLA
+    thread each); the rows are merged and summarised here. Returns the merged rows.
+    """
+    import json
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="fprior_uci_")
+    todo = sorted(args.sets, key=lambda s: -SET_COST.get(s, 1.0))
+    running, rows, t0 = {}, [], time.perf_counter()
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            name = todo.pop(0)
+            out = os.path.join(tmp, name + ".json")
+            cmd = [sys.executable, os.path.abspath(__file__), *argv, "--no-toy"]
+            cmd += ["--sets", name, "--jobs", "1", "--out", out]
+            log = open(os.path.join(tmp, name + ".log"), "w")
+            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), out, log)
+            print(f"[{time.perf_counter() - t0:6.0f} s] started {name}", flush=True)
+        time.sleep(1.0)
+        for name in list(running):
+            proc, out, log = running[name]
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            print(f"[{time.perf_counter() - t0:6.0f} s] finished {name} (rc {proc.returncode})")
+            print(open(log.name).read(), flush=True)
+            if proc.returncode == 0:
+                for r in json.load(open(out)):
+                    r["rmse"], r["nll"] = np.asarray(r["rmse"]), np.asarray(r["nll"])
+                    rows.append(r)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(
+        f"\nall sets: {time.perf_counter() - t0:.0f} s wall, {ru.ru_utime + ru.ru_stime:.0f} s "
+        f"CPU (children), {args.jobs} processes; logs in {tmp}"
+    )
+    order = {s: i for i, s in enumerate(UCI_SETS)}
+    rows.sort(key=lambda r: (order.get(r["set"], 99), PRIORS.index(r["prior"].split("+")[0])))
+    print_summary(rows)
+    return rows
+
+
+def save_rows(rows, path):
+    import json
+
+    def plain(v):
+        return v.tolist() if isinstance(v, np.ndarray) else v
+
+    with open(path, "w") as fh:
+        json.dump([{k: plain(v) for k, v in r.items()} for r in rows], fh)
 
 
 def print_summary(rows):
@@ -452,7 +585,15 @@ def main(argv=None):
     p.add_argument("--noise-var", type=float, default=0.1, help="fixed (standardised)")
     p.add_argument("--learn-noise", action="store_true", help="also run with a learned noise")
     p.add_argument("--plot", default=None, help="save the gap posterior bands to this PNG")
-    args = p.parse_args(argv)
+    p.add_argument("--out", default=None, help="write the UCI rows to this JSON file")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="processes, one data set each (one XLA thread)"
+    )
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = p.parse_args(raw)
+    for name in ("burnin", "thinning"):
+        if getattr(args, name) % args.gibbs_every:
+            raise ValueError(f"--{name} must be a multiple of --gibbs-every")
     if args.quick:
         args.sets, args.splits = ["yacht"], [0, 1]
         args.prior_steps, args.burnin, args.thinning, args.samples = 30, 500, 20, 10
@@ -462,7 +603,9 @@ def main(argv=None):
     print(vars(args))
     t0 = time.perf_counter()
     if not args.toy:
-        uci(args)
+        rows = run_parallel(args, raw) if args.jobs > 1 else uci(args)
+        if args.out:
+            save_rows(rows, args.out)
     if not args.no_toy:
         gap(args)
         moons(args)

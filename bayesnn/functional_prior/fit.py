@@ -191,7 +191,12 @@ def fit_functional_prior(
         Critic steps per prior iteration, and for the first one (warm start).
     critic_optimizer, prior_optimizer
         optax optimisers; defaults ``adam(1e-3, b1=0.5, b2=0.9)`` and ``rmsprop(0.05)``
-        (the paper's prior optimiser and UCI learning rate).
+        (the paper's prior optimiser and UCI learning rate). RMSprop moves each raw
+        hyperparameter by up to ~``lr`` per step whatever the gradient's size, so keep
+        ``lr * steps`` near 10 (the default 0.05 x 200): in the 1-D notebook setting a
+        hidden-layer weight sd grows ~``lr`` per step along a flat direction of W1 (9.7 after
+        200 steps at 0.05, 47 after 1000, with W1 21.1 -> 19.6 only;
+        ``benchmarks/fprior_drift.py``).
     penalty, penalty_weight
         ``"two-sided"``, ``"one-sided"`` or ``"none"`` (weight clipping); lambda.
     warm_start
