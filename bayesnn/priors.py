@@ -313,12 +313,15 @@ class HierarchicalGaussian:
         """Draw the per-layer variances from their inverse-gamma prior."""
         out = self.init_variances()
         items = [(ln, n) for ln, d in self.concentration.items() for n in d]
-        for k, (layer, name) in zip(
-            jax.random.split(rng_key, max(len(items), 1)), items, strict=False
-        ):
-            out[layer][name] = dist.InverseGamma(
-                self.concentration[layer][name], self.rate[layer][name]
-            ).sample(k)
+        if not items:
+            return out
+        draws = _inverse_gamma_draws(
+            rng_key,
+            [self.concentration[ln][n] for ln, n in items],
+            [self.rate[ln][n] for ln, n in items],
+        )
+        for i, (layer, name) in enumerate(items):
+            out[layer][name] = draws[i]
         return out
 
     def sample(self, rng_key, variances=None):
@@ -343,14 +346,30 @@ class HierarchicalGaussian:
         tree = self._structure(params)
         out = self.init_variances() if variances is None else jax.tree.map(jnp.asarray, variances)
         items = [(ln, n) for ln, d in self.concentration.items() for n in d]
-        for k, (layer, name) in zip(
-            jax.random.split(rng_key, max(len(items), 1)), items, strict=False
-        ):
+        if not items:
+            return out
+        a, b = [], []
+        for layer, name in items:
             x = tree[layer][name] if isinstance(tree[layer], dict) else tree[layer]
-            a = self.concentration[layer][name] + x.size / 2
-            b = self.rate[layer][name] + jnp.sum(x**2) / 2
-            out[layer][name] = dist.InverseGamma(a, b).sample(k)
+            a.append(self.concentration[layer][name] + x.size / 2)
+            b.append(self.rate[layer][name] + jnp.sum(x**2) / 2)
+        # one vectorised gamma draw (InvGamma(a, b) = b / Gamma(a, 1)): a single rejection
+        # loop compiles several times faster than one per layer and parameter kind
+        draws = _inverse_gamma_draws(rng_key, a, b)
+        for i, (layer, name) in enumerate(items):
+            out[layer][name] = draws[i]
         return out
+
+
+def _inverse_gamma_draws(rng_key, concentrations, rates):
+    """One ``InvGamma(a_i, b_i)`` draw per scalar pair, as ``b / Gamma(a, 1)`` in one call.
+
+    A single vectorised gamma rejection loop compiles several times faster than one per
+    layer and parameter kind (measured in benchmarks/results/fprior.md, session 3).
+    """
+    a = jnp.stack([jnp.asarray(x, jnp.float32) for x in concentrations])
+    b = jnp.stack([jnp.asarray(x, jnp.float32) for x in rates])
+    return b / jax.random.gamma(rng_key, a)
 
 
 HierarchicalGaussian = _register(
