@@ -1,16 +1,20 @@
 """Train and evaluate a fully connected monotone DBM on Fashion-MNIST (Debian's IDX files).
 
 Protocol (the reference's masked training, scaled down for a 2-core CPU): pixels binned into
-``--bins`` intensity states; one hidden layer of binary units; label not clamped; each step
-hides 60% of the pixels (Bernoulli mask) and minimises 0.5 completion loss on hidden pixels
-(class-balanced focal, gamma = ``--gamma``, bin weights from the training pixels; gamma = 0
-and ``--no-balance``: cross-entropy) + 0.5 label cross-entropy at the mean-field fixed point
-(Adam). Forward: Anderson on undamped mean field with the automatic Peaceman-Rachford
-fallback. Evaluation on held-out test images by fraction of hidden pixels (0 = label only):
-label accuracy (inferred jointly), per-pixel bin accuracy and MSE (bins scaled to [0, 1]) on
-the hidden pixels, next to the per-pixel-mode baseline (each pixel's most frequent training
-bin) on the same pixels. Saves PNGs (completions + conditional Gibbs samples; unconditional
-Gibbs samples) to benchmarks/results/mdbm_fashion*.png, the checkpoint and the metrics to
+``--bins`` intensity states; one hidden layer of binary units; label not clamped; each
+training image hides a fraction of its pixels drawn uniformly in ``--hide`` (default
+[0, 0.9], so that one model classifies full images and completes sparse ones) and the step
+minimises 0.5 completion loss on hidden pixels (class-balanced focal, gamma = ``--gamma``,
+bin weights from the training pixels; gamma = 0 and ``--no-balance``: cross-entropy) + 0.5
+label cross-entropy at the mean-field fixed point (Adam). Each row block of ``A`` is
+projected onto ``||A_r||^2 <= --max-norm`` after every step (bounded conditioning). Forward:
+Anderson on undamped mean field with mixing ``--mixing`` (<= ``--max-iter`` evaluations)
+and the automatic Peaceman-Rachford fallback. Evaluation on held-out test images by fraction
+of hidden pixels (0 = label only): label accuracy (inferred jointly), per-pixel bin accuracy,
+class-balanced (mean per-bin recall) accuracy and MSE (bins scaled to [0, 1]) on the hidden
+pixels, next to the per-pixel-mode baseline (each pixel's most frequent training bin) on the
+same pixels. Saves PNGs (completions + conditional Gibbs samples; class-conditional Gibbs
+samples) to benchmarks/results/mdbm_fashion*.png, the checkpoint and the metrics to
 benchmarks/out/.
 
 Usage: python benchmarks/mdbm_fashion.py [--quick] [--train 6000] [--hidden 128] [--epochs 2]
@@ -46,6 +50,14 @@ def main():
     ap.add_argument("--alpha", type=float, default=1.0, help="FB damping inside Anderson")
     ap.add_argument("--tag", default="", help="suffix of the output file names")
     ap.add_argument("--max-iter", type=int, default=30, help="Anderson cap before fallback")
+    ap.add_argument("--mixing", type=float, default=0.5, help="Anderson mixing beta")
+    ap.add_argument("--memory", type=int, default=5, help="Anderson memory")
+    ap.add_argument("--max-norm", type=float, default=30.0, help="cap on ||A^T A|| (0: none)")
+    ap.add_argument("--hide", default="0,0.9", help="hidden fraction per example: lo,hi")
+    ap.add_argument("--eval-only", action="store_true", help="load the checkpoint, evaluate")
+    ap.add_argument(
+        "--no-bias-init", action="store_true", help="zero pixel biases (default: log freq.)"
+    )
     ap.add_argument("--bwd-maxiter", type=int, default=4, help="GMRES restarts (x 20)")
     ap.add_argument("--sweeps", type=int, default=100, help="Gibbs sweeps for the figures")
     ap.add_argument("--gamma", type=float, default=2.0, help="focal exponent")
@@ -63,46 +75,47 @@ def main():
     ytr, yte = ytr[itr], yte[ite]
     spec = bm.fully_connected_spec(784, args.bins, args.hidden, 10)
     params = bm.init_params(jax.random.key(0), spec)
+    if not args.no_bias_init:
+        # pixel biases = log of each pixel's training bin frequencies (smoothed): the untrained
+        # model's mean-field completion is then the per-pixel marginal (the mode baseline)
+        freq = np.stack([np.bincount(c, minlength=args.bins) for c in ptr.T]) + 1.0
+        logf = np.log(freq / freq.sum(1, keepdims=True))
+        b0 = jnp.asarray(logf - logf.mean(1, keepdims=True), jnp.float32)
+        params = params._replace(b=(b0,) + tuple(params.b[1:]))
+    max_norm = args.max_norm if args.max_norm > 0 else None
+    hide = tuple(float(x) for x in args.hide.split(","))
+    hide = hide[0] if len(hide) == 1 else hide
     config = bm.SolverConfig(
         method="anderson",
         alpha=args.alpha,
         max_iter=args.max_iter,
+        mixing=args.mixing,
+        memory=args.memory,
         backward=bm.BackwardOptions(maxiter=args.bwd_maxiter, on_failure="ignore"),
     )
     print(
         f"# Fashion-MNIST mDBM: 784 x {args.bins} bins, {args.hidden} x 2 hidden, label 10; "
         f"train {args.train}, test {args.test}, {args.epochs} epochs, batch {args.batch}, "
-        f"Adam {args.lr}, m {args.m}, 60% hidden in training, focal gamma {args.gamma}, "
-        f"balanced {not args.no_balance}, Anderson alpha {args.alpha} (<= {args.max_iter} "
-        "evaluations) + PR fallback (alpha 0.5), "
+        f"Adam {args.lr}, m {args.m}, hidden fraction {hide} in training, "
+        f"||A_r^T A_r|| cap {max_norm}, pixel bias init {not args.no_bias_init}, "
+        f"focal gamma {args.gamma}, "
+        f"balanced {not args.no_balance}, Anderson alpha {args.alpha} mixing {args.mixing} "
+        f"memory {args.memory} (<= {args.max_iter} evaluations) + PR fallback (alpha 0.5), "
         f"GMRES backward {args.bwd_maxiter} x 20 (residual not enforced)",
         flush=True,
     )
     t0 = time.perf_counter()
-    state, hist = bm.fit(
-        jax.random.key(1),
-        spec,
-        params,
-        ptr,
-        ytr,
-        num_epochs=args.epochs,
-        batch_size=args.batch,
-        optimizer=optax.adam(args.lr),
-        m=args.m,
-        hidden_fraction=0.6,
-        config=config,
-        on_failure="flag",
-        checkpoint_path=os.path.join(HERE, "out", f"mdbm_fashion{args.tag}.npz"),
-        log_fn=lambda e, s: print(
-            f"epoch {e} ({time.perf_counter() - t0:.0f} s): "
-            + ", ".join(f"{k} {v:.4g}" for k, v in s.items()),
-            flush=True,
-        ),
-        focal_gamma=args.gamma,
-        class_weights=None if args.no_balance else "balanced",
-    )
+    ckpt = os.path.join(HERE, "out", f"mdbm_fashion{args.tag}.npz")
+    if args.eval_only:
+        log_scale = jnp.array([0.0, 0.0])
+        like = bm.TrainState(
+            params, log_scale, optax.adam(args.lr).init((params, log_scale)), jnp.array(0)
+        )
+        state, hist = bm.load_checkpoint(ckpt, like), []
+    else:
+        state, hist = _train(args, spec, params, ptr, ytr, config, hide, max_norm, ckpt, t0)
     train_s = time.perf_counter() - t0
-    coupling = bm.monotone_coupling(state.params, spec, args.m)
+    coupling = bm.monotone_coupling(state.params, spec, args.m, max_norm=max_norm)
     bm.check_monotone(coupling, spec, args.m)
     mode = np.array([np.bincount(c, minlength=args.bins).argmax() for c in ptr.T])
     t0 = time.perf_counter()
@@ -126,27 +139,31 @@ def main():
     print(f"\ntrain time {train_s:.0f} s, eval time {eval_s:.0f} s")
     print(
         "| hidden fraction | label accuracy | pixel accuracy (hidden) | mode baseline | "
-        "MSE (hidden) | mode baseline MSE | converged | fallback batches | max steps |"
+        "balanced pixel acc. | mode balanced | MSE (hidden) | mode baseline MSE | converged | "
+        "fallback batches | max steps |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for f in fracs:
         r = res[f]
         if f == 0.0:
             print(
-                f"| 0 (label only) | {r['accuracy']:.3f} | - | - | - | - | "
+                f"| 0 (label only) | {r['accuracy']:.3f} | - | - | - | - | - | - | "
                 f"{r['converged']:.2f} | {r['fallback']:.2f} | {r['max_steps']} |"
             )
             continue
         print(
             f"| {f} | {r['accuracy']:.3f} | {r['pixel_accuracy']:.3f} | "
-            f"{r['baseline_pixel_accuracy']:.3f} | {r['mse']:.4f} | {r['baseline_mse']:.4f} | "
+            f"{r['baseline_pixel_accuracy']:.3f} | {r['balanced_pixel_accuracy']:.3f} | "
+            f"{r['baseline_balanced_pixel_accuracy']:.3f} | {r['mse']:.4f} | "
+            f"{r['baseline_mse']:.4f} | "
             f"{r['converged']:.2f} | {r['fallback']:.2f} | {r['max_steps']} |"
         )
     print(
         f"all test pixels: per-pixel mode bin accuracy {base_acc:.3f}; per-pixel "
         f"mean MSE {base_mse:.4f}"
     )
-    with open(os.path.join(HERE, "out", f"mdbm_fashion{args.tag}.json"), "w") as fh:
+    name = f"mdbm_fashion{args.tag}{'_eval' if args.eval_only else ''}.json"
+    with open(os.path.join(HERE, "out", name), "w") as fh:
         json.dump(
             dict(
                 args=vars(args),
@@ -162,6 +179,32 @@ def main():
     _figure(coupling, spec, pte[:6], args)
 
 
+def _train(args, spec, params, ptr, ytr, config, hide, max_norm, ckpt, t0):
+    return bm.fit(
+        jax.random.key(1),
+        spec,
+        params,
+        ptr,
+        ytr,
+        num_epochs=args.epochs,
+        batch_size=args.batch,
+        optimizer=optax.adam(args.lr),
+        m=args.m,
+        hidden_fraction=hide,
+        config=config,
+        on_failure="flag",
+        checkpoint_path=ckpt,
+        log_fn=lambda e, s: print(
+            f"epoch {e} ({time.perf_counter() - t0:.0f} s): "
+            + ", ".join(f"{k} {v:.4g}" for k, v in s.items()),
+            flush=True,
+        ),
+        focal_gamma=args.gamma,
+        class_weights=None if args.no_balance else "balanced",
+        max_norm=max_norm,
+    )
+
+
 def _figure(coupling, spec, pix, args):
     import matplotlib
 
@@ -170,7 +213,13 @@ def _figure(coupling, spec, pix, args):
 
     n, ns = pix.shape[0], 3
     mask = np.asarray(bm.random_masks(jax.random.key(5), pix.shape, 0.6))
-    config = bm.SolverConfig(method="anderson", alpha=args.alpha, max_iter=args.max_iter)
+    config = bm.SolverConfig(
+        method="anderson",
+        alpha=args.alpha,
+        max_iter=args.max_iter,
+        mixing=args.mixing,
+        memory=args.memory,
+    )
     comp, _, _ = bm.complete(coupling, spec, pix, mask, config, on_failure="flag")
     rep = np.repeat(pix, ns, 0)
     ev = bm.make_evidence(spec, rep, np.repeat(mask, ns, 0))

@@ -83,6 +83,17 @@ def test_parameterisation_symmetric_hollow_monotone(params, coupling):
     assert np.linalg.eigvalsh(eye - 0.5 * (Wu + Wu.T)).min() < 0
     np.testing.assert_allclose(bm.dense_coupling_matrix(coupling, SPEC), W, atol=1e-4)
     assert bm.check_monotone(coupling, SPEC, M)
+    # norm cap per row block: m I <= I - W <= (1 + R L) I, still symmetric, hollow, monotone
+    assert np.linalg.eigvalsh(eye - W).max() > 1 + 2 * 0.5  # uncapped exceeds the bound
+    capped = bm.monotone_coupling(params, SPEC, M, max_norm=0.5)
+    Wc = _matrix_from_matvec(capped)
+    np.testing.assert_allclose(Wc, Wc.T, atol=1e-5 * np.abs(Wc).max())
+    assert np.abs(Wc[var[:, None] == var[None, :]]).max() < 1e-5
+    ev = np.linalg.eigvalsh(eye - 0.5 * (Wc + Wc.T))
+    assert ev.min() >= M - 1e-4 and ev.max() <= 1 + 2 * 0.5 + 1e-4, (ev.min(), ev.max())
+    for row in capped.A:
+        S = np.concatenate([np.asarray(a).reshape(a.shape[0], -1) for a in row], axis=1)
+        assert np.linalg.norm(S, 2) ** 2 <= 0.5 * (1 + 1e-4)
 
 
 def test_power_iteration_norms_track_exact(params):
@@ -279,6 +290,10 @@ def test_bad_input(coupling, params):
         bm.fully_connected_spec(4, 2, 0, 3)
     with pytest.raises(ValueError, match="hidden_fraction"):
         bm.random_masks(jax.random.key(0), (2, 3), 1.5)
+    with pytest.raises(ValueError, match="hidden_fraction"):
+        bm.random_masks(jax.random.key(0), (2, 3), (0.5, 0.2))
+    with pytest.raises(ValueError, match="mixing"):
+        bm.solve(lambda q: q, lambda q: q, q0, mixing=0.0)
 
 
 def test_bin_images_and_checkpoint(tmp_path, params):

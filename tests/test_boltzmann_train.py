@@ -13,7 +13,7 @@ NUM_BINS = 4
 CONFIG = bm.SolverConfig(fallback=None)  # no fallback branch to compile (not needed here)
 
 
-def _train_on_digits(tmp_path, num_hidden, learning_rate, **fit_kwargs):
+def _train_on_digits(tmp_path, num_hidden, learning_rate, bias_init=False, **fit_kwargs):
     """Three epochs on 1500 binned digits; returns what the assertions need."""
     images, labels = load_digits()
     pixels = np.asarray(bm.bin_images(images, NUM_BINS, 16.0))
@@ -21,6 +21,10 @@ def _train_on_digits(tmp_path, num_hidden, learning_rate, **fit_kwargs):
     tr, te = perm[:1500], perm[1500:]  # steps are cheap; compiling the step is the cost
     spec = bm.fully_connected_spec(64, NUM_BINS, num_hidden=num_hidden, num_classes=10)
     params = bm.init_params(jax.random.key(0), spec)
+    if bias_init:  # pixel biases = log bin frequencies: start at the per-pixel marginals
+        freq = np.stack([np.bincount(c, minlength=NUM_BINS) for c in pixels[tr].T]) + 1.0
+        b0 = np.log(freq / freq.sum(1, keepdims=True))
+        params = params._replace(b=(jnp.asarray(b0, jnp.float32),) + params.b[1:])
     ckpt = tmp_path / "mdbm.npz"
     state, hist = bm.fit(
         jax.random.key(1),
@@ -32,7 +36,6 @@ def _train_on_digits(tmp_path, num_hidden, learning_rate, **fit_kwargs):
         batch_size=50,
         optimizer=optax.adam(learning_rate),
         m=0.05,
-        hidden_fraction=0.5,
         checkpoint_path=str(ckpt),
         **fit_kwargs,
     )
@@ -42,7 +45,13 @@ def _train_on_digits(tmp_path, num_hidden, learning_rate, **fit_kwargs):
 def test_quick_training_on_digits_beats_chance(tmp_path):
     """Few images and steps: classification clearly above chance, checkpoint, classify()."""
     state, hist, spec, x_te, y_te, ckpt = _train_on_digits(
-        tmp_path, 24, 3e-2, config=CONFIG, focal_gamma=2.0, class_weights="balanced"
+        tmp_path,
+        24,
+        3e-2,
+        config=CONFIG,
+        focal_gamma=2.0,
+        class_weights="balanced",
+        hidden_fraction=0.5,
     )
     assert hist[-1]["loss"] < hist[0]["loss"]
     assert hist[0]["pixel_loss"] < hist[0]["pixel_ce"]  # focal (gamma = 2) < CE
@@ -58,11 +67,24 @@ def test_quick_training_on_digits_beats_chance(tmp_path):
 
 @pytest.mark.slow
 def test_short_training_on_digits_beats_chance(tmp_path):
-    state, hist, spec, x_te, y_te, ckpt = _train_on_digits(tmp_path, 48, 2e-2)
+    state, hist, spec, x_te, y_te, ckpt = _train_on_digits(
+        tmp_path, 48, 2e-2, bias_init=True, hidden_fraction=(0.0, 0.9)
+    )
     assert hist[-1]["loss"] < hist[0]["loss"]
+    assert hist[-1]["fallback"] == 0.0 and hist[-1]["converged"] == 1.0
     coupling = bm.monotone_coupling(state.params, spec, 0.05)
     assert bm.check_monotone(coupling, spec, 0.05)
-    res = bm.evaluate(jax.random.key(2), coupling, spec, x_te, y_te, (0.0, 0.5), batch_size=297)
+    images, _ = load_digits()
+    tr = np.random.default_rng(0).permutation(len(images))[:1500]
+    tr_pix = np.asarray(bm.bin_images(images, NUM_BINS, 16.0))[tr]
+    mode = np.array([np.bincount(c, minlength=NUM_BINS).argmax() for c in tr_pix.T])
+    res = bm.evaluate(
+        jax.random.key(2), coupling, spec, x_te, y_te, (0.0, 0.5), batch_size=297, baseline=mode
+    )
+    # the per-pixel-mode baseline is NOT beaten yet (0.634 vs 0.675 bin accuracy, balanced
+    # 0.376 vs 0.400; benchmarks/results/mdbm.md): only check that the comparison runs and
+    # that completion is within 0.1 of it
+    assert res[0.5]["pixel_accuracy"] > res[0.5]["baseline_pixel_accuracy"] - 0.1, res
     assert res[0.0]["accuracy"] > 0.5, res  # chance 0.1
     assert res[0.5]["accuracy"] > 0.35, res
     # completion improves clearly on the untrained model (same masks: same key)

@@ -56,7 +56,13 @@ from bayesnn.boltzmann.parameterization import (
     unconstrained_coupling,
 )
 from bayesnn.boltzmann.prox import prox_entropy, prox_entropy_jacobian_vp
-from bayesnn.boltzmann.sampling import gibbs_kernel, init_chains, sample
+from bayesnn.boltzmann.sampling import (
+    ColoredState,
+    color_classes,
+    gibbs_kernel,
+    init_chains,
+    sample,
+)
 from bayesnn.boltzmann.solver import (
     ConvergenceError,
     SolverInfo,
@@ -114,6 +120,8 @@ __all__ = [
     "focal_loss",
     "fully_connected_spec",
     "gibbs_kernel",
+    "ColoredState",
+    "color_classes",
     "implicit_fixed_point",
     "infer",
     "init_chains",

@@ -65,8 +65,9 @@ class Evidence(NamedTuple):
 class SolverConfig(NamedTuple):
     """Static forward/backward solver options (see :func:`bayesnn.boltzmann.solver.solve`).
 
-    Defaults: Anderson-accelerated undamped mean field (``alpha = 1``), true residual below
-    ``1e-4``, GMRES adjoint; if Anderson fails for some example, automatic fallback to
+    Defaults: Anderson-accelerated undamped mean field (``alpha = 1``) with mixing
+    ``beta = 0.5`` (undamped mixing cycles on trained models), at most 50 evaluations, true
+    residual below ``1e-4``, GMRES adjoint; if Anderson fails for some example, automatic fallback to
     Peaceman-Rachford at ``fallback_alpha`` (``fallback="fb"``: damped forward-backward;
     ``None``: no fallback), flagged in ``info.fallback``. Models whose resolvent has no
     Woodbury form (convolutional couplings) fall back to damped FB.
@@ -75,13 +76,15 @@ class SolverConfig(NamedTuple):
     method: str = "anderson"
     alpha: float = 1.0
     tol: float = 1e-4
-    max_iter: int = 100
+    max_iter: int = 50
     memory: int = 5
     num_newton: int = 8
     backward: BackwardOptions = BackwardOptions()
     fallback: str | None = "pr"
     fallback_alpha: float = 0.5
     fallback_max_iter: int = 300
+    mixing: float = 0.5
+    ridge: float = 1e-4
 
 
 DEFAULT_CONFIG = SolverConfig()
@@ -308,6 +311,8 @@ def _solve(coupling, spec, evidence, q0, config):
         tol=config.tol,
         max_iter=config.max_iter,
         memory=config.memory,
+        ridge=config.ridge,
+        mixing=config.mixing,
         num_newton=config.num_newton,
         fallback=fallback,
         fallback_alpha=config.fallback_alpha,

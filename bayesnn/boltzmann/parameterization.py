@@ -285,12 +285,23 @@ def power_iteration_norms(D, u, num_iters=2):
     return _einsum("nk,nkj,nj->n", u, D, u), u
 
 
-def monotone_coupling(params, spec, m=0.01, power_state=None, num_power_iters=2):
+def monotone_coupling(params, spec, m=0.01, power_state=None, num_power_iters=2, max_norm=None):
     """Effective weights with :math:`I - W \\succeq m I`, exactly symmetric and hollow.
 
     Columns of variable ``j`` in ``A`` are scaled by :math:`\\sqrt{s_j}`,
     :math:`s_j = \\min(1, (1 - m) / \\lVert D_j \\rVert_2)`, so the new blocks are
     :math:`s_j D_j` and :math:`W = S^{1/2} (D - A^T A) S^{1/2}`.
+
+    Optional norm cap (dense specs): with ``max_norm = L``, each row block ``A_r`` of the raw
+    parameters is first multiplied by :math:`\\min(1, \\sqrt{L} / \\lVert A_r \\rVert_2)`
+    (exact top eigenvalue of the small ``A_r A_r^T``), then the column scaling above is
+    applied (which can only lower the norms). Any such scaling keeps ``W`` symmetric, hollow
+    and within the margin, and :math:`m I \\preceq I - W \\preceq (1 + R L) I` with ``R``
+    row blocks. The margin alone does not bound ``A^T A`` from above: training then tends
+    to grow a few huge directions, the fixed-point problem gets condition number
+    ~ :math:`\\lVert A \\rVert^2 / m` and mean-field solvers need many iterations (see
+    benchmarks/results/mdbm.md). A cap per row block (rather than one for all of ``A``)
+    lets e.g. the label row keep its scale when the pixel row grows.
 
     Parameters
     ----------
@@ -302,6 +313,9 @@ def monotone_coupling(params, spec, m=0.01, power_state=None, num_power_iters=2)
         If given, block norms are estimated by carried power iteration (cheaper for large
         blocks, a lower bound); otherwise computed exactly with ``eigvalsh``.
     num_power_iters : int
+    max_norm : float, optional
+        Cap ``L`` on :math:`\\lVert A_r^T A_r \\rVert_2` per row block (dense specs
+        only); None: no cap.
 
     Returns
     -------
@@ -315,6 +329,12 @@ def monotone_coupling(params, spec, m=0.01, power_state=None, num_power_iters=2)
     """
     if not 0.0 < m < 1.0:
         raise ValueError(f"m must be in (0, 1), got {m}")
+    if max_norm is not None:
+        if not float(max_norm) > 0.0:
+            raise ValueError(f"max_norm must be positive, got {max_norm}")
+        if isinstance(spec, ConvMDBMSpec):
+            raise ValueError("max_norm is only supported for dense MDBMSpec couplings")
+        params = params._replace(A=_cap_rows(params.A, float(max_norm)))
     D = block_diagonals(spec, params.A)
     if power_state is None:
         norms = [block_spectral_norms(d) for d in D]
@@ -340,6 +360,17 @@ def monotone_coupling(params, spec, m=0.01, power_state=None, num_power_iters=2)
     if power_state is None:
         return coupling
     return coupling, new_u
+
+
+def _cap_rows(A, max_norm):
+    """Scale each row block so that ``||A_r A_r^T||_2 <= max_norm`` (exact eigvalsh)."""
+    out = []
+    for row in A:
+        S = jnp.concatenate([a.reshape(a.shape[0], -1) for a in row], axis=1)
+        top = jnp.linalg.eigvalsh(_mm(S, S.T))[-1]
+        c = jnp.sqrt(jnp.minimum(1.0, max_norm / jnp.maximum(top, 1e-30)))
+        out.append(tuple(a * c for a in row))
+    return tuple(out)
 
 
 def unconstrained_coupling(params, spec):

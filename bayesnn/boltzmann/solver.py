@@ -143,6 +143,7 @@ def solve(
     max_iter=100,
     memory=5,
     ridge=1e-4,
+    mixing=1.0,
     num_newton=8,
     resolvent_fn=None,
     bias=None,
@@ -172,6 +173,11 @@ def solve(
         Cap on iterations (field evaluations for FB/Anderson, PR steps for PR).
     memory, ridge : int, float
         Anderson history length and Tikhonov regularisation.
+    mixing : float in (0, 1]
+        Anderson mixing (damping) ``beta``: the new iterate is
+        :math:`\\sum_i a_i (x_i + \\beta (g(x_i) - x_i))` (``beta = 1``: :math:`\\sum_i a_i
+        g(x_i)`). ``beta < 1`` damps the cycling of undamped mean field without the cost of
+        the damped prox.
     num_newton : int
         Newton steps of the damped prox (alpha < 1).
     resolvent_fn : callable
@@ -199,6 +205,8 @@ def solve(
     Winston and Kolter, TMLR 2023.
     """
     _check_options(method, alpha, tol, max_iter, memory)
+    if not 0.0 < float(mixing) <= 1.0:
+        raise ValueError(f"mixing must be in (0, 1], got {mixing}")
     alpha = float(alpha)
     if fallback is not None:
         if fallback not in ("fb", "pr"):
@@ -232,7 +240,7 @@ def solve(
     if method == "fb":
         xf, k, res = _fb_loop(evaluate, x0, tol, max_iter)
     else:
-        xf, k, res = _anderson_loop(evaluate, x0, tol, max_iter, memory, ridge)
+        xf, k, res = _anderson_loop(evaluate, x0, tol, max_iter, memory, ridge, float(mixing))
     conv = jnp.isfinite(res) & (res < tol)
     q, info = _unravel_like(xf, q0), SolverInfo(k, res, conv, jnp.array(False))
     if method != "anderson" or fallback is None:
@@ -275,7 +283,7 @@ def _fb_loop(evaluate, x0, tol, max_iter):
     return x, k, r
 
 
-def _anderson_loop(evaluate, x0, tol, max_iter, memory, ridge):
+def _anderson_loop(evaluate, x0, tol, max_iter, memory, ridge, mixing=1.0):
     b, n = x0.shape
     m = memory
     X = jnp.zeros((b, m, n), x0.dtype)
@@ -300,7 +308,10 @@ def _anderson_loop(evaluate, x0, tol, max_iter, memory, ridge):
         Hb = jnp.concatenate([top[:, None, :], side], axis=1)
         rhs = jnp.zeros((b, m + 1)).at[:, 0].set(1.0)
         a = jnp.linalg.solve(Hb, rhs[..., None])[:, 1:, 0]
-        x_new = _einsum("bi,bin->bn", a, F)
+        if mixing == 1.0:
+            x_new = _einsum("bi,bin->bn", a, F)
+        else:
+            x_new = _einsum("bi,bin->bn", a, X + mixing * (F - X))
         f, r = evaluate(x_new)
         slot = k % m
         X = X.at[:, slot].set(x_new)
