@@ -53,6 +53,7 @@ import optax  # noqa: E402
 from bayesnn import functional_prior as fp  # noqa: E402
 from bayesnn.gp import RBF, GPPrior, LogNormal  # noqa: E402
 from bayesnn.nn import stax  # noqa: E402
+from bayesnn.priors import template_of  # noqa: E402
 
 
 def load_boston():
@@ -270,6 +271,19 @@ def main():
     ap.add_argument("--eval-steps", type=int, default=1000)
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--micro", action="store_true", help="only the critic-loop CPU timing")
+    ap.add_argument(
+        "--runs", default="ref,warm,sliced,torch", help="subset of ref,warm,sliced,torch"
+    )
+    ap.add_argument("--warm-iters", type=int, default=None, help="iterations of jax-warm")
+    ap.add_argument(
+        "--target-w1",
+        type=float,
+        default=None,
+        help="torch-ref final independent W1 from an earlier run (the scoring is deterministic)",
+    )
+    ap.add_argument(
+        "--nll", action="store_true", help="test RMSE/NLL (Boston split 0) of each final prior"
+    )
     args = ap.parse_args()
     if args.micro:
         micro()
@@ -304,8 +318,14 @@ def main():
         ),
         ("jax-sliced (256 projections)", dict(estimator="sliced")),
     ]
+    wanted = set(args.runs.split(","))
+    if not wanted <= {"ref", "warm", "sliced", "torch"}:
+        raise SystemExit(f"--runs: unknown names in {args.runs!r}")
+    specs = [sp for sp, tag in zip(specs, ("ref", "warm", "sliced"), strict=True) if tag in wanted]
+    fam = fp.make_family("gaussian", template_of(arch.init(jax.random.key(0), (D,))))
     for name, kw in specs:
-        steady, total, cps, fam = run_jax(arch, target, ms, iters, every, **kw)
+        n_it = args.warm_iters if (name.startswith("jax-warm") and args.warm_iters) else iters
+        steady, total, cps, fam = run_jax(arch, target, ms, n_it, every, **kw)
         runs[name] = (steady, total, cps)
         print(
             f"{name}: {steady[0]:.4f} / {steady[1]:.4f} s/iter (wall / CPU), "
@@ -313,7 +333,7 @@ def main():
             flush=True,
         )
 
-    if not args.skip_torch:
+    if not args.skip_torch and "torch" in wanted:
         try:
             times, ctimes, cps = torch_reference(x_train, box, iters, 50, ref_steps, every)
         except ImportError:
@@ -364,7 +384,7 @@ def main():
     print(f"threads: 1 (XLA_FLAGS={os.environ['XLA_FLAGS']}; torch.set_num_threads(1))")
     print(f"prior iterations: {iters}; independent critic: {eval_steps} Adam steps")
     ref_name = next((n for n in runs if n.startswith("torch")), None)
-    target_w1 = scored[ref_name][-1][3] if ref_name else None
+    target_w1 = scored[ref_name][-1][3] if ref_name else args.target_w1
     print(
         "\n| run | s / prior iteration (wall / CPU) | total s (wall / CPU) | final indep. W1 "
         "| time to torch-ref final W1 (wall / CPU) |"
@@ -383,10 +403,54 @@ def main():
             f"| {name} | {steady[0]:.4f} / {steady[1]:.4f} | {total[0]:.1f} / {total[1]:.1f} "
             f"| {fin[3]:.3f} +- {fin[4]:.3f} | {reach} |"
         )
+    if target_w1 is not None and not ref_name:
+        print(f"(torch-ref final W1 {target_w1:.3f} given by --target-w1, from an earlier run)")
     print("\ncheckpoints (iteration: wall s / CPU s, independent W1):")
     for name, rows in scored.items():
         print(
             f"  {name}: " + "; ".join(f"{i}: {t:.1f}/{c:.1f}s {w:.2f}" for i, t, c, w, _ in rows)
+        )
+    if args.nll:
+        finals = {"untuned N(0, 1) prior": runs[next(iter(runs))][2][0][3]}
+        finals.update({name: cps[-1][3] for name, (_, _, cps) in runs.items()})
+        nll_table(arch, fam, finals, quick=args.quick)
+
+
+def nll_table(arch, fam, thetas, quick=False):
+    """Test RMSE / NLL on Boston split 0 of the posterior under each final prior.
+
+    The paper's sampler (``fp.sample_posterior``: adaptive SGHMC, 4 chains, noise variance
+    0.1 on standardised targets), 2000 burn-in + 40 draws x thinning 100, same key for every
+    prior (common random numbers), so differences come from the priors.
+    """
+    from bayesnn.datasets import load_uci
+
+    s = load_uci("boston", 0, root="/work/shared/data/uci")  # z-scored on the training part
+    x, y = jnp.asarray(s.x_train, jnp.float32), jnp.asarray(s.y_train, jnp.float32)
+    xt, yt = jnp.asarray(s.x_test, jnp.float32), jnp.asarray(s.y_test, jnp.float32)
+    sy = float(np.asarray(s.y_std).reshape(-1)[0])
+    kw = dict(num_burnin=200, num_samples=10, thinning=20) if quick else {}
+    print("\n| prior from | test RMSE | test NLL | R-hat f (max) | sampling s (wall) |")
+    print("|---|---|---|---|---|")
+    for name, theta in thetas.items():
+        t0 = time.perf_counter()
+        post = fp.sample_posterior(
+            arch,
+            fam.prior(theta),
+            (x, y),
+            key=jax.random.key(11),
+            num_burnin=kw.get("num_burnin", 2000),
+            num_samples=kw.get("num_samples", 40),
+            thinning=kw.get("thinning", 100),
+            x_eval=xt,
+        )
+        met = fp.regression_metrics(post, xt, yt, y_std=sy)
+        nll = met["nll"]
+        rhat = float(np.nanmax(np.asarray(post.rhat)))
+        print(
+            f"| {name} | {met['rmse']:.3f} | {nll:.3f} | {rhat:.2f} | "
+            f"{time.perf_counter() - t0:.0f} |",
+            flush=True,
         )
 
 
