@@ -85,14 +85,7 @@ def main():
     max_norm = args.max_norm if args.max_norm > 0 else None
     hide = tuple(float(x) for x in args.hide.split(","))
     hide = hide[0] if len(hide) == 1 else hide
-    config = bm.SolverConfig(
-        method="anderson",
-        alpha=args.alpha,
-        max_iter=args.max_iter,
-        mixing=args.mixing,
-        memory=args.memory,
-        backward=bm.BackwardOptions(maxiter=args.bwd_maxiter, on_failure="ignore"),
-    )
+    config = _solver_config(args)
     print(
         f"# Fashion-MNIST mDBM: 784 x {args.bins} bins, {args.hidden} x 2 hidden, label 10; "
         f"train {args.train}, test {args.test}, {args.epochs} epochs, batch {args.batch}, "
@@ -205,6 +198,18 @@ def _train(args, spec, params, ptr, ytr, config, hide, max_norm, ckpt, t0):
     )
 
 
+def _solver_config(args):
+    """Anderson (mixing, memory, cap from the flags); GMRES backward without residual check."""
+    return bm.SolverConfig(
+        method="anderson",
+        alpha=args.alpha,
+        max_iter=args.max_iter,
+        mixing=args.mixing,
+        memory=args.memory,
+        backward=bm.BackwardOptions(maxiter=args.bwd_maxiter, on_failure="ignore"),
+    )
+
+
 def _figure(coupling, spec, pix, args):
     import matplotlib
 
@@ -213,13 +218,7 @@ def _figure(coupling, spec, pix, args):
 
     n, ns = pix.shape[0], 3
     mask = np.asarray(bm.random_masks(jax.random.key(5), pix.shape, 0.6))
-    config = bm.SolverConfig(
-        method="anderson",
-        alpha=args.alpha,
-        max_iter=args.max_iter,
-        mixing=args.mixing,
-        memory=args.memory,
-    )
+    config = _solver_config(args)
     comp, _, _ = bm.complete(coupling, spec, pix, mask, config, on_failure="flag")
     rep = np.repeat(pix, ns, 0)
     ev = bm.make_evidence(spec, rep, np.repeat(mask, ns, 0))

@@ -24,11 +24,12 @@ def coupling():
     return bm.monotone_coupling(params, SPEC, 0.05)
 
 
-def _all_states():
-    choices = [range(lay.num_states) for lay in SPEC.layers for _ in range(lay.num_vars)]
+def _all_states(spec=SPEC):
+    """Every joint configuration of ``spec``: (integer states, one-hot state pytree)."""
+    choices = [range(lay.num_states) for lay in spec.layers for _ in range(lay.num_vars)]
     confs = np.array(list(itertools.product(*choices)))
     out, i = [], 0
-    for lay in SPEC.layers:
+    for lay in spec.layers:
         out.append(jax.nn.one_hot(confs[:, i : i + lay.num_vars], lay.num_states))
         i += lay.num_vars
     return confs, tuple(out)
@@ -111,13 +112,8 @@ def test_conv_chromatic_gibbs_matches_boltzmann_distribution():
             if i != j and col[i] == col[j]:
                 assert np.abs(W[np.ix_(var == i, var == j)]).max() == 0.0
     assert num_colors >= 4  # the four pixels are mutually coupled (3x3 lateral kernel)
-    choices = [range(lay.num_states) for lay in spec.layers for _ in range(lay.num_vars)]
-    confs = np.array(list(itertools.product(*choices)))
-    z, i = [], 0
-    for lay in spec.layers:
-        z.append(jax.nn.one_hot(confs[:, i : i + lay.num_vars], lay.num_states))
-        i += lay.num_vars
-    logp = -np.asarray(bm.energy(c, spec, tuple(z)), np.float64)
+    confs, z = _all_states(spec)
+    logp = -np.asarray(bm.energy(c, spec, z), np.float64)
     p_exact = np.exp(logp - logp.max())
     p_exact /= p_exact.sum()
     n = 4000
