@@ -62,6 +62,9 @@ def main():
     ap.add_argument("--sweeps", type=int, default=100, help="Gibbs sweeps for the figures")
     ap.add_argument("--gamma", type=float, default=2.0, help="focal exponent")
     ap.add_argument("--no-balance", action="store_true", help="uniform bin weights")
+    ap.add_argument(
+        "--label-weight", type=float, default=0.5, help="loss = (1 - w) pixel + w label"
+    )
     args = ap.parse_args()
     if args.quick:
         args.train, args.test, args.hidden, args.epochs, args.sweeps = 300, 250, 16, 1, 10
@@ -91,7 +94,7 @@ def main():
         f"train {args.train}, test {args.test}, {args.epochs} epochs, batch {args.batch}, "
         f"Adam {args.lr}, m {args.m}, hidden fraction {hide} in training, "
         f"||A_r^T A_r|| cap {max_norm}, pixel bias init {not args.no_bias_init}, "
-        f"focal gamma {args.gamma}, "
+        f"focal gamma {args.gamma}, label weight {args.label_weight}, "
         f"balanced {not args.no_balance}, Anderson alpha {args.alpha} mixing {args.mixing} "
         f"memory {args.memory} (<= {args.max_iter} evaluations) + PR fallback (alpha 0.5), "
         f"GMRES backward {args.bwd_maxiter} x 20 (residual not enforced)",
@@ -205,6 +208,7 @@ def _train(args, spec, params, ptr, ytr, config, hide, max_norm, ckpt, t0):
         focal_gamma=args.gamma,
         class_weights=None if args.no_balance else "balanced",
         max_norm=max_norm,
+        label_weight=args.label_weight,
     )
 
 
