@@ -70,6 +70,34 @@ def load_boston():
 
 
 # ------------------------------------------------------------------ torch re-implementation
+def _torch_critic(n_data):
+    """The reference critic: n_data -> 200 -> 200 -> 1 with softplus activations."""
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Linear(n_data, 200),
+        torch.nn.Softplus(),
+        torch.nn.Linear(200, 200),
+        torch.nn.Softplus(),
+        torch.nn.Linear(200, 1),
+    )
+
+
+def _torch_critic_steps(critic, copt, fb, fg, steps, penalty=10.0):
+    """``steps`` critic updates on one batch pair: -(E f(b) - E f(g)) + two-sided penalty."""
+    import torch
+
+    for _ in range(steps):
+        copt.zero_grad()
+        eps = torch.rand(fb.shape[0], 1)
+        mix = (eps * fb + (1 - eps) * fg).requires_grad_(True)
+        g = torch.autograd.grad(critic(mix).sum(), mix, create_graph=True)[0]
+        pen = ((g.norm(dim=1) - 1) ** 2).mean()
+        loss = -(critic(fb).mean() - critic(fg).mean()) + penalty * pen
+        loss.backward()
+        copt.step()
+
+
 def torch_reference(x_train, box, iters, hidden, critic_steps, every, seed=0):
     """Reference mapper in plain PyTorch, written from the algorithm description.
 
@@ -118,13 +146,7 @@ def torch_reference(x_train, box, iters, hidden, critic_steps, every, seed=0):
             out[i] = L @ rng.normal(size=len(K))
         return torch.from_numpy(out).float()
 
-    critic = torch.nn.Sequential(
-        torch.nn.Linear(n_data, 200),
-        torch.nn.Softplus(),
-        torch.nn.Linear(200, 200),
-        torch.nn.Softplus(),
-        torch.nn.Linear(200, 1),
-    )
+    critic = _torch_critic(n_data)
     copt = torch.optim.Adagrad(critic.parameters(), lr=0.02)  # created once (reference)
     times, checkpoints = [], []
     scales = lambda: [torch.nn.functional.softplus(r).detach().numpy().copy() for r in raw]  # noqa: E731
@@ -143,15 +165,7 @@ def torch_reference(x_train, box, iters, hidden, critic_steps, every, seed=0):
         fg = gp(xm, n_fn)
         with torch.no_grad():
             fb = bnn(xm, n_fn)
-        for _ in range(critic_steps):
-            copt.zero_grad()
-            eps = torch.rand(n_fn, 1)
-            mix = (eps * fb + (1 - eps) * fg).requires_grad_(True)
-            g = torch.autograd.grad(critic(mix).sum(), mix, create_graph=True)[0]
-            pen = ((g.norm(dim=1) - 1) ** 2).mean()
-            loss = -(critic(fb).mean() - critic(fg).mean()) + 10 * pen
-            loss.backward()
-            copt.step()
+        _torch_critic_steps(critic, copt, fb, fg, critic_steps)
         popt.zero_grad()
         fg2 = gp(xm, n_fn)
         w = critic(bnn(xm, n_fn)).mean() - critic(fg2).mean()
@@ -178,26 +192,12 @@ def micro(repeats=3, steps=200, n_fn=128, n_data=100):
     rng = np.random.default_rng(0)
     fb_np = rng.normal(size=(n_fn, n_data)).astype(np.float32)
     fg_np = (1.5 * rng.normal(size=(n_fn, n_data))).astype(np.float32)
-    critic = torch.nn.Sequential(
-        torch.nn.Linear(n_data, 200),
-        torch.nn.Softplus(),
-        torch.nn.Linear(200, 200),
-        torch.nn.Softplus(),
-        torch.nn.Linear(200, 1),
-    )
+    critic = _torch_critic(n_data)
     copt = torch.optim.Adagrad(critic.parameters(), lr=0.02)
     fb, fg = torch.from_numpy(fb_np), torch.from_numpy(fg_np)
 
     def torch_loop():
-        for _ in range(steps):
-            copt.zero_grad()
-            eps = torch.rand(n_fn, 1)
-            mix = (eps * fb + (1 - eps) * fg).requires_grad_(True)
-            g = torch.autograd.grad(critic(mix).sum(), mix, create_graph=True)[0]
-            pen = ((g.norm(dim=1) - 1) ** 2).mean()
-            loss = -(critic(fb).mean() - critic(fg).mean()) + 10 * pen
-            loss.backward()
-            copt.step()
+        _torch_critic_steps(critic, copt, fb, fg, steps)
 
     opt = optax.adagrad(0.02)
     params = fp.init_critic(jax.random.key(0), n_data)

@@ -36,8 +36,8 @@ vectorised so that the nine-set table with all standard splits can run in about 
 
 Compile time (session 3, process CPU, boston, 20 splits x 4 priors x 4 chains): nested
 ``vmap`` (split / prior / chain) 28.6 s, flat ``vmap`` 11.2 s; the per-block Gibbs draw with
-one ``jax.random.gamma`` call instead of ``HierarchicalGaussian.gibbs`` (one gamma loop per
-layer and parameter kind) cut the single-chain compile from 19.1 to 12.4 s.
+one ``jax.random.gamma`` call instead of one gamma loop per layer and parameter kind cut the
+single-chain compile from 19.1 to 12.4 s (``HierarchicalGaussian.gibbs`` now draws that way).
 
 Usage::
 
@@ -175,26 +175,6 @@ def as_hierarchical(prior, tmpl):
     return dummy, v, False
 
 
-def gibbs_variances(prior, rng_key, net, variances):
-    """One exact Gibbs draw of all hierarchical variances with a single gamma draw.
-
-    ``sigma_l^2 | theta ~ InvGamma(a_l + n_l/2, b_l + ||theta_l||^2/2)`` for every
-    hierarchical block ``l`` at once: ``sigma_l^2 = b'_l / g_l``, ``g ~ Gamma(a', 1)`` as one
-    vector. Same conditional as ``HierarchicalGaussian.gibbs`` (which draws block by block);
-    one ``jax.random.gamma`` call instead of one per block is ~2x less XLA compile time for
-    the sampler program (the gamma rejection loop and its PRNG were the largest part).
-    """
-    tree = prior._structure(net)
-    items = [(layer, name) for layer, d in prior.concentration.items() for name in d]
-    a = jnp.stack([prior.concentration[ly][nm] + tree[ly][nm].size / 2 for ly, nm in items])
-    b = jnp.stack([prior.rate[ly][nm] + jnp.sum(tree[ly][nm] ** 2) / 2 for ly, nm in items])
-    v = b / jax.random.gamma(rng_key, a)
-    out = jax.tree.map(jnp.asarray, variances)
-    for i, (layer, name) in enumerate(items):
-        out[layer][name] = v[i]
-    return out
-
-
 def build_sampler(arch, d, n, likelihood, args):
     """Jitted ``run(keys (S,), priors (P,), v0 (P,), gibbs_on (P,), x, y, xt)``.
 
@@ -238,7 +218,7 @@ def build_sampler(arch, d, n, likelihood, args):
             # block instead of being computed and masked at every step
             st, gs = jax.lax.fori_loop(b * G, (b + 1) * G, sghmc, carry)
             kgb = jax.random.fold_in(kgib, b)
-            new = gibbs_variances(prior, kgb, st.position["net"], gs)
+            new = prior.gibbs(kgb, st.position["net"], gs)
             gs = jax.tree.map(lambda a, c: jnp.where(gibbs_on, a, c), new, gs)
             return st, gs
 

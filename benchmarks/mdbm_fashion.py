@@ -78,11 +78,12 @@ def main():
     ytr, yte = ytr[itr], yte[ite]
     spec = bm.fully_connected_spec(784, args.bins, args.hidden, 10)
     params = bm.init_params(jax.random.key(0), spec)
+    freq = np.stack([np.bincount(c, minlength=args.bins) for c in ptr.T]) + 1.0
+    marg = freq / freq.sum(1, keepdims=True)  # smoothed per-pixel bin marginals (training)
     if not args.no_bias_init:
         # pixel biases = log of each pixel's training bin frequencies (smoothed): the untrained
         # model's mean-field completion is then the per-pixel marginal (the mode baseline)
-        freq = np.stack([np.bincount(c, minlength=args.bins) for c in ptr.T]) + 1.0
-        logf = np.log(freq / freq.sum(1, keepdims=True))
+        logf = np.log(marg)
         b0 = jnp.asarray(logf - logf.mean(1, keepdims=True), jnp.float32)
         params = params._replace(b=(b0,) + tuple(params.b[1:]))
     max_norm = args.max_norm if args.max_norm > 0 else None
@@ -160,8 +161,6 @@ def main():
     )
     # cross-entropy of the hidden pixels: model (with its learned loss temperature) vs the
     # per-pixel marginal of the training bins, the baseline a trained model should beat
-    freq = np.stack([np.bincount(c, minlength=args.bins) for c in ptr.T]) + 1.0
-    marg = freq / freq.sum(1, keepdims=True)
     temp = float(np.exp(np.asarray(state.log_scale)[0]))
     print(f"\nhidden-pixel cross-entropy (nats; learned pixel temperature {temp:.3f}):")
     print("| hidden fraction | model CE | marginal CE |\n|---|---|---|")
@@ -240,6 +239,21 @@ def _solver_config(args):
     )
 
 
+def _gibbs_pixels(key, coupling, spec, evidence, sweeps):
+    """Pixel bins ``(1, chains, 784)`` after ``sweeps`` block-Gibbs sweeps, one chain per row."""
+    trace, _ = bm.sample(
+        key,
+        coupling,
+        spec,
+        evidence.mask[0].shape[0],
+        1,
+        num_burnin=sweeps,
+        evidence=evidence,
+        transform=lambda s: jnp.argmax(s.units[0], -1),
+    )
+    return trace
+
+
 def _figure(coupling, spec, pix, args):
     import matplotlib
 
@@ -252,16 +266,7 @@ def _figure(coupling, spec, pix, args):
     comp, _, _ = bm.complete(coupling, spec, pix, mask, config, on_failure="flag")
     rep = np.repeat(pix, ns, 0)
     ev = bm.make_evidence(spec, rep, np.repeat(mask, ns, 0))
-    trace, _ = bm.sample(
-        jax.random.key(6),
-        coupling,
-        spec,
-        n * ns,
-        1,
-        num_burnin=args.sweeps,
-        evidence=ev,
-        transform=lambda s: jnp.argmax(s.units[0], -1),
-    )
+    trace = _gibbs_pixels(jax.random.key(6), coupling, spec, ev, args.sweeps)
     samples = np.asarray(trace[:, 0]).reshape(n, ns, 784)
     cols = 3 + ns
     fig, ax = plt.subplots(n, cols, figsize=(cols * 1.1, n * 1.1))
@@ -288,16 +293,7 @@ def _figure(coupling, spec, pix, args):
     ev = bm.make_evidence(
         spec, np.zeros((nc * per, 784), int), np.zeros((nc * per, 784), bool), labels=lab
     )
-    trace, _ = bm.sample(
-        jax.random.key(7),
-        coupling,
-        spec,
-        nc * per,
-        1,
-        num_burnin=args.sweeps,
-        evidence=ev,
-        transform=lambda s: jnp.argmax(s.units[0], -1),
-    )
+    trace = _gibbs_pixels(jax.random.key(7), coupling, spec, ev, args.sweeps)
     samples = np.asarray(trace[:, 0]).reshape(nc, per, 28, 28)
     fig, ax = plt.subplots(per, nc, figsize=(nc * 0.9, per * 0.95))
     for c in range(nc):
