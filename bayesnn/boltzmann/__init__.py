@@ -56,6 +56,7 @@ from bayesnn.boltzmann.parameterization import (
     unconstrained_coupling,
 )
 from bayesnn.boltzmann.prox import prox_entropy, prox_entropy_jacobian_vp
+from bayesnn.boltzmann.response import linear_response
 from bayesnn.boltzmann.sampling import (
     ColoredState,
     color_classes,
@@ -128,6 +129,7 @@ __all__ = [
     "init_conv_params",
     "init_params",
     "init_power_state",
+    "linear_response",
     "load_checkpoint",
     "make_evidence",
     "make_train_step",

@@ -406,6 +406,12 @@ def coupling_matvec(coupling, spec, q):
     return tuple(out)
 
 
+def _layer_block_diag(d):
+    """``(n, k, k)`` blocks -> the ``(n k, n k)`` block-diagonal matrix."""
+    n, k, _ = d.shape
+    return _einsum("nij,nm->nimj", d, jnp.eye(n, dtype=d.dtype)).reshape(n * k, n * k)
+
+
 def dense_coupling_matrix(coupling, spec):
     """Explicit symmetric ``N x N`` matrix ``W`` (small models and tests only).
 
@@ -434,7 +440,7 @@ def dense_coupling_matrix(coupling, spec):
                 parts.append(jnp.zeros((row[0].shape[0], lay.num_vars * lay.num_states)))
         cols.append(jnp.concatenate(parts, axis=1))
     A = jnp.concatenate(cols, axis=0)
-    D = jax.scipy.linalg.block_diag(*[d[j] for d in coupling.D for j in range(d.shape[0])])
+    D = jax.scipy.linalg.block_diag(*[_layer_block_diag(d) for d in coupling.D])
     W = D - _mm(A.T, A)
     return 0.5 * (W + W.T)
 

@@ -42,7 +42,12 @@ import optax
 
 from bayesnn.boltzmann.conv import ConvMDBMSpec
 from bayesnn.boltzmann.model import DEFAULT_CONFIG, complete, field, infer, make_evidence
-from bayesnn.boltzmann.parameterization import MDBMParams, _cap_rows, monotone_coupling
+from bayesnn.boltzmann.parameterization import (
+    MDBMParams,
+    _cap_rows,
+    monotone_coupling,
+    unconstrained_coupling,
+)
 from bayesnn.boltzmann.solver import ConvergenceError
 
 __all__ = [
@@ -204,6 +209,7 @@ def masked_loss(
     focal_gamma=0.0,
     class_weights=None,
     max_norm=None,
+    monotone=True,
 ):
     """Completion + label cross-entropy at the mean-field fixed point (see module docstring).
 
@@ -228,6 +234,10 @@ def masked_loss(
     max_norm : float, optional
         Cap on ``||A^T A||`` (see :func:`monotone_coupling`): bounds the condition number
         of the fixed-point problem by ``(1 + max_norm) / m``.
+    monotone : bool
+        False: use :func:`unconstrained_coupling` (the plain mean-field DBM baseline of the
+        same architecture; ``m`` and ``max_norm`` are ignored, fixed points need not be
+        unique). For comparisons only.
 
     Returns
     -------
@@ -243,7 +253,10 @@ def masked_loss(
     """
     params, log_scale = trainable
     scale = jnp.exp(log_scale)
-    coupling = monotone_coupling(params, spec, m, max_norm=max_norm)
+    if monotone:
+        coupling = monotone_coupling(params, spec, m, max_norm=max_norm)
+    else:
+        coupling = unconstrained_coupling(params, spec)
     ev = make_evidence(spec, pixels, mask)
     q, info = infer(coupling, spec, ev, config=config)
     logits = field(coupling, spec, q)
@@ -281,6 +294,7 @@ def make_train_step(
     focal_gamma=0.0,
     class_weights=None,
     max_norm=DEFAULT_MAX_NORM,
+    monotone=True,
 ):
     """Jitted ``step(state, rng_key, pixels, labels) -> (state, metrics)``.
 
@@ -294,7 +308,8 @@ def make_train_step(
     condition number of every mean-field solve by ``(1 + R max_norm) / m`` (``R`` row
     blocks; dense specs only, ignored for convolutional ones): Anderson then converges in
     ~10-17 evaluations on Fashion-MNIST instead of failing on most steps
-    (benchmarks/results/mdbm.md).
+    (benchmarks/results/mdbm.md). ``monotone=False`` trains the unconstrained baseline
+    (see :func:`masked_loss`; no cap).
 
     References
     ----------
@@ -303,8 +318,8 @@ def make_train_step(
 
     if float(focal_gamma) < 0:
         raise ValueError(f"focal_gamma must be >= 0, got {focal_gamma}")
-    if isinstance(spec, ConvMDBMSpec):
-        max_norm = None  # the row-norm cap is defined for dense couplings only
+    if isinstance(spec, ConvMDBMSpec) or not monotone:
+        max_norm = None  # the row-norm cap is defined for monotone dense couplings only
     elif max_norm is not None and not float(max_norm) > 0:
         raise ValueError(f"max_norm must be positive or None, got {max_norm}")
     cw = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
@@ -328,6 +343,7 @@ def make_train_step(
             focal_gamma,
             cw,
             max_norm,
+            monotone,
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
         params, log_scale = optax.apply_updates(trainable, updates)
@@ -386,6 +402,7 @@ def fit(
     focal_gamma=0.0,
     class_weights=None,
     max_norm=DEFAULT_MAX_NORM,
+    monotone=True,
 ):
     """Minibatch training loop (host loop over jitted steps).
 
@@ -418,6 +435,9 @@ def fit(
     max_norm : float, optional
         Cap on each row block's ``||A_r^T A_r||`` (see :func:`make_train_step`; default 30,
         None: off). The returned parameters satisfy it.
+    monotone : bool
+        False: train the unconstrained plain mean-field DBM of the same architecture
+        (:func:`unconstrained_coupling`; a baseline, see :func:`masked_loss`).
 
     Returns
     -------
@@ -459,6 +479,7 @@ def fit(
         focal_gamma,
         class_weights,
         max_norm,
+        monotone,
     )
     history = []
     nb = n // batch_size
