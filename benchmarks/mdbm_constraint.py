@@ -20,6 +20,7 @@ covariance of real images has a top eigenvalue in the tens. The script prints th
 eigenvalue and each trained model's top eigenvalue of :math:`\\chi` over the free pixels.
 
     PYTHONPATH=. python benchmarks/mdbm_constraint.py --hidden 48 256 --epochs 20
+    python benchmarks/mdbm_constraint.py --quick   # smoke run (16 hidden, 1 epoch)
 """
 
 import argparse
@@ -172,7 +173,8 @@ def run(args, hidden, monotone, data, marg, mode):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--hidden", type=int, nargs="+", default=[48])
+    ap.add_argument("--quick", action="store_true", help="16 hidden units, 1 epoch (smoke run)")
+    ap.add_argument("--hidden", type=int, nargs="+", default=[48, 256])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--bins", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-2)
@@ -180,6 +182,8 @@ def main():
     ap.add_argument("--max-iter", type=int, default=100, help="Anderson evaluations")
     ap.add_argument("--only", choices=["monotone", "unconstrained"], default=None)
     args = ap.parse_args()
+    if args.quick:
+        args.hidden, args.epochs = [16], 1
     data = _data(args.bins)
     xtr = data[0]
     freq = np.stack([np.bincount(c, minlength=args.bins) for c in xtr.T]) + 1.0

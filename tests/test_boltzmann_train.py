@@ -81,9 +81,9 @@ def test_short_training_on_digits_beats_chance(tmp_path):
     res = bm.evaluate(
         jax.random.key(2), coupling, spec, x_te, y_te, (0.0, 0.5), batch_size=297, baseline=mode
     )
-    # the per-pixel-mode baseline is NOT beaten yet (0.634 vs 0.675 bin accuracy, balanced
-    # 0.376 vs 0.400; benchmarks/results/mdbm.md): only check that the comparison runs and
-    # that completion is within 0.1 of it
+    # the per-pixel-mode baseline is not beaten (0.60-0.65 vs 0.68 bin accuracy): the monotone
+    # constraint bounds the mean-field covariance by 1/(1+m) (bm.linear_response; conclusion
+    # of benchmarks/results/mdbm.md). Check that the comparison runs and completion is close
     assert res[0.5]["pixel_accuracy"] > res[0.5]["baseline_pixel_accuracy"] - 0.1, res
     assert res[0.0]["accuracy"] > 0.5, res  # chance 0.1
     assert res[0.5]["accuracy"] > 0.35, res
