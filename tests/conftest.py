@@ -1,7 +1,9 @@
 import os
 
 # Several simulated CPU devices, so sharding code paths run on CPU; set before jax imports.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
+)
 os.environ.setdefault("MPLBACKEND", "Agg")
 # One BLAS thread per test process: pytest-xdist already runs a process per core, and
 # OpenBLAS threads spinning against each other made small Choleskys ~80x slower on 2 cores.
