@@ -52,32 +52,10 @@ def onehot_cov_top(pixels, bins):
 
 
 def susceptibility_top(coupling, spec, q, mask):
-    """Top eigenvalue of the linear-response covariance of the free pixels, one example."""
-    W = np.asarray(bm.dense_coupling_matrix(coupling, spec), np.float64)
-    sizes = [lay.num_vars * lay.num_states for lay in spec.layers]
-    qf = np.concatenate([np.asarray(x).reshape(-1) for x in q]).astype(np.float64)
-    k = spec.layers[0].num_states
-    free_var = np.concatenate([~mask, np.ones(sum(lay.num_vars for lay in spec.layers[1:]), bool)])
-    states = np.concatenate([np.full(lay.num_vars, lay.num_states) for lay in spec.layers]).astype(
-        int
-    )
-    starts = np.concatenate([[0], np.cumsum(states)[:-1]])
-    idx = np.concatenate([starts[v] + np.arange(states[v]) for v in np.flatnonzero(free_var)])
-    G = np.zeros((len(idx), len(idx)))
-    pos = 0
-    for v in np.flatnonzero(free_var):
-        s = states[v]
-        p = qf[starts[v] : starts[v] + s]
-        G[pos : pos + s, pos : pos + s] = np.diag(p) - np.outer(p, p)
-        pos += s
-    w, V = np.linalg.eigh(G)
-    keep = w > 1e-9  # the tangent space of the product of simplices
-    R = V[:, keep] * np.sqrt(w[keep])  # G = R R^T
-    Wf = W[np.ix_(idx, idx)]
-    M = np.eye(R.shape[1]) - R.T @ Wf @ R
-    chi = R @ np.linalg.solve(M, R.T)  # (G^-1 - W)^-1 on range(G)
-    nvis = int(np.sum(~mask)) * k
-    assert sum(sizes) == W.shape[0]
+    """Top eigenvalues of ``bm.linear_response`` over the free pixels and over all free units."""
+    free = (jnp.asarray(~mask),) + tuple(jnp.ones(lay.num_vars, bool) for lay in spec.layers[1:])
+    chi = np.asarray(bm.linear_response(coupling, spec, q, free), np.float64)
+    nvis = spec.layers[0].num_vars * spec.layers[0].num_states  # clamped rows are zero
     return float(np.linalg.eigvalsh(chi[:nvis, :nvis])[-1]), float(np.linalg.eigvalsh(chi)[-1])
 
 
@@ -124,10 +102,7 @@ def run(args, hidden, monotone, data, marg, mode):
         nll = -np.take_along_axis(logp, xte[..., None], -1)[..., 0]
         ce = float(nll[hid].mean())
         mce = float(-np.log(marg[np.nonzero(hid)[1], xte[hid]]).mean())
-        chis = [
-            susceptibility_top(coupling, spec, [x[i : i + 1] for x in q], mask[i])
-            for i in range(5)
-        ]
+        chis = [susceptibility_top(coupling, spec, [x[i] for x in q], mask[i]) for i in range(5)]
         rows.append(
             (
                 frac,

@@ -31,10 +31,11 @@ constraint keeps the model in a weak-coupling regime, which is what makes the fi
 unique and what limits completion (benchmarks/results/mdbm.md).
 """
 
+import jax
 import jax.numpy as jnp
 
 from bayesnn.boltzmann._precision import einsum, matmul
-from bayesnn.boltzmann.parameterization import dense_coupling_matrix
+from bayesnn.boltzmann.parameterization import _layer_block_diag, dense_coupling_matrix
 
 __all__ = ["linear_response"]
 
@@ -82,15 +83,8 @@ def linear_response(coupling, spec, q, free=None):
         if jnp.shape(fl) != (lay.num_vars,):
             raise ValueError(f"free for layer {lay.name or lay} must have shape ({lay.num_vars},)")
         g = einsum("ni,ij->nij", ql, jnp.eye(lay.num_states)) - ql[:, :, None] * ql[:, None]
-        g = g * jnp.asarray(fl, ql.dtype)[:, None, None]
-        n, k = lay.num_vars, lay.num_states
-        blocks.append(einsum("nij,nm->nimj", g, jnp.eye(n, dtype=g.dtype)).reshape(n * k, -1))
-    sizes = [b.shape[0] for b in blocks]
-    G = jnp.zeros((sum(sizes), sum(sizes)), blocks[0].dtype)
-    off = 0
-    for b, s in zip(blocks, sizes, strict=True):
-        G = G.at[off : off + s, off : off + s].set(b)
-        off += s
+        blocks.append(_layer_block_diag(g * jnp.asarray(fl, ql.dtype)[:, None, None]))
+    G = jax.scipy.linalg.block_diag(*blocks)
     W = dense_coupling_matrix(coupling, spec).astype(G.dtype)
     chi = jnp.linalg.solve(jnp.eye(len(G), dtype=G.dtype) - matmul(G, W), G)
     return 0.5 * (chi + chi.T)
