@@ -284,23 +284,23 @@ def _fb_loop(evaluate, x0, tol, max_iter):
 
 
 def _anderson_loop(evaluate, x0, tol, max_iter, memory, ridge, mixing=1.0):
+    # History of iterates X and residuals G = f(X) - X, with the Gram matrix G G^T updated
+    # one row/column per step (O(b m n) per step instead of recomputing it, O(b m^2 n)).
     b, n = x0.shape
     m = memory
-    X = jnp.zeros((b, m, n), x0.dtype)
-    F = jnp.zeros((b, m, n), x0.dtype)
     f0, r0 = evaluate(x0)
-    X = X.at[:, 0].set(x0)
-    F = F.at[:, 0].set(f0)
+    g0 = f0 - x0
+    X = jnp.zeros((b, m, n), x0.dtype).at[:, 0].set(x0)
+    G = jnp.zeros((b, m, n), x0.dtype).at[:, 0].set(g0)
+    GG = jnp.zeros((b, m, m), x0.dtype).at[:, 0, 0].set(_einsum("bn,bn->b", g0, g0))
 
     def cond(c):
-        _, _, _, r, k = c
+        *_, r, k = c
         return (k < max_iter) & ~_done(r, tol)
 
     def body(c):
-        X, F, x, _, k = c
+        X, G, GG, _, _, k = c
         valid = (jnp.arange(m) < jnp.minimum(k, m)).astype(x0.dtype)
-        G = (F - X) * valid[None, :, None]
-        GG = _einsum("bin,bjn->bij", G, G)
         scale = jnp.max(jnp.abs(jnp.diagonal(GG, axis1=1, axis2=2)), axis=1) + 1e-30
         H = GG / scale[:, None, None] + ((ridge + 1.0 - valid)[:, None] * jnp.eye(m))[None]
         top = jnp.concatenate([jnp.zeros((b, 1)), jnp.broadcast_to(valid, (b, m))], axis=1)
@@ -308,17 +308,18 @@ def _anderson_loop(evaluate, x0, tol, max_iter, memory, ridge, mixing=1.0):
         Hb = jnp.concatenate([top[:, None, :], side], axis=1)
         rhs = jnp.zeros((b, m + 1)).at[:, 0].set(1.0)
         a = jnp.linalg.solve(Hb, rhs[..., None])[:, 1:, 0]
-        if mixing == 1.0:
-            x_new = _einsum("bi,bin->bn", a, F)
-        else:
-            x_new = _einsum("bi,bin->bn", a, X + mixing * (F - X))
+        # sum_i a_i (X_i + mixing G_i); mixing = 1 gives sum_i a_i f(X_i)
+        x_new = _einsum("bi,bin->bn", a, X) + mixing * _einsum("bi,bin->bn", a, G)
         f, r = evaluate(x_new)
+        g = f - x_new
         slot = k % m
         X = X.at[:, slot].set(x_new)
-        F = F.at[:, slot].set(f)
-        return X, F, x_new, r, k + 1
+        G = G.at[:, slot].set(g)
+        row = _einsum("bjn,bn->bj", G, g)
+        GG = GG.at[:, slot, :].set(row).at[:, :, slot].set(row)
+        return X, G, GG, x_new, r, k + 1
 
-    _, _, x, r, k = jax.lax.while_loop(cond, body, (X, F, x0, r0, jnp.array(1)))
+    *_, x, r, k = jax.lax.while_loop(cond, body, (X, G, GG, x0, r0, jnp.array(1)))
     return x, k, r
 
 
