@@ -34,7 +34,7 @@ unique and what limits completion (benchmarks/results/mdbm.md).
 import jax
 import jax.numpy as jnp
 
-from bayesnn.boltzmann._precision import einsum, matmul
+from bayesnn.boltzmann._precision import matmul
 from bayesnn.boltzmann.parameterization import _layer_block_diag, dense_coupling_matrix
 
 __all__ = ["linear_response"]
@@ -82,7 +82,7 @@ def linear_response(coupling, spec, q, free=None):
             )
         if jnp.shape(fl) != (lay.num_vars,):
             raise ValueError(f"free for layer {lay.name or lay} must have shape ({lay.num_vars},)")
-        g = einsum("ni,ij->nij", ql, jnp.eye(lay.num_states)) - ql[:, :, None] * ql[:, None]
+        g = ql[:, :, None] * (jnp.eye(lay.num_states)[None] - ql[:, None])  # diag q - q q^T
         blocks.append(_layer_block_diag(g * jnp.asarray(fl, ql.dtype)[:, None, None]))
     G = jax.scipy.linalg.block_diag(*blocks)
     W = dense_coupling_matrix(coupling, spec).astype(G.dtype)

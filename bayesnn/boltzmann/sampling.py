@@ -16,8 +16,8 @@ coloured greedily so that no two variables of one colour interact (:math:`W_{ij}
 given the others, the variables of one colour are then conditionally independent, with
 conditionals :math:`\\operatorname{softmax}(\\beta (W z + b)_j)` (``W`` is hollow), so one colour
 is resampled at once from one convolutional matvec, and a sweep costs one matvec per colour.
-The colouring is computed once on the host from the sparsity of ``W`` (materialised by
-matvecs: for small and moderate models).
+The colouring is computed once on the host from the conv structure alone (all-ones kernels,
+one probe per position; ``W`` is never materialised), see :func:`color_classes`.
 
 References: Salakhutdinov and Hinton, "Deep Boltzmann machines", AISTATS 2009; Feng, Winston
 and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
@@ -31,7 +31,8 @@ import numpy as np
 
 from bayesnn.boltzmann._precision import einsum as _einsum
 from bayesnn.boltzmann._precision import matmul as _mm
-from bayesnn.boltzmann.conv import ConvMDBMSpec
+from bayesnn.boltzmann.conv import ConvCoupling, ConvMDBMSpec, conv_matvec
+from bayesnn.boltzmann.parameterization import coupling_matvec, dense_coupling_matrix
 from samplers import gibbs
 
 __all__ = ["gibbs_kernel", "init_chains", "sample", "ColoredState", "color_classes"]
@@ -70,8 +71,6 @@ def _greedy_colors(neighbours, num_vars):
 
 def _dense_neighbours(coupling, spec):
     """Exact interaction graph from the materialised ``W`` (dense specs)."""
-    from bayesnn.boltzmann.parameterization import dense_coupling_matrix
-
     with jax.ensure_compile_time_eval():
         W = dense_coupling_matrix(coupling, spec)
     if isinstance(W, jax.core.Tracer):
@@ -106,8 +105,6 @@ def _conv_neighbours(spec, chunk=128):
     some variable at ``P``: a superset of each of those variables' neighbours (one probe per
     position, ``chunk`` probes per matvec).
     """
-    from bayesnn.boltzmann.conv import ConvCoupling, conv_matvec
-
     lays = spec.layers
     ones = ConvCoupling(
         tuple(
@@ -169,8 +166,6 @@ def color_classes(coupling, spec):
     Gonzalez et al., "Parallel Gibbs sampling: from colored fields to thin junction trees",
     AISTATS 2011.
     """
-    from bayesnn.boltzmann.conv import ConvMDBMSpec
-
     if isinstance(spec, ConvMDBMSpec):
         with jax.ensure_compile_time_eval():  # concrete even inside a traced sample()
             neighbours, nv = _conv_neighbours(spec)
@@ -187,8 +182,6 @@ def color_classes(coupling, spec):
 def _colored_sample(
     rng_key, coupling, spec, units, clamp, num_samples, num_burnin, thin, beta, transform
 ):
-    from bayesnn.boltzmann.parameterization import coupling_matvec
-
     colors, num_colors = color_classes(coupling, spec)
 
     def sweep(key, units):
