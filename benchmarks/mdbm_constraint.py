@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _mdbm_common import hidden_pixel_nll, pixel_marginals, with_marginal_bias
 
 from bayesnn import boltzmann as bm
 from bayesnn.datasets import load_digits
@@ -63,9 +64,7 @@ def run(args, hidden, monotone, data, marg, mode):
     xtr, ytr, xte, yte = data
     bins = args.bins
     spec = bm.fully_connected_spec(64, bins, hidden, 10)
-    params = bm.init_params(jax.random.key(0), spec)
-    logf = np.log(marg)
-    params = params._replace(b=(jnp.asarray(logf - logf.mean(1, keepdims=True)),) + params.b[1:])
+    params = with_marginal_bias(bm.init_params(jax.random.key(0), spec), marg)
     config = bm.SolverConfig(max_iter=args.max_iter, fallback=None)
     t0 = time.perf_counter()
     state, hist = bm.fit(
@@ -96,12 +95,8 @@ def run(args, hidden, monotone, data, marg, mode):
     for frac in FRACS[1:]:
         mask = np.asarray(bm.random_masks(jax.random.key(3), xte.shape, frac))
         _, q, info = bm.complete(coupling, spec, xte, mask, config, on_failure="flag")
-        logits = bm.field(coupling, spec, q)[0]
-        logp = np.asarray(jax.nn.log_softmax(scale * logits, -1))
-        hid = ~mask
-        nll = -np.take_along_axis(logp, xte[..., None], -1)[..., 0]
-        ce = float(nll[hid].mean())
-        mce = float(-np.log(marg[np.nonzero(hid)[1], xte[hid]]).mean())
+        nll, marginal_nll, n = hidden_pixel_nll(coupling, spec, xte, mask, q, scale, marg)
+        ce, mce = nll / n, marginal_nll / n
         chis = [susceptibility_top(coupling, spec, [x[i] for x in q], mask[i]) for i in range(5)]
         rows.append(
             (
@@ -161,9 +156,7 @@ def main():
         args.hidden, args.epochs = [16], 1
     data = _data(args.bins)
     xtr = data[0]
-    freq = np.stack([np.bincount(c, minlength=args.bins) for c in xtr.T]) + 1.0
-    marg = freq / freq.sum(1, keepdims=True)
-    mode = freq.argmax(1)
+    marg, mode = pixel_marginals(xtr, args.bins)
     top = onehot_cov_top(xtr, args.bins)
     print(
         f"# digits, 64 pixels x {args.bins} bins, train 1500 / test 297, {args.epochs} epochs of "

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _mdbm_common import hidden_pixel_nll, pixel_marginals, with_marginal_bias
 
 from bayesnn import boltzmann as bm
 from bayesnn.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
@@ -78,14 +79,10 @@ def main():
     ytr, yte = ytr[itr], yte[ite]
     spec = bm.fully_connected_spec(784, args.bins, args.hidden, 10)
     params = bm.init_params(jax.random.key(0), spec)
-    freq = np.stack([np.bincount(c, minlength=args.bins) for c in ptr.T]) + 1.0
-    marg = freq / freq.sum(1, keepdims=True)  # smoothed per-pixel bin marginals (training)
+    marg, mode = pixel_marginals(ptr, args.bins)  # smoothed per-pixel bin marginals (training)
     if not args.no_bias_init:
-        # pixel biases = log of each pixel's training bin frequencies (smoothed): the untrained
-        # model's mean-field completion is then the per-pixel marginal (the mode baseline)
-        logf = np.log(marg)
-        b0 = jnp.asarray(logf - logf.mean(1, keepdims=True), jnp.float32)
-        params = params._replace(b=(b0,) + tuple(params.b[1:]))
+        # the untrained model's mean-field completion is then the per-pixel marginal
+        params = with_marginal_bias(params, marg)
     max_norm = args.max_norm if args.max_norm > 0 else None
     hide = tuple(float(x) for x in args.hide.split(","))
     hide = hide[0] if len(hide) == 1 else hide
@@ -114,7 +111,6 @@ def main():
     train_s = time.perf_counter() - t0
     coupling = bm.monotone_coupling(state.params, spec, args.m, max_norm=max_norm)
     bm.check_monotone(coupling, spec, args.m)
-    mode = np.array([np.bincount(c, minlength=args.bins).argmax() for c in ptr.T])
     t0 = time.perf_counter()
     fracs = (0.0, 0.25, 0.5, 0.75)
     res = bm.evaluate(
@@ -219,11 +215,8 @@ def _hidden_pixel_ce(coupling, spec, pix, hidden, config, temp, marg, batch=250)
     for i in range(0, len(pix), batch):
         p, mk = pix[i : i + batch], mask[i : i + batch]
         q = solve(coupling, bm.make_evidence(spec, p, mk))
-        lp = np.asarray(jax.nn.log_softmax(temp * bm.field(coupling, spec, q)[0], -1))
-        hid = ~mk
-        tot_m -= np.take_along_axis(lp, p[..., None], -1)[..., 0][hid].sum()
-        tot_b -= np.log(marg[np.nonzero(hid)[1], p[hid]]).sum()
-        n += hid.sum()
+        m, b, k = hidden_pixel_nll(coupling, spec, p, mk, q, temp, marg)
+        tot_m, tot_b, n = tot_m + m, tot_b + b, n + k
     return tot_m / n, tot_b / n
 
 
