@@ -95,7 +95,7 @@ def test_high_storage_closed_forms():
         assert hb.dense_critical_load(order, 0.0, "all") < hb.dense_critical_load(order, 0.0)
     law = _pad(hb.exact_law(0.6, 30))
     m0, _ = hb.p2_zero_temperature(0.02, law)
-    _, m_lowt, _ = hb.high_storage_rs(1 / 0.01, 0.02, 2, law)
+    m_lowt = hb.high_storage_rs(1 / 0.01, 0.02, 2, law).m
     np.testing.assert_allclose(m_lowt, m0, atol=2e-3)
     m_above, _ = hb.p2_zero_temperature(1.2 * float(hb.p2_critical_load(law)), law)
     assert float(m_above) == 0.0
