@@ -306,9 +306,7 @@ def _t_alpha(temps, alphas, order, law, convention, num_iter, nodes_per_panel, d
 
             lo, hi = jax.lax.fori_loop(0, 40, body, (lo0, jnp.float32(1.0)))
             return jnp.where(gfun(lo0) < 0, 0.5 * (lo + hi), 0.0)
-        return jax.lax.fori_loop(
-            0, num_iter, lambda _, q: 1.0 - sg_u(beta, alpha, q), q_prev
-        )
+        return jax.lax.fori_loop(0, num_iter, lambda _, q: 1.0 - sg_u(beta, alpha, q), q_prev)
 
     def per_alpha(alpha):
         def step(carry, t):
