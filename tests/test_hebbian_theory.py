@@ -207,3 +207,26 @@ def test_theory_bad_inputs():
         hb.dense_critical_load(2, 0.1)
     with pytest.raises(ValueError, match="convention"):
         hb.noise_constant(4, "pairs")
+
+
+def test_one_index_convention_default_everywhere():
+    """Every hebbian function or class with a ``convention`` argument defaults to "distinct"
+    (networks used to default to "all" while the theory used "distinct": c_P = 15 vs 6 at
+    P = 4, alpha_c off by 2.5x)."""
+    import inspect
+
+    seen = []
+    for mod in (hb.model, hb.theory, hb.phase, hb.images):
+        for name, obj in vars(mod).items():
+            if not callable(obj) or name.startswith("_"):
+                continue
+            try:
+                par = inspect.signature(obj).parameters.get("convention")
+            except (TypeError, ValueError):
+                continue
+            if par is not None:
+                seen.append(name)
+                assert par.default == "distinct", (mod.__name__, name, par.default)
+    assert {"HebbianNetwork", "supervised_network", "high_storage_rs", "noise_constant"} <= set(
+        seen
+    )
