@@ -55,10 +55,13 @@ __all__ = [
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
+SPATIAL_MODES = (None, "diag", "full")
+
+
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["nngp", "ntk", "var1", "var2", "ids1", "ids2"],
-    meta_fields=["width", "is_gaussian"],
+    meta_fields=["width", "is_gaussian", "spatial"],
 )
 @dataclasses.dataclass(frozen=True)
 class Kernel:
@@ -67,21 +70,30 @@ class Kernel:
     Attributes
     ----------
     nngp
-        ``(n1, n2)`` NNGP covariance ``K(x1, x2)`` per output unit.
+        NNGP covariance per output unit (channel): ``(n1, n2)`` without spatial axes;
+        ``(n1, n2, H, W)`` per-position covariances ``K(x1[p], x2[p])`` when
+        ``spatial == "diag"``; ``(n1, n2, H, W, H, W)`` covariances ``K(x1[p], x2[p'])`` of
+        all position pairs when ``spatial == "full"``.
     ntk
-        ``(n1, n2)`` neural tangent kernel ``Theta(x1, x2)``, or ``None`` when not computed.
+        Neural tangent kernel ``Theta``, same shape as ``nngp``, or ``None`` when not
+        computed.
     var1, var2
-        ``(n1,)``, ``(n2,)`` exact diagonal variances ``K(x, x)`` of the two input sets.
+        Exact variances of the two input sets: ``(n,)``; ``(n, H, W)`` per position
+        (``"diag"``); ``(n, H, W, H, W)`` covariances between the positions of one input
+        (``"full"``).
     ids1, ids2
         Integer ids of the rows of ``x1`` and ``x2``, or ``None``. A pair with equal ids is
         the same point: its correlation is exactly one (angle 0) and ``nngp`` equals the
         variance there. ``None`` when ``x1`` and ``x2`` are unrelated.
     width
-        Number of units (channels) of the current representation; the fan-in of the next
-        dense layer, needed by the NTK of the standard parameterisation (static).
+        Number of units (channels) of the current representation; the fan-in per filter tap
+        of the next dense or convolutional layer, needed by the NTK of the standard
+        parameterisation (static).
     is_gaussian
-        Whether the representation is a Gaussian pre-activation (after a dense layer); the
-        activation transforms require it (static).
+        Whether the representation is a Gaussian pre-activation (after a dense or
+        convolutional layer); the activation transforms require it (static).
+    spatial
+        ``None`` (no spatial axes), ``"diag"`` or ``"full"`` (static; see ``nngp``).
     """
 
     nngp: jax.Array
@@ -92,23 +104,57 @@ class Kernel:
     ids2: jax.Array | None
     width: int
     is_gaussian: bool
+    spatial: str | None = None
 
     def replace(self, **changes) -> Kernel:
         """Copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
+    def position_vars(self) -> tuple[jax.Array, jax.Array]:
+        """Per-position variances ``((n1, *S), (n2, *S))``, ``S`` the spatial shape or ``()``."""
+        if self.spatial != "full":
+            return self.var1, self.var2
+        return _full_diagonal(self.var1), _full_diagonal(self.var2)
+
+    def broadcast_vars(self) -> tuple[jax.Array, jax.Array]:
+        """``k11`` and ``k22`` of each entry of ``nngp``, broadcastable against it."""
+        v1, v2 = self.position_vars()
+        if self.spatial == "full":
+            return v1[:, None, :, :, None, None], v2[None, :, None, None, :, :]
+        return v1[:, None], v2[None, :]
+
     def diag_mask(self) -> jax.Array | None:
-        """``(n1, n2)`` boolean mask of the pairs that are the same point, or ``None``."""
+        """Boolean mask of the ``nngp`` entries that pair a point (and position) with itself,
+        broadcastable against ``nngp``; ``None`` when the inputs are unrelated."""
         if self.ids1 is None or self.ids2 is None:
             return None
-        return self.ids1[:, None] == self.ids2[None, :]
+        same = self.ids1[:, None] == self.ids2[None, :]
+        if self.spatial is None:
+            return same
+        if self.spatial == "diag":
+            return same[:, :, None, None]
+        h, w = self.nngp.shape[2:4]
+        return same[:, :, None, None, None, None] & _position_eye(h, w)[None, None]
+
+
+def _full_diagonal(v: jax.Array) -> jax.Array:
+    """``(n, H, W, H, W) -> (n, H, W)``: the variance of each position."""
+    n, h, w = v.shape[:3]
+    return jnp.diagonal(v.reshape(n, h * w, h * w), axis1=1, axis2=2).reshape(n, h, w)
+
+
+def _position_eye(h: int, w: int) -> jax.Array:
+    """``(H, W, H, W)`` boolean identity over positions."""
+    return jnp.asarray(np.eye(h * w, dtype=bool).reshape(h, w, h, w))
 
 
 def _set_diag(k: Kernel, nngp: jax.Array, var1: jax.Array) -> jax.Array:
+    """``nngp`` with its same-point entries set to the exact variances (of ``var1``)."""
     mask = k.diag_mask()
     if mask is None:
         return nngp
-    return jnp.where(mask, var1[:, None], nngp)
+    v1, _ = k.replace(var1=var1, var2=var1).broadcast_vars()
+    return jnp.where(mask, v1, nngp)
 
 
 # ----------------------------------------------------------------------------- safe math
@@ -122,7 +168,7 @@ def _safe_sqrt(x):
 @_safe_sqrt.defjvp
 def _safe_sqrt_jvp(primals, tangents):
     (x,), (t,) = primals, tangents
-    y = jnp.sqrt(x)
+    y = _safe_sqrt(x)  # recursive: the rule's own derivative is safe too (finite Hessians)
     pos = x > 0
     return y, jnp.where(pos, t / (2.0 * jnp.where(pos, y, 1.0)), 0.0)
 
@@ -175,13 +221,12 @@ def _safe_atan2_jvp(primals, tangents):
     r2 = x * x + y * y
     nz = r2 > 0
     d = jnp.where(nz, (x * ty - y * tx) / jnp.where(nz, r2, 1.0), 0.0)
-    return _atan2(y, x), d
+    return _safe_atan2(y, x), d  # recursive, as in _safe_sqrt
 
 
-def _det(k: Kernel) -> jax.Array:
-    """``max(k11 k22 - k12^2, 0)``, exactly zero on same-point pairs."""
-    det = k.var1[:, None] * k.var2[None, :] - k.nngp * k.nngp
-    mask = k.diag_mask()
+def _det(k12, v1, v2, mask) -> jax.Array:
+    """``max(k11 k22 - k12^2, 0)``, exactly zero on same-point pairs (``mask``)."""
+    det = v1 * v2 - k12 * k12
     if mask is not None:
         det = jnp.where(mask, 0.0, det)
     return jnp.maximum(det, 0.0)
@@ -196,30 +241,50 @@ def input_kernel(
     compute_ntk: bool = True,
     ids1: jax.Array | None = None,
     ids2: jax.Array | None = None,
+    spatial: str | None = "full",
 ) -> Kernel:
-    """Kernel of the raw inputs: ``K0(x, x') = x . x' / d`` and ``Theta0 = 0``.
+    """Kernel of the raw inputs: ``K0(x, x') = x . x' / C`` and ``Theta0 = 0``.
 
     Parameters
     ----------
     x1
-        ``(n1, d)`` inputs.
+        ``(n1, d)`` inputs, or ``(n1, H, W, C)`` images (NHWC); the inner product runs over
+        the last (channel) axis, per position.
     x2
-        ``(n2, d)`` inputs; ``None`` means ``x1`` (then the diagonal is exact).
+        Inputs like ``x1``; ``None`` means ``x1`` (then the diagonal is exact).
     compute_ntk
         Whether to carry the NTK.
     ids1, ids2
         Row ids (see :class:`Kernel`); defaults to ``arange(n1)`` for both when ``x2`` is
         ``None``.
+    spatial
+        For images: ``"diag"`` (per-position covariances only) or ``"full"`` (all position
+        pairs). Ignored for ``(n, d)`` inputs.
     """
     same = x2 is None
     x2_ = x1 if same else x2
     d = x1.shape[-1]
-    nngp = jnp.matmul(x1, x2_.T, precision=_HIGHEST) / d
-    var1 = jnp.sum(x1 * x1, axis=-1) / d
-    var2 = var1 if same else jnp.sum(x2_ * x2_, axis=-1) / d
+    if x1.ndim == 2:
+        spatial = None
+        nngp = jnp.matmul(x1, x2_.T, precision=_HIGHEST) / d
+        var1 = jnp.sum(x1 * x1, axis=-1) / d
+        var2 = var1 if same else jnp.sum(x2_ * x2_, axis=-1) / d
+    elif x1.ndim == 4 and spatial == "diag":
+        nngp = jnp.einsum("ihwc,jhwc->ijhw", x1, x2_, precision=_HIGHEST) / d
+        var1 = jnp.sum(x1 * x1, axis=-1) / d
+        var2 = var1 if same else jnp.sum(x2_ * x2_, axis=-1) / d
+    elif x1.ndim == 4 and spatial == "full":
+        nngp = jnp.einsum("ihwc,jxyc->ijhwxy", x1, x2_, precision=_HIGHEST) / d
+        var1 = jnp.einsum("ihwc,ixyc->ihwxy", x1, x1, precision=_HIGHEST) / d
+        var2 = var1 if same else jnp.einsum("ihwc,ixyc->ihwxy", x2_, x2_, precision=_HIGHEST) / d
+    else:
+        raise ValueError(
+            f"input_kernel: x1 must be (n, d) or NHWC (n, H, W, C) with spatial 'diag' or "
+            f"'full'; got shape {x1.shape} and spatial={spatial!r}"
+        )
     if same and ids1 is None:
         ids1 = ids2 = jnp.arange(x1.shape[0])
-    k = Kernel(nngp, None, var1, var2, ids1, ids2, int(d), False)
+    k = Kernel(nngp, None, var1, var2, ids1, ids2, int(d), False, spatial)
     k = k.replace(nngp=_set_diag(k, nngp, var1))
     if compute_ntk:
         k = k.replace(ntk=jnp.zeros_like(nngp))
@@ -272,7 +337,9 @@ def dense_kernel(W_std, b_std, parameterization, out_dim: int | None = None):
             else:
                 ntk = k.width * k.nngp + (0.0 if b_std is None else 1.0) + w2 * ntk
         width = k.width if out_dim is None else int(out_dim)
-        return Kernel(_set_diag(k, nngp, var1), ntk, var1, var2, k.ids1, k.ids2, width, True)
+        return Kernel(
+            _set_diag(k, nngp, var1), ntk, var1, var2, k.ids1, k.ids2, width, True, k.spatial
+        )
 
     return transform
 
@@ -280,51 +347,77 @@ def dense_kernel(W_std, b_std, parameterization, out_dim: int | None = None):
 def _require_gaussian(k: Kernel, name: str) -> None:
     if not k.is_gaussian:
         raise ValueError(
-            f"activation {name!r} must follow a Dense layer: its kernel transform needs "
-            "Gaussian pre-activations (put a Dense layer before it)"
+            f"activation {name!r} must follow a Dense or Conv layer: its kernel transform needs "
+            "Gaussian pre-activations (put a Dense or Conv layer before it)"
         )
+
+
+def _activation(name: str, pair: Callable, diag: Callable):
+    """Kernel transform of an activation from its pairwise and diagonal expectations.
+
+    ``pair(k12, k11, k22, mask, with_dot) -> (E[phi phi'], E[phi' phi'] or None)`` on
+    broadcastable arrays (``mask``: same-point entries, or ``None``) and
+    ``diag(k11) -> E[phi^2]``. Same-point entries of the NNGP are set to ``diag`` exactly.
+    With full spatial covariances the within-input covariances ``var1``/``var2`` are
+    transformed pairwise as well.
+    """
+
+    def transform(k: Kernel) -> Kernel:
+        _require_gaussian(k, name)
+        v1b, v2b = k.broadcast_vars()
+        mask = k.diag_mask()
+        nngp, edot = pair(k.nngp, v1b, v2b, mask, k.ntk is not None)
+        if mask is not None:
+            nngp = jnp.where(mask, diag(v1b), nngp)
+        ntk = None if k.ntk is None else edot * k.ntk
+        if k.spatial == "full":
+            eye = _position_eye(*k.nngp.shape[2:4])[None]
+
+            def self_cov(v):
+                vd = _full_diagonal(v)
+                a, b = vd[:, :, :, None, None], vd[:, None, None, :, :]
+                return jnp.where(eye, diag(a), pair(v, a, b, eye, False)[0])
+
+            var1 = self_cov(k.var1)
+            var2 = var1 if k.var2 is k.var1 else self_cov(k.var2)
+        else:
+            var1 = diag(k.var1)
+            var2 = var1 if k.var2 is k.var1 else diag(k.var2)
+        return Kernel(nngp, ntk, var1, var2, k.ids1, k.ids2, k.width, False, k.spatial)
+
+    return transform
 
 
 def _abrelu(a: float, b: float, name: str):
     amb2 = (a - b) ** 2
     apb2 = a * a + b * b
 
-    def transform(k: Kernel) -> Kernel:
-        _require_gaussian(k, name)
-        s = _safe_sqrt(_det(k))
-        theta = _safe_atan2(s, k.nngp)
-        nngp = (amb2 * (s - theta * k.nngp) + math.pi * apb2 * k.nngp) / (2.0 * math.pi)
-        var1 = 0.5 * apb2 * k.var1
-        var2 = 0.5 * apb2 * k.var2
-        ntk = k.ntk
-        if ntk is not None:
-            edot = (math.pi * apb2 - amb2 * theta) / (2.0 * math.pi)
-            mask = k.diag_mask()
-            if mask is not None:
-                edot = jnp.where(mask, 0.5 * apb2, edot)
-            ntk = edot * ntk
-        return Kernel(_set_diag(k, nngp, var1), ntk, var1, var2, k.ids1, k.ids2, k.width, False)
+    def pair(k12, v1, v2, mask, with_dot):
+        s = _safe_sqrt(_det(k12, v1, v2, mask))
+        theta = _safe_atan2(s, k12)
+        nngp = (amb2 * (s - theta * k12) + math.pi * apb2 * k12) / (2.0 * math.pi)
+        if not with_dot:
+            return nngp, None
+        edot = (math.pi * apb2 - amb2 * theta) / (2.0 * math.pi)
+        if mask is not None:
+            edot = jnp.where(mask, 0.5 * apb2, edot)
+        return nngp, edot
 
-    return transform
+    return _activation(name, pair, lambda v: 0.5 * apb2 * v)
 
 
 def _erf(name: str):
-    def transform(k: Kernel) -> Kernel:
-        _require_gaussian(k, name)
-        c = 2.0 / math.pi
+    c = 2.0 / math.pi
+
+    def pair(k12, v1, v2, mask, with_dot):
         # arcsin(2 k12 / sqrt(P)) = atan2(2 k12, sqrt(q)), P = (1 + 2 k11)(1 + 2 k22) and
         # q = P - 4 k12^2 = 1 + 2 k11 + 2 k22 + 4 (k11 k22 - k12^2) >= 1 without cancellation
-        q = 1.0 + 2.0 * k.var1[:, None] + 2.0 * k.var2[None, :] + 4.0 * _det(k)
+        q = 1.0 + 2.0 * v1 + 2.0 * v2 + 4.0 * _det(k12, v1, v2, mask)
         rq = jax.lax.rsqrt(q)
-        nngp = c * _safe_atan2(2.0 * k.nngp, q * rq)
-        var1 = c * jnp.arcsin(2.0 * k.var1 / (1.0 + 2.0 * k.var1))
-        var2 = c * jnp.arcsin(2.0 * k.var2 / (1.0 + 2.0 * k.var2))
-        ntk = k.ntk
-        if ntk is not None:
-            ntk = (2.0 * c) * rq * ntk
-        return Kernel(_set_diag(k, nngp, var1), ntk, var1, var2, k.ids1, k.ids2, k.width, False)
+        nngp = c * _safe_atan2(2.0 * k12, q * rq)
+        return nngp, ((2.0 * c) * rq if with_dot else None)
 
-    return transform
+    return _activation(name, pair, lambda v: c * jnp.arcsin(2.0 * v / (1.0 + 2.0 * v)))
 
 
 def _identity(k: Kernel) -> Kernel:
@@ -354,8 +447,9 @@ def _hermite_series(fn: Callable, name: str, n_terms: int = 64, grid: int = 801)
     dfn = _elementwise_derivative(fn)
 
     def coeffs(g, v):
+        """Coefficients ``(..., n_terms + 1)`` and ``E[g(u)^2]`` for variances ``v``."""
         z = jnp.asarray(z_np, v.dtype)
-        vals = g(_safe_sqrt(v)[:, None] * z[None, :])
+        vals = g(_safe_sqrt(v)[..., None] * z.reshape((1,) * v.ndim + z.shape))
         a = jnp.matmul(vals, jnp.asarray(hw_np, v.dtype), precision=_HIGHEST)
         full = jnp.matmul(vals * vals, jnp.asarray(w_np, v.dtype), precision=_HIGHEST)
         return a, full
@@ -364,34 +458,31 @@ def _hermite_series(fn: Callable, name: str, n_terms: int = 64, grid: int = 801)
         # Horner in rho, highest order first; a scan keeps compile time flat in n_terms
         def step(acc, c):
             c1, c2 = c
-            return acc * rho + c1[:, None] * c2[None, :], None
+            return acc * rho + c1 * c2, None  # all operands have rho's rank
 
-        rev = (a1[:, ::-1].T, a2[:, ::-1].T)
-        acc, _ = jax.lax.scan(step, jnp.zeros_like(rho), rev)
+        rev = (jnp.moveaxis(a1[..., ::-1], -1, 0), jnp.moveaxis(a2[..., ::-1], -1, 0))
+        acc, _ = jax.lax.scan(step, jnp.zeros(jnp.broadcast_shapes(rho.shape), rho.dtype), rev)
         return acc
 
-    def transform(k: Kernel) -> Kernel:
-        _require_gaussian(k, name)
-        denom = _safe_sqrt(k.var1[:, None] * k.var2[None, :])
+    def pair(k12, v1, v2, mask, with_dot):
+        denom = _safe_sqrt(v1 * v2)
         pos = denom > 0
-        rho = jnp.clip(jnp.where(pos, k.nngp / jnp.where(pos, denom, 1.0), 0.0), -1.0, 1.0)
-        mask = k.diag_mask()
+        rho = jnp.clip(jnp.where(pos, k12 / jnp.where(pos, denom, 1.0), 0.0), -1.0, 1.0)
         if mask is not None:
             rho = jnp.where(mask, 1.0, rho)
-        a1, var1 = coeffs(fn, k.var1)
-        a2, var2 = coeffs(fn, k.var2)
+        a1, _ = coeffs(fn, v1)
+        a2, _ = coeffs(fn, v2)
         nngp = series(a1, a2, rho)
-        ntk = k.ntk
-        if ntk is not None:
-            b1, dvar1 = coeffs(dfn, k.var1)
-            b2, _ = coeffs(dfn, k.var2)
-            edot = series(b1, b2, rho)
-            if mask is not None:
-                edot = jnp.where(mask, dvar1[:, None], edot)
-            ntk = edot * ntk
-        return Kernel(_set_diag(k, nngp, var1), ntk, var1, var2, k.ids1, k.ids2, k.width, False)
+        if not with_dot:
+            return nngp, None
+        b1, dvar1 = coeffs(dfn, v1)
+        b2, _ = coeffs(dfn, v2)
+        edot = series(b1, b2, rho)
+        if mask is not None:
+            edot = jnp.where(mask, dvar1, edot)
+        return nngp, edot
 
-    return transform
+    return _activation(name, pair, lambda v: coeffs(fn, v)[1])
 
 
 def activation_kernel(name: str, fn: Callable, **kw):
