@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from collections.abc import Callable, Sequence
 
 import jax
@@ -329,7 +330,7 @@ def dense_kernel(W_std, b_std, parameterization, out_dim: int | None = None):
         b2 = 0.0 if b_std is None else b_std**2
         nngp = w2 * k.nngp + b2
         var1 = w2 * k.var1 + b2
-        var2 = w2 * k.var2 + b2
+        var2 = var1 if k.var2 is k.var1 else w2 * k.var2 + b2
         ntk = k.ntk
         if ntk is not None:
             if parameterization == "ntk":
@@ -564,14 +565,19 @@ def _transform_of(architecture) -> Callable:
     )
 
 
-def _check_inputs(name: str, x, d: int | None = None) -> jax.Array:
+def _check_inputs(name: str, x, shape: tuple | None = None) -> jax.Array:
     x = jnp.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n, d), got shape {x.shape}")
+    if x.ndim not in (2, 4):
+        raise ValueError(
+            f"{name} must be a 2-D array (n, d) or NHWC images (n, H, W, C), got shape {x.shape}"
+        )
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.float32)
-    if d is not None and x.shape[1] != d:
-        raise ValueError(f"{name} must have {d} columns like x1, got shape {x.shape}")
+    if shape is not None and x.shape[1:] != tuple(shape):
+        raise ValueError(
+            f"{name} must have the shape of one x1 input, {tuple(shape)}, per row; "
+            f"got shape {x.shape}"
+        )
     if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
         raise ValueError(f"{name} contains NaN or inf")
     return x
@@ -588,14 +594,26 @@ def _normalise_get(get):
     return single, names
 
 
+def _mirror(r: jax.Array) -> jax.Array:
+    """``K(x2, x1)`` from ``K(x1, x2)``: swap the input axes (and the position pairs)."""
+    if r.ndim == 6:
+        return jnp.transpose(r, (1, 0, 4, 5, 2, 3))
+    return jnp.swapaxes(r, 0, 1)
+
+
 @functools.lru_cache(maxsize=128)
-def _compiled(transform, names: tuple, same: bool, block_size: int | None):
-    """Jitted ``(x1, x2) -> tuple of matrices``, cached per (transform, names, blocking)."""
+def _compiled(transform, names: tuple, same: bool, block_size: int | None, spatial):
+    """Jitted ``(x1, x2) -> tuple of kernels``, cached per (transform, names, blocking)."""
     compute_ntk = "ntk" in names
 
     def one(x1, x2, ids1, ids2):
-        k = input_kernel(x1, x2, compute_ntk, ids1, ids2)
+        k = input_kernel(x1, x2, compute_ntk, ids1, ids2, spatial)
         k = transform(k)
+        if not isinstance(k, Kernel):
+            raise ValueError(
+                "the architecture must end with one branch (close FanOut with FanInSum), "
+                f"got {type(k).__name__}"
+            )
         return tuple(getattr(k, g) for g in names)
 
     if block_size is None:
@@ -616,7 +634,7 @@ def _compiled(transform, names: tuple, same: bool, block_size: int | None):
 
     def run_triangle(x1, x2):
         # only the blocks (i, j), j >= i, of the symmetric K(X, X), each written with its
-        # mirror into preallocated matrices (dynamic_update_slice in a loop: in place)
+        # mirror into preallocated arrays (dynamic_update_slice in a loop: in place)
         n = x1.shape[0]
         nb = -(-n // bs)
         pi, pj = (jnp.asarray(v, jnp.int32) for v in np.triu_indices(nb))
@@ -627,14 +645,15 @@ def _compiled(transform, names: tuple, same: bool, block_size: int | None):
             return si, sj, one(xi, xj, idi, idj)
 
         shapes = jax.eval_shape(lambda: block(0)[2])
-        init = tuple(jnp.zeros((n, n), r.dtype) for r in shapes)
+        init = tuple(jnp.zeros((n, n) + r.shape[2:], r.dtype) for r in shapes)
 
         def body(p, bufs):
             si, sj, res = block(p)
             out = []
             for buf, r in zip(bufs, res, strict=True):
-                buf = jax.lax.dynamic_update_slice(buf, r.T, (sj, si))
-                out.append(jax.lax.dynamic_update_slice(buf, r, (si, sj)))
+                zeros = (0,) * (r.ndim - 2)
+                buf = jax.lax.dynamic_update_slice(buf, _mirror(r), (sj, si) + zeros)
+                out.append(jax.lax.dynamic_update_slice(buf, r, (si, sj) + zeros))
             return tuple(out)
 
         return jax.lax.fori_loop(0, pi.shape[0], body, init)
@@ -642,13 +661,13 @@ def _compiled(transform, names: tuple, same: bool, block_size: int | None):
     def run_rows(x1, x2):
         n = x1.shape[0]
         shapes = jax.eval_shape(lambda: one(x1[:bs], x2, None, None))
-        init = tuple(jnp.zeros((n, x2.shape[0]), r.dtype) for r in shapes)
+        init = tuple(jnp.zeros((n,) + r.shape[1:], r.dtype) for r in shapes)
 
         def body(i, bufs):
             si, xi, _ = rows(x1, i, n)
             res = one(xi, x2, None, None)
             return tuple(
-                jax.lax.dynamic_update_slice(buf, r, (si, 0))
+                jax.lax.dynamic_update_slice(buf, r, (si,) + (0,) * (r.ndim - 1))
                 for buf, r in zip(bufs, res, strict=True)
             )
 
@@ -659,6 +678,7 @@ def _compiled(transform, names: tuple, same: bool, block_size: int | None):
 
 _AUTO_BLOCK_ENTRIES = 1 << 16  # CPU: blocks of about 2^16 entries stay in cache
 _AUTO_BLOCK_ENTRIES_ACCEL = 1 << 26  # GPU/TPU: block only to bound memory
+_LIVE_ARRAYS = 10  # intermediates of one block's recursion, in units of its kernel size
 
 
 def _balanced(n: int, target: int) -> int:
@@ -667,13 +687,21 @@ def _balanced(n: int, target: int) -> int:
     return -(-n // -(-n // target))
 
 
-def _auto_block_size(n1: int, n2: int, same: bool) -> int | None:
+def _auto_block_size(n1: int, n2: int, same: bool, per_pair: int = 1) -> int | None:
     target = _AUTO_BLOCK_ENTRIES if jax.default_backend() == "cpu" else _AUTO_BLOCK_ENTRIES_ACCEL
+    target = max(1, target // per_pair)
     if n1 * n2 <= target:
         return None
     if same:
         return _balanced(n1, math.isqrt(target))
     return _balanced(n1, target // n2)
+
+
+def _default_memory_limit() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
 
 
 def kernel_fn(
@@ -682,6 +710,7 @@ def kernel_fn(
     x2: jax.Array | None = None,
     get: str | Sequence[str] = ("nngp", "ntk"),
     block_size: int | str | None = "auto",
+    max_memory_bytes: int | None = None,
 ):
     """Analytic infinite-width NNGP and/or NTK of an architecture between two input sets.
 
@@ -691,50 +720,92 @@ def kernel_fn(
         A :class:`bayesnn.nn.stax.Layer` (e.g. ``serial(Dense(512), Relu(), Dense(1))``) or a
         bare callable ``Kernel -> Kernel``.
     x1
-        ``(n1, d)`` inputs.
+        ``(n1, d)`` inputs or ``(n1, H, W, C)`` images (NHWC).
     x2
-        ``(n2, d)`` inputs, or ``None`` for ``K(x1, x1)`` with an exact diagonal.
+        Inputs like ``x1``, or ``None`` for ``K(x1, x1)`` with an exact diagonal.
     get
         ``"nngp"``, ``"ntk"`` or a sequence of them. The NTK is only computed when asked.
     block_size
         Compute the result in blocks of this many rows of ``x1`` (a ``fori_loop`` over
-        blocks writing into preallocated matrices), so the intermediate memory of the
-        recursion is ``O(block_size * n2)`` instead of several ``O(n1 * n2)`` arrays and,
-        on a CPU, each block's recursion runs in cache. For ``K(X, X)`` (``x2=None``) the
-        blocks are ``block_size x block_size`` and only those on and above the diagonal are
-        computed, each written together with its mirror image (about half the work).
-        ``"auto"`` (default): on a CPU, blocks of about 2^16 entries when the result is
-        larger than that (sizes balanced so that the blocks split ``n1`` evenly); on an
-        accelerator, blocks of about 2^26 entries only when the result is larger; ``None``:
-        never block.
+        blocks writing into preallocated arrays), so the intermediate memory of the
+        recursion is ``O(block_size * n2)`` kernels instead of several ``O(n1 * n2)``
+        ones and, on a CPU, each block's recursion runs in cache. For ``K(X, X)``
+        (``x2=None``) the blocks are ``block_size x block_size`` and only those on and
+        above the diagonal are computed, each written together with its mirror image
+        (about half the work). ``"auto"`` (default): on a CPU, blocks of about 2^16 numbers
+        (counting the spatial entries of each pair of inputs) when the result is larger than
+        that (sizes balanced so that the blocks split ``n1`` evenly); on an accelerator,
+        blocks of about 2^26 numbers only when the result is larger; ``None``: never block.
+    max_memory_bytes
+        Upper bound on the estimated memory (the results plus about ten kernel-sized
+        intermediates of one block); a larger estimate raises ``ValueError`` before anything
+        is allocated. ``None`` (default): half the physical memory.
 
     Returns
     -------
     jax.Array or tuple of jax.Array
-        ``(n1, n2)`` matrices, one per name in ``get`` (a single array if ``get`` is a str).
-        The dtype follows the inputs (float64 inputs need ``jax_enable_x64``).
+        One array per name in ``get`` (a single array if ``get`` is a str): ``(n1, n2)``
+        when the architecture ends without spatial axes (e.g. ``Flatten`` or
+        ``GlobalAvgPool`` then ``Dense``); for a spatial output, ``(n1, n2, H, W, H, W)``
+        covariances of all position pairs (neural-tangents orders these axes
+        ``(H, H, W, W)``). The dtype follows the inputs (float64 inputs need
+        ``jax_enable_x64``).
 
     Notes
     -----
-    The transforms are pure JAX: ``kernel_fn`` may be called under ``jit``/``grad``.
+    Images only get the spatial covariances the architecture needs: per-position variances
+    (``O(n1 n2 H W)`` per layer) when it is read out by ``Flatten``, all position pairs
+    (``O(n1 n2 (H W)^2)``) before ``AvgPool``/``GlobalAvgPool``; see
+    :mod:`bayesnn.nn.spatial`. The transforms are pure JAX: ``kernel_fn`` may be called
+    under ``jit``/``grad``.
     """
     transform = _transform_of(architecture)
     single, names = _normalise_get(get)
     x1 = _check_inputs("x1", x1)
     same = x2 is None
     if not same:
-        x2 = _check_inputs("x2", x2, x1.shape[1])
+        x2 = _check_inputs("x2", x2, x1.shape[1:])
         x2 = x2.astype(jnp.result_type(x1, x2))
         x1 = x1.astype(x2.dtype)
+    spatial = None
+    per_pair = 1
+    if x1.ndim == 4:
+        need = getattr(architecture, "spatial_need", None)
+        spatial = "full" if need is None else need("full")
+        if spatial not in ("diag", "full"):
+            raise ValueError(f"architecture.spatial_need returned {spatial!r}")
+        positions = x1.shape[1] * x1.shape[2]
+        per_pair = positions if spatial == "diag" else positions * positions
     n1 = x1.shape[0]
     n2 = n1 if same else x2.shape[0]
     if isinstance(block_size, str) and block_size == "auto":
-        block_size = _auto_block_size(n1, n2, same)
+        block_size = _auto_block_size(n1, n2, same, per_pair)
     elif block_size is not None:
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
             raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
         block_size = min(block_size, n1)
-    out = _compiled(transform, names, same, block_size)(x1, x2)
+    if max_memory_bytes is None:
+        max_memory_bytes = _default_memory_limit()
+    elif not isinstance(max_memory_bytes, int) or max_memory_bytes < 1:
+        raise ValueError(f"max_memory_bytes must be a positive integer, got {max_memory_bytes!r}")
+    compiled = _compiled(transform, names, same, block_size, spatial)
+    x2_ = None if same else x2
+    out_shapes = jax.eval_shape(compiled, x1, x2_)
+    itemsize = jnp.dtype(x1.dtype).itemsize
+    b1 = n1 if block_size is None else block_size
+    b2 = n2 if block_size is None or not same else block_size
+    estimate = itemsize * (
+        sum(math.prod(r.shape) for r in out_shapes)
+        + _LIVE_ARRAYS * (b1 * b2 + b1 + b2) * per_pair * len(names)
+    )
+    if estimate > max_memory_bytes:
+        raise ValueError(
+            f"kernel_fn: estimated memory {estimate / 2**30:.2f} GiB exceeds max_memory_bytes="
+            f"{max_memory_bytes / 2**30:.2f} GiB (n1={n1}, n2={n2}, spatial={spatial!r}, "
+            f"block_size={block_size}); use a smaller block_size, fewer inputs, or raise "
+            "max_memory_bytes"
+        )
+    out = compiled(x1, x2_)
     return out[0] if single else out
 
 
@@ -804,8 +875,8 @@ def monte_carlo_nngp(
     if not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
     x1 = _check_inputs("x1", x1)
-    xs = x1 if x2 is None else _check_inputs("x2", x2, x1.shape[1])
-    shape = (x1.shape[1],)
+    xs = x1 if x2 is None else _check_inputs("x2", x2, x1.shape[1:])
+    shape = tuple(x1.shape[1:])
 
     def one(key):
         params = architecture.init(key, shape)
