@@ -231,8 +231,8 @@ def test_bad_inputs(problem):
         nngp.gp_fit(p["K"].at[0, 0].set(jnp.nan), p["y"])
     with pytest.raises(ValueError, match="alpha"):
         nngp.tp_fit(p["K"], p["y"], -1.0, 1.0)
-    with pytest.raises(ValueError, match="positive definite"):
-        nngp.psd_cholesky(-jnp.eye(3))
+    with pytest.raises(ValueError, match="k_train is not positive semi-definite"):
+        nngp.gp_fit(-jnp.eye(p["K"].shape[0]), p["y"])
     gp = nngp.gp_fit(p["K"], p["y"], 0.1)
     with pytest.raises(ValueError, match="k_test_train"):
         nngp.gp_predict(gp, p["Kx"][:, :4], p["kd"])
@@ -249,3 +249,19 @@ def test_bad_inputs(problem):
 def test_public_names_documented():
     for name in nngp.__all__:
         assert inspect.getdoc(getattr(nngp, name)), name
+
+
+def test_regularised_cholesky_escalates_on_singular_psd():
+    """A rank-one PSD matrix with a negligible eta needs the relative-jitter fallback."""
+    from bayesnn._linalg import regularised_cholesky
+
+    with jax.enable_x64(True):
+        v = jnp.linspace(1.0, 2.0, 6, dtype=jnp.float64)[:, None]
+        K = v @ v.T
+        L = regularised_cholesky(K, 1e-300)
+        assert bool(jnp.all(jnp.isfinite(L)))
+        # the jitter used is at most 1e-5 mean(diag K): the factor reproduces K to that level
+        err = float(jnp.max(jnp.abs(L @ L.T - K)))
+        assert err <= 1e-5 * float(jnp.mean(jnp.diag(K))) * 1.01
+        with pytest.raises(ValueError, match="ntk_train is not positive semi-definite"):
+            regularised_cholesky(-K, 1e-6, "ntk_train")

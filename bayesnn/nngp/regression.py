@@ -32,10 +32,12 @@ import numpy as np
 import numpyro.distributions as dist
 import optax
 
+from bayesnn._linalg import regularised_cholesky, symmetrise
+from bayesnn._training import minimize
+
 __all__ = [
     "GPPosterior",
     "TPosterior",
-    "psd_cholesky",
     "gp_fit",
     "gp_predict",
     "gp_log_marginal",
@@ -78,37 +80,6 @@ def _out(*xs):
     return res[0] if len(res) == 1 else res
 
 
-def psd_cholesky(k: jax.Array, max_tries: int = 6) -> tuple[jax.Array, float]:
-    """Cholesky factor of a symmetric PSD matrix with bounded jitter (eager, float64).
-
-    Tries ``L = chol(K + j I)`` for ``j = 0`` and then ``j = 1e-10, 1e-9, ...`` times the mean
-    diagonal, at most ``max_tries`` jitters.
-
-    Returns
-    -------
-    tuple
-        ``(L, jitter)``.
-
-    Raises
-    ------
-    ValueError
-        If ``K`` is not numerically PSD after the largest jitter.
-    """
-    with jax.enable_x64(True):
-        k = _check_matrix("k_train", k, square=True).astype(jnp.float64)
-        k = 0.5 * (k + k.T)
-        scale = float(jnp.mean(jnp.diag(k)))
-        jitter = 0.0
-        for t in range(max_tries + 1):
-            L = jnp.linalg.cholesky(k + jitter * jnp.eye(k.shape[0], dtype=k.dtype))
-            if bool(jnp.all(jnp.isfinite(L))):
-                return L, jitter
-            jitter = max(abs(scale), 1e-300) * 10.0 ** (-10 + t)
-    raise ValueError(
-        f"k_train is not positive definite even with jitter {jitter:.3g}; increase eta"
-    )
-
-
 class GPPosterior(NamedTuple):
     """Cached factorisation of ``K = Kbar(X, X) + eta I`` (float64).
 
@@ -146,8 +117,7 @@ class GPPosterior(NamedTuple):
 @jax.jit
 def _factorise(k, y, eta):
     """Cholesky of ``sym(K) + eta I`` and the cached solves (one compiled program)."""
-    k = 0.5 * (k + k.T) + eta * jnp.eye(k.shape[0], dtype=k.dtype)
-    L = jnp.linalg.cholesky(k)
+    L = jnp.linalg.cholesky(symmetrise(k) + eta * jnp.eye(k.shape[0], dtype=k.dtype))
     w = jax.scipy.linalg.cho_solve((L, True), y)
     return L, w, jnp.sum(y * w), 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
 
@@ -173,7 +143,7 @@ def gp_fit(k_train: jax.Array, y: jax.Array, eta: float = 1e-6) -> GPPosterior:
         k = k.astype(jnp.float64)
         L, w, quad, logdet = _factorise(k, y, jnp.asarray(eta, jnp.float64))
         if not bool(jnp.all(jnp.isfinite(L))):  # bounded jitter, then a clear error
-            L, _ = psd_cholesky(k + eta * jnp.eye(k.shape[0], dtype=jnp.float64))
+            L = regularised_cholesky(k, eta)
             w = jax.scipy.linalg.cho_solve((L, True), y)
             quad = jnp.sum(y * w)
             logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
@@ -413,13 +383,4 @@ def _fit_run(theta, k_train, y, learning_rate, kernel_matrix, num_steps):
         a, b, e = jnp.exp(th["alpha"]), jnp.exp(th["beta"]), jnp.exp(th["eta"])
         return -tp_log_marginal(k, y, a, b, e) / y.shape[0]
 
-    opt = optax.adam(learning_rate)
-
-    def step(carry, _):
-        th, s = carry
-        v, g = jax.value_and_grad(loss)(th)
-        u, s = opt.update(g, s, th)
-        return (optax.apply_updates(th, u), s), v
-
-    (theta, _), losses = jax.lax.scan(step, (theta, opt.init(theta)), None, length=num_steps)
-    return theta, losses
+    return minimize(lambda th, _: loss(th), optax.adam(learning_rate), theta, length=num_steps)
