@@ -29,6 +29,7 @@ from bayesnn._linalg import regularised_cholesky
 from bayesnn.nngp.regression import (
     _as_2d_targets,
     _check_matrix,
+    _check_test_diag,
     _out,
     _positive,
     _scaled_sd,
@@ -76,7 +77,7 @@ def gd_ensemble_moments(
         n = K.shape[0]
         y = _as_2d_targets(y, n).astype(jnp.float64)
         kxX = _check_matrix("k_test_train", k_test_train).astype(jnp.float64)
-        kxx = jnp.asarray(k_test_diag, jnp.float64)
+        kxx = _check_test_diag(k_test_diag, kxX.shape[0])
         if mode == "nngp":
             L = regularised_cholesky(K, eta, "k_train")
             mean, var = _nngp_moments(L, y, kxX, kxx)
