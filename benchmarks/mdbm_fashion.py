@@ -190,8 +190,14 @@ def _train(args, spec, params, ptr, ytr, config, hide, max_norm, ckpt, t0):
         num_epochs=args.epochs,
         batch_size=args.batch,
         optimizer=optax.adam(args.lr),
-        m=args.m,
-        hidden_fraction=hide,
+        training=bm.TrainingConfig(
+            m=args.m,
+            hidden_fraction=hide,
+            focal_gamma=args.gamma,
+            class_weights=None if args.no_balance else "balanced",
+            max_norm=max_norm,
+            label_weight=args.label_weight,
+        ),
         config=config,
         on_failure="flag",
         checkpoint_path=ckpt,
@@ -200,10 +206,6 @@ def _train(args, spec, params, ptr, ytr, config, hide, max_norm, ckpt, t0):
             + ", ".join(f"{k} {v:.4g}" for k, v in s.items()),
             flush=True,
         ),
-        focal_gamma=args.gamma,
-        class_weights=None if args.no_balance else "balanced",
-        max_norm=max_norm,
-        label_weight=args.label_weight,
     )
 
 
@@ -228,7 +230,7 @@ def _solver_config(args):
         max_iter=args.max_iter,
         mixing=args.mixing,
         memory=args.memory,
-        backward=bm.BackwardOptions(maxiter=args.bwd_maxiter, on_failure="ignore"),
+        backward=bm.implicit.BackwardOptions(maxiter=args.bwd_maxiter, on_failure="ignore"),
     )
 
 
