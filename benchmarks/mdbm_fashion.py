@@ -1,6 +1,6 @@
 """Train and evaluate a fully connected monotone DBM on Fashion-MNIST (Debian's IDX files).
 
-Protocol (the reference's masked training, scaled down for a 2-core CPU): pixels binned into
+Protocol (the masked training of Feng, Winston and Kolter, TMLR 2023, scaled down for a CPU): pixels binned into
 ``--bins`` intensity states; one hidden layer of binary units; label not clamped; each
 training image hides a fraction of its pixels drawn uniformly in ``--hide`` (default
 [0, 0.9], so that one model classifies full images and completes sparse ones) and the step
@@ -99,6 +99,7 @@ def main():
         flush=True,
     )
     t0 = time.perf_counter()
+    os.makedirs(os.path.join(HERE, "out"), exist_ok=True)  # git-ignored output folder
     ckpt = os.path.join(HERE, "out", f"mdbm_fashion{args.tag}.npz")
     if args.eval_only:
         log_scale = jnp.array([0.0, 0.0])

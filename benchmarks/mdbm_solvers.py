@@ -10,8 +10,8 @@ Candidates: Anderson on undamped mean field (memory 5 / 10, mixing beta 1 / 0.5)
 the damped forward-backward map (alpha < 1, damped prox), Peaceman-Rachford at several alpha,
 and the same model evaluated at larger margins m (the coupling rescaled harder).
 
-Note: training here uses ``fit``'s default row-norm cap (``max_norm = 30``); the study in
-benchmarks/results/mdbm.md used an uncapped session-2 checkpoint (``--checkpoint``).
+Note: training here uses ``fit``'s default row-norm cap (``max_norm = 30``); pass
+``--checkpoint`` to study an uncapped model instead.
 
 Usage: python benchmarks/mdbm_solvers.py [--quick] [--checkpoint PATH] [--train-steps 30]
 """

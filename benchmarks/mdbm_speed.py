@@ -1,6 +1,6 @@
 """Forward/backward mean-field solve time of a fully connected monotone DBM.
 
-Model (as the reference's Section 10.2 measurement): 784 binary visible pixels (2 states),
+Model (as the timing measurement of Feng, Winston and Kolter, TMLR 2023, Section 10.2): 784 binary visible pixels (2 states),
 H hidden binary units (default 500), a 10-way label; row blocks visible+hidden and
 hidden+label; m = 0.01; batch 128; 40% of pixels observed; tol 1e-4 on the true mean-field
 residual. Compares, side by side in one process on one pinned thread:
@@ -8,11 +8,11 @@ residual. Compares, side by side in one process on one pinned thread:
 - ours: Anderson on undamped mean field (alpha = 1), Anderson on the damped FB map with the
   batched Newton prox (alpha = 0.5, 0.125), plain FB (alpha = 1), Peaceman-Rachford
   (alpha = 0.5, Woodbury resolvent);
-- "reference-style" (re-implemented here, not the reference code): Anderson on the damped FB
-  map with alpha = 0.125, the reference's relative-change stopping rule
+- "reference-style" (their published solver's algorithm, re-implemented here): Anderson on
+  the damped FB map with alpha = 0.125, their relative-change stopping rule
   ``||f(x) - x|| / (1e-5 + ||f(x)||) < tol``, and its prox (Newton on the multiplier to
   |sum z - 1| < 1e-4 with a Halley inner loop to 1e-4 per Newton step), with host-side
-  convergence checks in Python loops as the reference does.
+  convergence checks in Python loops as their code does.
 
 Backward: gradient of ``mean(q^2)`` through the fixed point by implicit differentiation (GMRES
 on the undamped map); the time is (forward + backward) - forward.
