@@ -71,13 +71,15 @@ class ConvergenceError(RuntimeError):
     """Raised when a mean-field solve did not reach its tolerance within ``max_iter``."""
 
 
-def _ravel(tree):
+def ravel_batch(tree):
+    """Pytree of ``(batch, ...)`` arrays -> ``(batch, size)`` rows (leaf order)."""
     leaves = jax.tree_util.tree_leaves(tree)
     b = leaves[0].shape[0]
     return jnp.concatenate([x.reshape(b, -1) for x in leaves], axis=1)
 
 
-def _unravel_like(flat, like):
+def unravel_batch(flat, like):
+    """Inverse of :func:`ravel_batch` with the structure and shapes of ``like``."""
     leaves, treedef = jax.tree_util.tree_flatten(like)
     out, i = [], 0
     for x in leaves:
@@ -116,7 +118,7 @@ def mean_field_residual(field_fn, clamp_fn, q):
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
     mf = clamp_fn(_softmax_tree(field_fn(q)))
-    return _rel_norm(_ravel(q), _ravel(mf))
+    return _rel_norm(ravel_batch(q), ravel_batch(mf))
 
 
 def _check_options(method, alpha, tol, max_iter, memory):
@@ -225,7 +227,7 @@ def solve(
         return _solve_pr(field_fn, clamp_fn, act, q0, alpha, tol, max_iter, resolvent_fn, bias)
 
     def evaluate(xf):
-        x = _unravel_like(xf, q0)
+        x = unravel_batch(xf, q0)
         y = field_fn(x)
         mf = clamp_fn(_softmax_tree(y))
         if alpha == 1.0:
@@ -233,16 +235,16 @@ def solve(
         else:
             mix = jax.tree_util.tree_map(lambda a, c: (1 - alpha) * a + alpha * c, x, y)
             fb = clamp_fn(act(mix))
-        mf_f = _ravel(mf)
-        return _ravel(fb), _rel_norm(xf, mf_f)
+        mf_f = ravel_batch(mf)
+        return ravel_batch(fb), _rel_norm(xf, mf_f)
 
-    x0 = _ravel(clamp_fn(q0))
+    x0 = ravel_batch(clamp_fn(q0))
     if method == "fb":
         xf, k, res = _fb_loop(evaluate, x0, tol, max_iter)
     else:
         xf, k, res = _anderson_loop(evaluate, x0, tol, max_iter, memory, ridge, float(mixing))
     conv = jnp.isfinite(res) & (res < tol)
-    q, info = _unravel_like(xf, q0), SolverInfo(k, res, conv, jnp.array(False))
+    q, info = unravel_batch(xf, q0), SolverInfo(k, res, conv, jnp.array(False))
     if method != "anderson" or fallback is None:
         return q, info
 
