@@ -34,7 +34,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _nngp_common import ARCH, add_blas_threads_argument, limit_blas_threads
+from _nngp_common import ARCH, add_blas_threads_argument, gp_type2, limit_blas_threads
 from scipy.special import gammaln
 
 from bayesnn import nngp
@@ -76,20 +76,6 @@ def mvt_nll(y, loc, scale, df):
         - np.sum(np.log(scale), axis=-1)
         - 0.5 * (df + c) * np.log1p(r2 / df)
     )
-
-
-def gp_type2(K, Y, etas):
-    """Profile type-II ML of ``N(Y; 0, s (K + eta I))`` (shared over columns); s = q / (nC)."""
-    lam, U = np.linalg.eigh(K)
-    r2 = np.sum((U.T @ Y) ** 2, axis=1)
-    n, c = Y.shape
-    best = None
-    for eta in etas:
-        s = np.sum(r2 / (lam + eta)) / (n * c)
-        ll = -0.5 * n * c * math.log(2 * math.pi * s) - 0.5 * c * np.sum(np.log(lam + eta))
-        if best is None or ll > best[0]:
-            best = (ll, s, eta)
-    return best[1], best[2]
 
 
 def run(seed, n_train, quick):
