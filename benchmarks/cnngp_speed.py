@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
+
 DATA = pathlib.Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 NT_PYTHON = "/work/ntenv/bin/python"
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -43,10 +45,8 @@ ARCHS = {
 }
 
 
-def load_images(n: int, crop: int) -> "np.ndarray":  # noqa: F821
+def load_images(n: int, crop: int) -> np.ndarray:
     """First n training images, (n, crop, crop, 1), float64, [0, 1] then centred per image."""
-    import numpy as np
-
     with gzip.open(DATA, "rb") as f:
         raw = f.read()
     x = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[:n].astype(np.float64) / 255
@@ -66,7 +66,6 @@ def worker(args) -> None:
     import time
 
     import jax
-    import numpy as np
 
     jax.config.update("jax_enable_x64", args.dtype == "float64")
     x = load_images(args.n, args.crop).astype(args.dtype)
@@ -131,8 +130,6 @@ def measure(lib, arch, n, crop, dtype, tmp, nt_python, nt_batch):
 
 
 def main():
-    import numpy as np
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--smoke", action="store_true")
