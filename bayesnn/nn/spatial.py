@@ -101,6 +101,14 @@ def _conv_mean(x, batch_ndim, spatial, filter_shape, strides, padding):
     return x / math.prod(filter_shape)
 
 
+def _check_fits(k: Kernel, layer: str, arg: str, window, padding) -> None:
+    hw = tuple(k.nngp.shape[2:4])
+    if padding == "VALID" and any(f > s for f, s in zip(window, hw, strict=True)):
+        raise ValueError(
+            f"{layer}: {arg} {tuple(window)} is larger than the input {hw} with VALID padding"
+        )
+
+
 def _require_spatial(k: Kernel, layer: str, modes=("diag", "full")) -> None:
     if k.spatial not in modes:
         if k.spatial is None:
@@ -123,6 +131,7 @@ def conv_kernel(filter_shape, strides, padding, W_std, b_std, parameterization, 
 
     def transform(k: Kernel) -> Kernel:
         _require_spatial(k, "Conv")
+        _check_fits(k, "Conv", "filter_shape", filter_shape, padding)
         w2 = W_std**2
         b2 = 0.0 if b_std is None else b_std**2
 
@@ -151,6 +160,7 @@ def avg_pool_kernel(window_shape, strides, padding):
 
     def transform(k: Kernel) -> Kernel:
         _require_spatial(k, "AvgPool", ("full",))
+        _check_fits(k, "AvgPool", "window_shape", window_shape, padding)
 
         def pool(x, batch_ndim):
             for i, (f, s) in enumerate(zip(window_shape, strides, strict=True)):
@@ -198,9 +208,7 @@ def flatten_kernel(k: Kernel) -> Kernel:
     var1 = trace(k.var1, 1)
     var2 = var1 if k.var2 is k.var1 else trace(k.var2, 1)
     ntk = None if k.ntk is None else trace(k.ntk, 2)
-    return Kernel(
-        trace(k.nngp, 2), ntk, var1, var2, k.ids1, k.ids2, k.width * h * w, False, None
-    )
+    return Kernel(trace(k.nngp, 2), ntk, var1, var2, k.ids1, k.ids2, k.width * h * w, False, None)
 
 
 def layer_norm_kernel(spatial_axes: tuple[int, ...], eps: float):

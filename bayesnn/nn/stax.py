@@ -66,6 +66,7 @@ __all__ = [
     "PARAMETERIZATIONS",
 ]
 
+
 def Dense(
     out_dim: int,
     W_std: float = 1.0,
@@ -302,9 +303,7 @@ def FanInSum() -> Layer:
         shapes = [tuple(s) for s in _check_branches("FanInSum", input_shapes, "one shape")]
         for i, s in enumerate(shapes[1:], start=1):
             if s != shapes[0]:
-                raise ValueError(
-                    f"FanInSum: branch {i} has shape {s}, branch 0 has {shapes[0]}"
-                )
+                raise ValueError(f"FanInSum: branch {i} has shape {s}, branch 0 has {shapes[0]}")
         return shapes[0]
 
     def init(rng_key, input_shapes):
@@ -318,8 +317,9 @@ def FanInSum() -> Layer:
         output_shape([x.shape[1:] for x in xs] if xs else [])
         for i, x in enumerate(xs[1:], start=1):
             if x.shape != xs[0].shape:
-                raise ValueError(f"FanInSum: branch {i} has shape {x.shape}, branch 0 has "
-                                 f"{xs[0].shape}")
+                raise ValueError(
+                    f"FanInSum: branch {i} has shape {x.shape}, branch 0 has {xs[0].shape}"
+                )
         return sum(xs[1:], xs[0])
 
     def kernel(ks):
