@@ -58,10 +58,10 @@ def test_high_storage_free_energy_is_stationary_at_rs_solution(order, temp, alph
     """df/dn = df/dq = 0 at the fixed point of high_storage_rs (a check of the free-energy
     formula independent of the iteration)."""
     law = hb.exact_law(0.6, 20)
-    n, _, q, _ = hb.high_storage_rs(1 / temp, alpha, order, law, num_iter=3000)
+    n, _, q, _ = hb.high_storage_rs(1 / temp, alpha, order, law, num_iter=800)
     assert float(n) > 0.5
-    grad = jax.grad(
-        lambda nq: hb.high_storage_free_energy(nq[0], nq[1], 1 / temp, alpha, order, law),
+    grad = jax.jit(
+        jax.grad(lambda nq: hb.high_storage_free_energy(nq[0], nq[1], 1 / temp, alpha, order, law))
     )(jnp.array([n, q]))
     np.testing.assert_allclose(grad, 0.0, atol=2e-3)
     # n = q = 0 and P = 2: AGS paramagnet -T log 2 + (alpha T / 2) log(1 - beta).

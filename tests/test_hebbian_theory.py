@@ -163,6 +163,19 @@ def test_high_storage_rs_low_temperature_limit():
     np.testing.assert_allclose(alpha_u.max(), ac, rtol=1e-4)
     u_root = u[np.max(np.nonzero(alpha_u >= 0.8 * ac))]
     np.testing.assert_allclose(sols.m[0], special.erf(u_root / np.sqrt(2)), atol=2e-3)
+    # The critical point itself: (alpha_c, m_c, field u_c) of the retrieval branch's end.
+    crit = hb.dense_critical_load(order, rho)
+    i = np.argmax(alpha_u)
+    np.testing.assert_allclose(crit.field, u[i], rtol=2e-3)
+    np.testing.assert_allclose(crit.m, special.erf(u[i] / np.sqrt(2)), atol=1e-3)
+    assert float(sols.m[1]) > float(crit.m)
+    # P = 2, rho = 0: Amit-Gutfreund-Sompolinsky m_c = 0.967 at alpha_c = 0.138; the T = 0
+    # solution just below alpha_c ends there.
+    ags_law = (jnp.ones(1), jnp.ones(1))
+    ags = hb.p2_critical_load(ags_law)
+    np.testing.assert_allclose(ags.m, 0.967, atol=1e-3)
+    m_below, _ = hb.p2_zero_temperature(0.999 * float(ags.alpha), ags_law)
+    np.testing.assert_allclose(m_below, ags.m, atol=5e-3)
 
 
 def test_snr_and_unsupervised_thresholds():
