@@ -66,7 +66,7 @@ def main():
     law = hb.exact_law(R_Q, M_EX)
     rho = float(hb.dataset_entropy(R_Q, M_EX))
     print(f"P={ORDER} r={R_Q} M={M_EX} rho={rho:.4f} T={TEMP}, distinct indices")
-    print(f"alpha_c(T=0, rho) = {float(hb.dense_critical_load(ORDER, rho)):.4f}")
+    print(f"alpha_c(T=0, rho) = {float(hb.dense_critical_load(ORDER, rho).alpha):.4f}")
     print(f"{samples} data sets x {chains} chains, {sweeps} sweeps (second half averaged)")
     print("\n| N | alpha | K | MC m_1 | s.e. | escaped | RS m_1 | seconds |")
     print("|---|---|---|---|---|---|---|---|")

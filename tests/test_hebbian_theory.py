@@ -83,21 +83,21 @@ def test_gaussian_form_and_large_m_limit():
 def test_high_storage_closed_forms():
     """rho = 0 gives AGS alpha_c ~ 0.138 (P = 2) and max_x P erf^{2(P-1)}/(2 P! x^2) (P > 2);
     alpha_c falls with rho; the T = 0 m equals the finite-T RS at low T."""
-    ac = float(hb.p2_critical_load(_pad(hb.gaussian_law(0.0))))
+    ac = float(hb.p2_critical_load(_pad(hb.gaussian_law(0.0))).alpha)
     np.testing.assert_allclose(ac, 0.1379, atol=5e-4)
-    assert float(hb.p2_critical_load(_pad(hb.gaussian_law(0.2)))) < 0.7 * ac
+    assert float(hb.p2_critical_load(_pad(hb.gaussian_law(0.2))).alpha) < 0.7 * ac
     x = np.linspace(1e-3, 5, 200000)
     for order in (4, 6):
         ref = np.max(
             order * special.erf(x) ** (2 * (order - 1)) / (2 * special.factorial(order) * x**2)
         )
-        np.testing.assert_allclose(hb.dense_critical_load(order, 0.0), ref, rtol=1e-3)
-        assert hb.dense_critical_load(order, 0.0, "all") < hb.dense_critical_load(order, 0.0)
+        np.testing.assert_allclose(hb.dense_critical_load(order, 0.0).alpha, ref, rtol=1e-3)
+        assert hb.dense_critical_load(order, 0.0, "all").alpha < hb.dense_critical_load(order, 0.0).alpha
     law = hb.exact_law(0.6, 30)
     m0, _ = hb.p2_zero_temperature(0.02, law)
     m_lowt = hb.high_storage_rs(1 / 0.01, 0.02, 2, law).m
     np.testing.assert_allclose(m_lowt, m0, atol=2e-3)
-    m_above, _ = hb.p2_zero_temperature(1.2 * float(hb.p2_critical_load(law)), law)
+    m_above, _ = hb.p2_zero_temperature(1.2 * float(hb.p2_critical_load(law).alpha), law)
     assert float(m_above) == 0.0
 
 
@@ -126,7 +126,7 @@ def test_gaussian_law_resolves_sign_integrands_and_converges():
         assert bool(jnp.all(jnp.isfinite(law[1]))) and bool(jnp.all(law[1] >= 0))
         np.testing.assert_allclose(jnp.sum(law[1] * law[0] ** 2), 1.0, rtol=1e-5)
     for rho in (0.2, 2.0):
-        acs = [float(hb.p2_critical_load(hb.gaussian_law(rho, k))) for k in (4, 8)]
+        acs = [float(hb.p2_critical_load(hb.gaussian_law(rho, k)).alpha) for k in (4, 8)]
         np.testing.assert_allclose(acs, _gaussian_p2_alpha_c(rho), rtol=2e-3)
         assert abs(acs[0] - acs[1]) < 1e-3 * acs[1]
     with pytest.raises(ValueError, match="nodes_per_panel"):
@@ -148,7 +148,7 @@ def test_high_storage_rs_low_temperature_limit():
     assert bool(sol.retrieval)
     np.testing.assert_allclose(sol.m, m0, atol=1e-3)
     rho, order = 0.1, 4
-    ac = float(hb.dense_critical_load(order, rho))
+    ac = float(hb.dense_critical_load(order, rho).alpha)
     glaw = hb.gaussian_law(rho, 4)
     fracs = jnp.array([0.8, 0.95, 1.05])
     sols = jax.vmap(lambda a: hb.high_storage_rs(100.0, a, order, glaw, nodes_per_panel=4))(
@@ -163,6 +163,19 @@ def test_high_storage_rs_low_temperature_limit():
     np.testing.assert_allclose(alpha_u.max(), ac, rtol=1e-4)
     u_root = u[np.max(np.nonzero(alpha_u >= 0.8 * ac))]
     np.testing.assert_allclose(sols.m[0], special.erf(u_root / np.sqrt(2)), atol=2e-3)
+    # The critical point itself: (alpha_c, m_c, field u_c) of the retrieval branch's end.
+    crit = hb.dense_critical_load(order, rho)
+    i = np.argmax(alpha_u)
+    np.testing.assert_allclose(crit.field, u[i], rtol=2e-3)
+    np.testing.assert_allclose(crit.m, special.erf(u[i] / np.sqrt(2)), atol=1e-3)
+    assert float(sols.m[1]) > float(crit.m)
+    # P = 2, rho = 0: Amit-Gutfreund-Sompolinsky m_c = 0.967 at alpha_c = 0.138; the T = 0
+    # solution just below alpha_c ends there.
+    ags_law = (jnp.ones(1), jnp.ones(1))
+    ags = hb.p2_critical_load(ags_law)
+    np.testing.assert_allclose(ags.m, 0.967, atol=1e-3)
+    m_below, _ = hb.p2_zero_temperature(0.999 * float(ags.alpha), ags_law)
+    np.testing.assert_allclose(m_below, ags.m, atol=5e-3)
 
 
 def test_snr_and_unsupervised_thresholds():

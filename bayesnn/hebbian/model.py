@@ -136,6 +136,12 @@ def hebbian_network(rows, order: int, weight: float = 1.0, convention: str = "di
     Returns
     -------
     HebbianNetwork
+
+    Notes
+    -----
+    Traceable: inside ``jax.jit``/``jax.vmap`` (e.g. one network per data set of a batch)
+    the value checks are skipped; the shape, ``order``, ``weight`` and ``convention`` are
+    static (a new shape compiles again).
     """
     p = check_order(order)
     x = jnp.asarray(rows)
@@ -143,7 +149,7 @@ def hebbian_network(rows, order: int, weight: float = 1.0, convention: str = "di
         x = x.astype(jnp.float32)
     if x.ndim != 2 or x.size == 0:
         raise ValueError(f"rows must have shape (R, N), got {x.shape}")
-    if not bool(jnp.all(jnp.isfinite(x))):
+    if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
         raise ValueError("rows contain NaN or inf")
     if convention not in _CONVENTIONS:
         raise ValueError(f"convention must be one of {_CONVENTIONS}, got {convention!r}")
@@ -158,7 +164,7 @@ def _check_examples(examples):
         raise ValueError(f"examples must have shape (K, M, N), got {eta.shape}")
     if not jnp.issubdtype(eta.dtype, jnp.floating):
         eta = eta.astype(jnp.float32)
-    if not bool(jnp.all(jnp.isfinite(eta))):
+    if not isinstance(eta, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(eta))):
         raise ValueError("examples contain NaN or inf")
     return eta
 

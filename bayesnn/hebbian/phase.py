@@ -208,6 +208,7 @@ def _log2cosh(x):
     return jnp.logaddexp(x, -x)
 
 
+@partial(jax.jit, static_argnames=("order", "convention", "nodes_per_panel"))
 def high_storage_free_energy(
     n, q, beta, alpha, order: int, law, convention="distinct", nodes_per_panel: int = 6
 ):

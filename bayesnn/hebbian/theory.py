@@ -40,6 +40,7 @@ from .model import check_order
 __all__ = [
     "LowStorageSolution",
     "exact_law",
+    "pad_law",
     "gaussian_law",
     "low_storage_fixed_point",
     "low_storage_free_energy",
@@ -49,6 +50,7 @@ __all__ = [
     "HighStorageSolution",
     "high_storage_rs",
     "p2_zero_temperature",
+    "CriticalLoad",
     "p2_critical_load",
     "noise_constant",
     "dense_critical_load",
@@ -78,10 +80,43 @@ def exact_law(quality, num_examples: int):
     Returns
     -------
     values, weights : Array, shape (M + 1,)
+
+    Notes
+    -----
+    The solvers are compiled for the law's number of atoms, so every new ``M`` compiles
+    them again. To sweep ``M`` (or mix exact and Gaussian laws) with one compile, pad the
+    laws to a common size with :func:`pad_law` (zero-weight atoms change no expectation),
+    as :func:`~bayesnn.hebbian.phase.phase_diagram_m_r` does internally.
     """
     x, w = example_mean_law(quality, num_examples)
     r = jnp.asarray(quality, jnp.float32)
     return x / jnp.sqrt(r**2 + (1 - r**2) / num_examples), w
+
+
+def pad_law(law, size: int):
+    """Append zero-weight atoms (at ``p = 0``) so that the law has ``size`` atoms.
+
+    Expectations are unchanged; laws of one size share compiled solvers (see
+    :func:`exact_law`).
+
+    Parameters
+    ----------
+    law : tuple
+        ``(values, weights)``, shape ``(A,)`` each, ``A <= size``.
+    size : int
+        Number of atoms.
+
+    Returns
+    -------
+    values, weights : Array, shape (size,)
+    """
+    vals, w = (jnp.asarray(a) for a in law)
+    if vals.ndim != 1 or vals.shape != w.shape:
+        raise ValueError(f"law must be two 1-d arrays of one length, got {vals.shape}, {w.shape}")
+    if int(size) < vals.shape[0]:
+        raise ValueError(f"size must be >= the law's {vals.shape[0]} atoms, got {size}")
+    pad = (0, int(size) - vals.shape[0])
+    return jnp.pad(vals, pad), jnp.pad(w, pad)
 
 
 def gaussian_law(rho, nodes_per_panel: int = 6):
@@ -465,8 +500,30 @@ def _p2_g(y, law):
     return (a - 2.0 / jnp.sqrt(jnp.pi) * y * b) / (jnp.sqrt(2.0) * y)
 
 
+class CriticalLoad(NamedTuple):
+    r"""T = 0 critical load and the retrieval state at it (the end of the retrieval branch).
+
+    Attributes
+    ----------
+    alpha : Array
+        :math:`\alpha_c`.
+    m, n : Array
+        Mattis magnetisation and overlap with the normalised example mean at
+        :math:`\alpha_c`.
+    field : Array
+        The T = 0 field parameter at :math:`\alpha_c`: ``y`` of :func:`p2_zero_temperature`
+        (P = 2, :math:`m = E\,\mathrm{erf}(yp)`), or ``u``, the local field's mean over its
+        standard deviation (P > 2, :math:`m = \mathrm{erf}(u/\sqrt2)`).
+    """
+
+    alpha: jax.Array
+    m: jax.Array
+    n: jax.Array
+    field: jax.Array
+
+
 @partial(jax.jit, static_argnames=("y_max", "num_grid"))
-def p2_critical_load(law, y_max: float = 20.0, num_grid: int = 20000):
+def p2_critical_load(law, y_max: float = 20.0, num_grid: int = 20000) -> CriticalLoad:
     r"""T = 0 critical load of the P = 2 supervised rule (:math:`K = \alpha N`):
 
     .. math::
@@ -474,7 +531,9 @@ def p2_critical_load(law, y_max: float = 20.0, num_grid: int = 20000):
         E[e^{-y^2p^2}]}{\sqrt2\,y}\Bigr\}^2,
 
     which reduces to the Amit-Gutfreund-Sompolinsky capacity (about 0.138) at
-    :math:`\rho = 0` (Amit, Gutfreund, Sompolinsky, Phys. Rev. Lett. 55, 1530 (1985)).
+    :math:`\rho = 0` (Amit, Gutfreund, Sompolinsky, Phys. Rev. Lett. 55, 1530 (1985)). At the
+    maximiser :math:`y_c`: :math:`m_c = E\,\mathrm{erf}(y_c p)`, :math:`n_c =
+    E[p\,\mathrm{erf}(y_c p)]` (about 0.967 at :math:`\rho = 0`).
 
     Parameters
     ----------
@@ -485,11 +544,14 @@ def p2_critical_load(law, y_max: float = 20.0, num_grid: int = 20000):
 
     Returns
     -------
-    Array
+    CriticalLoad
     """
+    vals, w = law
     y = jnp.linspace(1e-3, y_max, num_grid)
-    g = _p2_g(y, law)
-    return jnp.max(jnp.where(g > 0, g, 0.0)) ** 2
+    g = jnp.where(_p2_g(y, law) > 0, _p2_g(y, law), 0.0)
+    y_c = y[jnp.argmax(g)]
+    e = erf(y_c * vals)
+    return CriticalLoad(jnp.max(g) ** 2, jnp.sum(w * e), jnp.sum(w * vals * e), y_c)
 
 
 @partial(jax.jit, static_argnames=("y_max", "num_grid"))
@@ -523,7 +585,9 @@ def p2_zero_temperature(alpha, law, y_max: float = 20.0, num_grid: int = 20000):
 
 
 @partial(jax.jit, static_argnames=("order", "convention", "num_grid"))
-def dense_critical_load(order: int, rho, convention: str = "distinct", num_grid: int = 20000):
+def dense_critical_load(
+    order: int, rho, convention: str = "distinct", num_grid: int = 20000
+) -> CriticalLoad:
     r"""T = 0 critical load :math:`\alpha_c` of the supervised rule for P > 2,
     :math:`K = \alpha N^{P-1}` (large-M Gaussian law), parametric in
     :math:`u \in (0, \rho^{-1/2})`:
@@ -534,7 +598,8 @@ def dense_critical_load(order: int, rho, convention: str = "distinct", num_grid:
         \alpha(u) = \frac{a^2(u^{-2} - \rho)}{\gamma},\ \alpha_c = \max_u \alpha(u),
 
     with :math:`\gamma = (P/2)^2 c_P`. At :math:`\rho = 0` and distinct indices,
-    :math:`\alpha_c = \max_x P\,\mathrm{erf}(x)^{2(P-1)}/(2P!x^2)`.
+    :math:`\alpha_c = \max_x P\,\mathrm{erf}(x)^{2(P-1)}/(2P!x^2)`. At the maximiser
+    :math:`u_c`: :math:`m_c = \mathrm{erf}(u_c/\sqrt2)`, :math:`n_c = n(u_c)`.
 
     Parameters
     ----------
@@ -549,7 +614,7 @@ def dense_critical_load(order: int, rho, convention: str = "distinct", num_grid:
 
     Returns
     -------
-    Array
+    CriticalLoad
     """
     p = check_order(order)
     if p == 2:
@@ -561,7 +626,9 @@ def dense_critical_load(order: int, rho, convention: str = "distinct", num_grid:
     phi = jnp.exp(-0.5 * u**2) / jnp.sqrt(2 * jnp.pi)
     n = (erf(u / jnp.sqrt(2.0)) + 2 * rho * u * phi) / jnp.sqrt(1 + rho)
     a = 0.5 * p * n ** (p - 1) / jnp.sqrt(1 + rho)
-    return jnp.max(a**2 * (u**-2 - rho) / gamma)
+    alpha = a**2 * (u**-2 - rho) / gamma
+    i = jnp.argmax(alpha)
+    return CriticalLoad(alpha[i], erf(u[i] / jnp.sqrt(2.0)), n[i], u[i])
 
 
 def snr_magnetization_supervised(alpha, rho, order: int, convention: str = "distinct"):
