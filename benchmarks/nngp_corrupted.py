@@ -42,6 +42,7 @@ from bayesnn.datasets.images import load_digits
 from bayesnn.nn.kernels import kernel_fn
 
 C = 10
+SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
 LEVELS = (("clean", 0), ("noise", 0.25), ("noise", 0.5), ("noise", 1.0)) + tuple(
     ("occlude", k) for k in (2, 3, 4)
 )
@@ -129,11 +130,13 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--n-train", type=int, default=1000)
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     add_blas_threads_argument(ap)
     args = ap.parse_args()
     limit_blas_threads(args)
+    args.quick = args.quick or args.smoke
     seeds = 1 if args.quick else args.seeds
-    n_train = 500 if args.quick else args.n_train
+    n_train = 60 if args.smoke else 500 if args.quick else args.n_train
     runs = [run(s, n_train, args.quick) for s in range(seeds)]
     for i, (_, h) in enumerate(runs):
         print(f"seed {i}: " + ", ".join(f"{k}={v:.4g}" for k, v in h.items()))
