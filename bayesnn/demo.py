@@ -9,13 +9,52 @@ test inputs, via ArviZ), and writes a plot of test predictions with uncertainty.
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["run_demo", "main"]
+
+
+def _check_plot_path(plot_path):
+    """Fail before sampling if the plot cannot be written: a PNG/PDF/SVG/... path whose
+    folder exists and accepts a file (checked by creating and removing it)."""
+    if plot_path is None:
+        return None
+    if not isinstance(plot_path, str | os.PathLike):
+        raise TypeError(f"plot_path must be a path or None, got {type(plot_path).__name__}")
+    path = Path(plot_path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"plot_path {str(path)!r} is a directory")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise ValueError(
+            f"plot_path {str(path)!r}: unknown image format {suffix or '(none)'!r}; "
+            f"use one of {sorted(formats)}"
+        )
+    if not path.parent.is_dir():
+        raise ValueError(f"plot_path {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as err:
+        raise ValueError(f"plot_path {str(path)!r} is not writable: {err.strerror}") from None
+    if not existed:
+        path.unlink()
+    return str(path)
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def run_demo(
@@ -43,8 +82,15 @@ def run_demo(
     num_chains, num_samples, num_burnin, thinning, batch_size, step_size
         Adaptive SGHMC settings (Springenberg et al. 2016; learning rate ``step_size``).
     plot_path
-        Where to write the PNG (``None``: no plot).
+        Where to write the plot (``None``: no plot); its format follows the suffix. Checked
+        (folder exists, file writable, known format) before any data is loaded or sampled.
     """
+    plot_path = _check_plot_path(plot_path)
+    _check_positive_int("hidden", hidden)
+    _check_positive_int("num_chains", num_chains)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
     import arviz as az
 
     from bayesnn import likelihoods, metrics, nn, priors
@@ -64,6 +110,7 @@ def run_demo(
         lambda t: priors.IsotropicGaussian.create(t, 1.0),
         likelihoods.Gaussian(noise_std=None, log_noise_loc=-2.0, log_noise_scale=1.0),
     )
+    x_train, y_train = model.check_data(x_train, y_train, name_x="x_train", name_y="y_train")
     keys = jax.random.split(jax.random.key(seed), num_chains + 1)
     init = jax.vmap(model.init)(keys[1:])
     result = sgmcmc.sample(
@@ -156,13 +203,16 @@ def main(argv=None):
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--plot", default="bayesnn-demo.png")
     args = parser.parse_args(argv)
-    run_demo(
-        args.dataset,
-        num_chains=args.chains,
-        num_samples=args.samples,
-        num_burnin=args.burnin,
-        thinning=args.thinning,
-        seed=args.seed,
-        plot_path=args.plot or None,
-    )
+    try:
+        run_demo(
+            args.dataset,
+            num_chains=args.chains,
+            num_samples=args.samples,
+            num_burnin=args.burnin,
+            thinning=args.thinning,
+            seed=args.seed,
+            plot_path=args.plot or None,
+        )
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))  # exits with status 2 and the message, no traceback
     return 0

@@ -75,10 +75,13 @@ def test_local_fields_are_minus_gradient_and_flip_rule():
 
 
 def test_supervised_overlap_form():
-    """H_sup = -(N/2) sum_mu n_mu^P with n_mu = etabar.s / (N sqrt R)."""
+    """H_sup = -(N/2) sum_mu n_mu^P with n_mu = etabar.s / (N sqrt R) (all index tuples); the
+    default convention is "distinct" everywhere (networks and theory)."""
     r, m = 0.4, 7
     ds = hb.make_dataset(jax.random.key(5), 3, 50, m, r)
-    net = hb.supervised_network(ds.examples, 6, quality=r)
+    assert hb.supervised_network(ds.examples, 6, quality=r).convention == "distinct"
+    assert hb.hebbian_network(ds.archetypes, 2).convention == "distinct"
+    net = hb.supervised_network(ds.examples, 6, quality=r, convention="all")
     s = ds.archetypes[0]
     big_r = r**2 + (1 - r**2) / m
     n_mu = ds.examples.mean(1) @ s / (50 * np.sqrt(big_r))

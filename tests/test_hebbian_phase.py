@@ -15,7 +15,7 @@ AGS_LAW = (jnp.ones(1), jnp.ones(1))  # p = 1: rho = 0 (Amit-Gutfreund-Sompolins
 def t_alpha_ags():
     temps = jnp.linspace(0.05, 1.45, 15)  # spacing 0.1
     alphas = jnp.linspace(0.0, 0.16, 17)  # spacing 0.01
-    return hb.phase_diagram_t_alpha(temps, alphas, AGS_LAW, num_z=301)
+    return hb.phase_diagram_t_alpha(temps, alphas, AGS_LAW)
 
 
 def test_t_alpha_p2_boundaries(t_alpha_ags):
@@ -45,7 +45,7 @@ def test_t_alpha_finite_m_low_t_matches_closed_form():
     """Exact law (r = 0.6, M = 30): the low-T retrieval boundary in alpha is alpha_c(law)."""
     law = hb.exact_law(0.6, 30)
     alphas = jnp.linspace(0.0, 0.1, 21)
-    d = hb.phase_diagram_t_alpha(jnp.array([0.03]), alphas, law, num_z=301)
+    d = hb.phase_diagram_t_alpha(jnp.array([0.03]), alphas, law)
     a_m = hb.phase_boundary(alphas, d.exists, axis=1)[0]
     ac = float(hb.p2_critical_load(law))
     assert abs(a_m - ac) <= 0.005, (a_m, ac)
@@ -58,7 +58,7 @@ def test_high_storage_free_energy_is_stationary_at_rs_solution(order, temp, alph
     """df/dn = df/dq = 0 at the fixed point of high_storage_rs (a check of the free-energy
     formula independent of the iteration)."""
     law = hb.exact_law(0.6, 20)
-    n, _, q = hb.high_storage_rs(1 / temp, alpha, order, law, num_z=81, num_iter=3000)
+    n, _, q, _ = hb.high_storage_rs(1 / temp, alpha, order, law, num_iter=3000)
     assert float(n) > 0.5
     grad = jax.grad(
         lambda nq: hb.high_storage_free_energy(nq[0], nq[1], 1 / temp, alpha, order, law),

@@ -93,12 +93,76 @@ def test_high_storage_closed_forms():
         )
         np.testing.assert_allclose(hb.dense_critical_load(order, 0.0), ref, rtol=1e-3)
         assert hb.dense_critical_load(order, 0.0, "all") < hb.dense_critical_load(order, 0.0)
-    law = _pad(hb.exact_law(0.6, 30))
+    law = hb.exact_law(0.6, 30)
     m0, _ = hb.p2_zero_temperature(0.02, law)
-    _, m_lowt, _ = hb.high_storage_rs(1 / 0.01, 0.02, 2, law)
+    m_lowt = hb.high_storage_rs(1 / 0.01, 0.02, 2, law).m
     np.testing.assert_allclose(m_lowt, m0, atol=2e-3)
     m_above, _ = hb.p2_zero_temperature(1.2 * float(hb.p2_critical_load(law)), law)
     assert float(m_above) == 0.0
+
+
+def _gaussian_p2_alpha_c(rho):
+    """Closed form for the Gaussian law p ~ N(mu, s^2): E erf(yp) = erf(a), E exp(-y^2p^2) =
+    exp(-a^2)/d, E p erf(yp) = mu erf(a) + s^2 (2/sqrt(pi)) y exp(-a^2)/d (Stein), with
+    d = sqrt(1 + 2 y^2 s^2), a = y mu/d; maximised on a fine log grid of y."""
+    mu, s2 = 1 / np.sqrt(1 + rho), rho / (1 + rho)
+    y = np.geomspace(1e-3, 1e3, 400001)
+    d = np.sqrt(1 + 2 * y**2 * s2)
+    a = y * mu / d
+    e_perf = mu * special.erf(a) + s2 * 2 / np.sqrt(np.pi) * np.exp(-(a**2)) * y / d
+    g = (e_perf - 2 / np.sqrt(np.pi) * y * np.exp(-(a**2)) / d) / (np.sqrt(2) * y)
+    return np.max(g) ** 2
+
+
+def test_gaussian_law_resolves_sign_integrands_and_converges():
+    """E sign p = erf(1/sqrt(2 rho)) and the P = 2 alpha_c equal their closed forms (where
+    Gauss-Hermite nodes were off by 0.018 and 70%); both converge in the number of nodes; the
+    normalisation E p^2 = 1 holds; bad node counts and rho raise."""
+    for rho in (0.05, 0.2625, 2.0):
+        ref = special.erf(1 / np.sqrt(2 * rho))
+        vals = [float(hb.zero_temperature_magnetization(hb.gaussian_law(rho, k))) for k in (3, 6)]
+        np.testing.assert_allclose(vals, ref, atol=2e-6)
+        law = hb.gaussian_law(rho)
+        assert bool(jnp.all(jnp.isfinite(law[1]))) and bool(jnp.all(law[1] >= 0))
+        np.testing.assert_allclose(jnp.sum(law[1] * law[0] ** 2), 1.0, rtol=1e-5)
+    for rho in (0.2, 2.0):
+        acs = [float(hb.p2_critical_load(hb.gaussian_law(rho, k))) for k in (4, 8)]
+        np.testing.assert_allclose(acs, _gaussian_p2_alpha_c(rho), rtol=2e-3)
+        assert abs(acs[0] - acs[1]) < 1e-3 * acs[1]
+    with pytest.raises(ValueError, match="nodes_per_panel"):
+        hb.gaussian_law(0.3, 400)
+    with pytest.raises(ValueError, match="rho"):
+        hb.gaussian_law(float("nan"))
+    with pytest.raises(ValueError, match="rho"):
+        hb.gaussian_law(-0.1)
+
+
+def test_high_storage_rs_low_temperature_limit():
+    """As T -> 0 the finite-T high-storage RS tends to the T = 0 solutions: P = 2 (exact law
+    r = 0.4, M = 20, alpha = 0.01) m -> p2_zero_temperature (0.923; was 0.19); P = 4
+    (Gaussian law, rho = 0.1) m -> erf(u/sqrt 2) of the parametric T = 0 solution below
+    alpha_c and no retrieval just above alpha_c (was retrieval up to 1.37 alpha_c)."""
+    law = hb.exact_law(0.4, 20)
+    m0, _ = hb.p2_zero_temperature(0.01, law)
+    sol = hb.high_storage_rs(100.0, 0.01, 2, law)
+    assert bool(sol.retrieval)
+    np.testing.assert_allclose(sol.m, m0, atol=1e-3)
+    rho, order = 0.1, 4
+    ac = float(hb.dense_critical_load(order, rho))
+    glaw = hb.gaussian_law(rho, 4)
+    fracs = jnp.array([0.8, 0.95, 1.05])
+    sols = jax.vmap(lambda a: hb.high_storage_rs(100.0, a, order, glaw, nodes_per_panel=4))(
+        fracs * ac
+    )
+    np.testing.assert_array_equal(sols.retrieval, [True, True, False])
+    # T = 0 parametric solution: the largest u with alpha(u) >= alpha, m = erf(u / sqrt 2).
+    u = np.linspace(1e-3, 1 / np.sqrt(rho), 200001)
+    n = (special.erf(u / np.sqrt(2)) + 2 * rho * u * stats.norm.pdf(u)) / np.sqrt(1 + rho)
+    alpha_u = (order / 2 * n ** (order - 1)) ** 2 / (1 + rho) * (u**-2.0 - rho)
+    alpha_u /= (order / 2) ** 2 * hb.noise_constant(order, "distinct")
+    np.testing.assert_allclose(alpha_u.max(), ac, rtol=1e-4)
+    u_root = u[np.max(np.nonzero(alpha_u >= 0.8 * ac))]
+    np.testing.assert_allclose(sols.m[0], special.erf(u_root / np.sqrt(2)), atol=2e-3)
 
 
 def test_snr_and_unsupervised_thresholds():
@@ -143,3 +207,26 @@ def test_theory_bad_inputs():
         hb.dense_critical_load(2, 0.1)
     with pytest.raises(ValueError, match="convention"):
         hb.noise_constant(4, "pairs")
+
+
+def test_one_index_convention_default_everywhere():
+    """Every hebbian function or class with a ``convention`` argument defaults to "distinct"
+    (networks used to default to "all" while the theory used "distinct": c_P = 15 vs 6 at
+    P = 4, alpha_c off by 2.5x)."""
+    import inspect
+
+    seen = []
+    for mod in (hb.model, hb.theory, hb.phase, hb.images):
+        for name, obj in vars(mod).items():
+            if not callable(obj) or name.startswith("_"):
+                continue
+            try:
+                par = inspect.signature(obj).parameters.get("convention")
+            except (TypeError, ValueError):
+                continue
+            if par is not None:
+                seen.append(name)
+                assert par.default == "distinct", (mod.__name__, name, par.default)
+    assert {"HebbianNetwork", "supervised_network", "high_storage_rs", "noise_constant"} <= set(
+        seen
+    )

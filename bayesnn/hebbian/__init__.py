@@ -58,6 +58,7 @@ from .phase import (
 )
 from .simulate import SimulationResult, simulate
 from .theory import (
+    HighStorageSolution,
     LowStorageSolution,
     cascade_amplitudes,
     cascade_stability_margin,
@@ -129,6 +130,7 @@ __all__ = [
     "plot_phase_diagram",
     "SimulationResult",
     "simulate",
+    "HighStorageSolution",
     "LowStorageSolution",
     "cascade_amplitudes",
     "cascade_stability_margin",
