@@ -62,6 +62,8 @@ def _matrix_from_matvec(coupling):
 
 
 def test_parameterisation_symmetric_hollow_monotone(params, coupling):
+    assert isinstance(SPEC, bm.coupling.ArchitectureSpec)
+    assert isinstance(coupling, bm.coupling.CouplingOperator) and coupling.has_resolvent
     W = _matrix_from_matvec(coupling)
     np.testing.assert_allclose(W, W.T, atol=1e-5 * np.abs(W).max())
     var = np.concatenate(

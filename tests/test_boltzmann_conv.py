@@ -52,6 +52,8 @@ def params():
 
 def test_conv_coupling_symmetric_hollow_monotone(params):
     c = jax.jit(bm.monotone_coupling, static_argnums=(1, 2))(params, SPEC, M)
+    assert isinstance(SPEC, bm.coupling.ArchitectureSpec)
+    assert isinstance(c, bm.coupling.CouplingOperator) and not c.has_resolvent
     W = _matrix(c)
     n = len(W)
     assert n == 36 * 2 + 9 * 4 + 3

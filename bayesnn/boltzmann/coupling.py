@@ -52,11 +52,13 @@ class MDBMParams(NamedTuple):
 class ArchitectureSpec(Protocol):
     """Static architecture of a monotone DBM (hashable: a jit static argument).
 
-    Attributes ``layers`` (each with ``num_vars``, ``num_states``, ``name``) and ``rows``.
+    Attributes ``layers`` (each with ``num_vars``, ``num_states``, ``name``), ``rows``, and
+    ``supports_norm_cap`` (whether :meth:`cap_rows` is available).
     """
 
     layers: tuple
     rows: tuple
+    supports_norm_cap: bool
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the faulty row or layer."""

@@ -30,7 +30,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 from jax.scipy.sparse.linalg import bicgstab, gmres
 
-from bayesnn.boltzmann.solver import unravel_batch
+from bayesnn._pytree import unravel_batched_like
 
 __all__ = ["BackwardOptions", "implicit_fixed_point", "adjoint_solve"]
 
@@ -188,7 +188,7 @@ def _bwd(map_fn, solve_fn, options, res, cts):
             worst,
         )
     _, vjp_p = jax.vjp(lambda p, d: map_fn(p, d, q), params, data)
-    g_params, g_data = vjp_p(unravel_batch(u, q))
+    g_params, g_data = vjp_p(unravel_batched_like(u, q))
     g_q0 = jax.tree_util.tree_map(jnp.zeros_like, q0)
     return g_params, g_data, g_q0
 
