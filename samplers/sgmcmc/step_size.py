@@ -637,6 +637,9 @@ def _burn_in(kernel, logdensity_fn, batch_size, temperature):
     return jax.jit(run)
 
 
+_MAX_RETRIES = 6
+
+
 def tune_step_size(
     rng_key,
     kernel: SGMCMCKernel,
@@ -658,6 +661,8 @@ def tune_step_size(
     burning in, only getting there), re-estimated at the start of each round; the rounds'
     lengths double. The final step size is chosen by :func:`choose_step_size` at the positions
     reached. The caller then runs (part of its burn-in and) the sampling at that step size.
+    A round whose chains leave the finite numbers (the curvature grew on the way, e.g. as a
+    learned noise scale shrinks) is rerun from its start with a step four times smaller.
 
     Parameters
     ----------
@@ -702,8 +707,18 @@ def tune_step_size(
             **choose_kwargs,
         )
         h = stability_fraction * float(np.min(info.stability_limit))
+        for _ in range(_MAX_RETRIES):
+            moved = run(keys[2 * k + 1], positions, data, h, int(lengths[k]))
+            if all(bool(jnp.isfinite(a).all()) for a in jax.tree_util.tree_leaves(moved)):
+                break
+            h /= 4.0  # the curvature grew along the way: retry the round with a smaller step
+        else:
+            raise FloatingPointError(
+                f"burn-in round {k} diverged even at step size {h:.3g}; check the model or "
+                "pass step_size explicitly"
+            )
         history.append(h)
-        positions = run(keys[2 * k + 1], positions, data, h, int(lengths[k]))
+        positions = moved
     info = choose_step_size(
         keys[-1],
         kernel,
