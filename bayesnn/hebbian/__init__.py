@@ -58,15 +58,14 @@ from .phase import (
 )
 from .simulate import SimulationResult, simulate
 from .theory import (
+    CriticalLoad,
     HighStorageSolution,
     LowStorageSolution,
     cascade_amplitudes,
     cascade_stability_margin,
     cascade_threshold,
     dense_critical_load,
-    CriticalLoad,
     exact_law,
-    pad_law,
     gaussian_law,
     high_storage_rs,
     low_storage_fixed_point,
@@ -75,6 +74,7 @@ from .theory import (
     noise_constant,
     p2_critical_load,
     p2_zero_temperature,
+    pad_law,
     refined_memorization_threshold,
     snr_magnetization_supervised,
     snr_magnetization_unsupervised,
