@@ -101,7 +101,7 @@ def pixel_thresholds(images):
     return x.reshape(x.shape[0], -1).mean(0)
 
 
-def corrupt(spins, rng_key, flip: float = 0.0, occlude: float = 0.0):
+def corrupt(rng_key, spins, flip: float = 0.0, occlude: float = 0.0):
     """Noisy / partial probes: flip a random fraction of pixels, then replace the last
     ``occlude`` fraction of every image (the bottom rows in raster order) by random +-1.
 
@@ -110,10 +110,10 @@ def corrupt(spins, rng_key, flip: float = 0.0, occlude: float = 0.0):
 
     Parameters
     ----------
-    spins : array_like, shape (n, D)
-        Binarised images.
     rng_key : PRNGKey
         Key.
+    spins : array_like, shape (n, D)
+        Binarised images.
     flip : float
         Probability of flipping each pixel, in [0, 1].
     occlude : float
@@ -139,19 +139,19 @@ def corrupt(spins, rng_key, flip: float = 0.0, occlude: float = 0.0):
     return out.astype(np.float32)
 
 
-def class_examples(spins, labels, num_examples: int, rng_key):
+def class_examples(rng_key, spins, labels, num_examples: int):
     """Pick ``M`` random training images per class: examples ``(K, M, D)`` grouped by label.
 
     Parameters
     ----------
+    rng_key : PRNGKey
+        Selection key.
     spins : array_like, shape (n, D)
         Binarised images (+-1).
     labels : array_like of int, shape (n,)
         Class labels ``0..K-1``.
     num_examples : int
         ``M`` per class (must not exceed the smallest class size).
-    rng_key : PRNGKey
-        Selection key.
 
     Returns
     -------
