@@ -153,20 +153,6 @@ def gaussian_law(rho, nodes_per_panel: int = 6):
     return (1.0 + jnp.sqrt(rho) * z) / jnp.sqrt(1.0 + rho), w
 
 
-def _tanh_beta(beta, h):
-    """tanh(beta h), with beta = inf giving sign(h)."""
-    return jnp.where(
-        jnp.isinf(beta), jnp.sign(h), jnp.tanh(jnp.where(jnp.isinf(beta), 0.0, beta) * h)
-    )
-
-
-def _logcosh_t(beta, h):
-    """T log 2cosh(beta h) (-> |h| at T = 0)."""
-    b = jnp.where(jnp.isinf(beta), 1.0, beta)
-    val = (jnp.logaddexp(b * h, -b * h)) / b
-    return jnp.where(jnp.isinf(beta), jnp.abs(h), val)
-
-
 class LowStorageSolution(NamedTuple):
     """Low-storage RS solution.
 
@@ -220,15 +206,12 @@ def low_storage_fixed_point(beta, order: int, law, num_iter: int = 3000):
     p_order = check_order(order)
     vals, w = law
     beta = jnp.asarray(beta, jnp.float32)
-
-    def g(n):
-        t = _tanh_beta(beta, 0.5 * p_order * n ** (p_order - 1) * vals)
-        return jnp.sum(w * vals * t)
-
     n0 = jnp.sum(w * jnp.abs(vals))
-    n = jax.lax.fori_loop(0, num_iter, lambda _, n: g(n), n0)
-    t = _tanh_beta(beta, 0.5 * p_order * n ** (p_order - 1) * vals)
-    return n, jnp.sum(w * t), jnp.sum(w * t**2)
+    n = jax.lax.fori_loop(
+        0, num_iter, lambda _, n: _rs.low_storage_map(n, beta, p_order, law)[0], n0
+    )
+    _, m, q = _rs.low_storage_map(n, beta, p_order, law)
+    return n, m, q
 
 
 @partial(jax.jit, static_argnames=("order",))
@@ -252,10 +235,7 @@ def low_storage_free_energy(n, beta, order: int, law):
     Array
     """
     p_order = check_order(order)
-    vals, w = law
-    beta = jnp.asarray(beta, jnp.float32)
-    h = 0.5 * p_order * n ** (p_order - 1) * vals
-    return 0.5 * (p_order - 1) * n**p_order - jnp.sum(w * _logcosh_t(beta, h))
+    return _rs.low_storage_f(n, jnp.asarray(beta, jnp.float32), p_order, law)
 
 
 def _paramagnet_f(beta):
