@@ -230,6 +230,21 @@ def test_theory_bad_inputs():
         hb.dense_critical_load(2, 0.1)
     with pytest.raises(ValueError, match="convention"):
         hb.theory.noise_constant(4, "pairs")
+    law = hb.exact_law(0.5, 3)
+    for beta in (float("nan"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="beta"):
+            hb.solve_low_storage(beta, 2, law)
+        with pytest.raises(ValueError, match="beta"):
+            hb.high_storage_rs(beta, 0.01, 2, law)
+    with pytest.raises(ValueError, match="beta"):
+        hb.high_storage_rs(jnp.inf, 0.01, 2, law)  # finite-T solver
+    with pytest.raises(ValueError, match="alpha"):
+        hb.high_storage_rs(10.0, -0.1, 2, law)
+    nan_law = (law[0], law[1].at[0].set(jnp.nan))
+    with pytest.raises(ValueError, match="law"):
+        hb.solve_low_storage(2.0, 2, nan_law)
+    with pytest.raises(ValueError, match="sum to 1"):
+        hb.high_storage_rs(2.0, 0.01, 2, (law[0], 2 * law[1]))
 
 
 def test_one_index_convention_default_everywhere():
