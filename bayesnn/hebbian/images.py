@@ -173,7 +173,14 @@ def class_examples(rng_key, spins, labels, num_examples: int):
 
 
 def relax_and_classify(
-    rng_key, examples, probes, order, rule="supervised", beta=jnp.inf, num_sweeps=5
+    rng_key,
+    examples,
+    probes,
+    order,
+    rule="supervised",
+    beta=jnp.inf,
+    num_sweeps=5,
+    convention="distinct",
 ):
     r"""Relax probe images in the network and classify them by the closest archetype estimate.
 
@@ -197,6 +204,9 @@ def relax_and_classify(
         Inverse temperature (``inf``: zero-temperature dynamics).
     num_sweeps : int
         Sequential sweeps.
+    convention : {"distinct", "all"}
+        Index convention of the network (:mod:`bayesnn.hebbian.model`); at finite N and
+        P >= 4 the self-interaction terms of ``"all"`` change the relaxed states.
 
     Returns
     -------
@@ -208,7 +218,7 @@ def relax_and_classify(
     build = {"supervised": supervised_network, "unsupervised": unsupervised_network}
     if rule not in build:
         raise ValueError(f"rule must be 'supervised' or 'unsupervised', got {rule!r}")
-    net = build[rule](eta, order)
+    net = build[rule](eta, order, convention=convention)
     res = _relax(rng_key, net, jnp.asarray(probes, jnp.float32), beta, int(num_sweeps))
     return np.asarray(nearest_archetype(eta, res)), np.asarray(res)
 
