@@ -55,6 +55,8 @@ from bayesnn.gp import RBF, GPPrior, LogNormal  # noqa: E402
 from bayesnn.nn import stax  # noqa: E402
 from bayesnn.priors import template_of  # noqa: E402
 
+SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
+
 
 def load_boston():
     try:
@@ -284,14 +286,19 @@ def main():
     ap.add_argument(
         "--nll", action="store_true", help="test RMSE/NLL (Boston split 0) of each final prior"
     )
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
     if args.micro:
-        micro()
+        micro(steps=5 if args.smoke else 200)
         return
     iters, every = (6, 2) if args.quick else (args.iters, args.every)
     ref_steps = 50 if args.quick else 200
     eval_steps = 200 if args.quick else args.eval_steps
     first_steps = 100 if args.quick else 500
+    if args.smoke:
+        iters, every, ref_steps, eval_steps, first_steps, args.warm_steps = 2, 2, 3, 3, 2, 1
+        if args.runs == ap.get_default("runs"):  # one JAX fit: each compiles for seconds
+            args.runs = "warm,torch"
 
     x_train, x_test = load_boston()
     x_all = np.concatenate([x_train, x_test])

@@ -30,6 +30,7 @@ from bayesnn.datasets import load_digits, load_fashion_mnist  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
 PROBES = {"clean": (0.0, 0.0), "noisy": (0.2, 0.0), "partial": (0.0, 0.3)}
 
 
@@ -87,8 +88,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-fashion", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP + " (no figures)")
     args = ap.parse_args()
     orders = (2, 4, 6)
+    if args.smoke:
+        args.quick, args.no_fashion, orders = True, True, (4,)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
 
     img, lab = load_digits()
@@ -98,11 +102,11 @@ def main():
     x_tr, y_tr, x_te, y_te = x[:1300], lab[:1300], x[1300:], lab[1300:]
     # --quick: one M per data set (each (rule, P, M) cell costs a compile, ~3 s CPU)
     ms = (100,) if args.quick else (5, 20, 100)
-    rows, recon_d, probes_d = run(
-        "digits", x_tr, y_tr, x_te, y_te, ms, orders, 100 if args.quick else 497, sweeps=5
-    )
-    _figure(os.path.join(HERE, "results", "hebbian_digits.png"), probes_d, recon_d, orders,
-            ms[-1], 8)  # fmt: skip
+    num_test = 20 if args.smoke else 100 if args.quick else 497
+    rows, recon_d, probes_d = run("digits", x_tr, y_tr, x_te, y_te, ms, orders, num_test, sweeps=5)
+    if not args.smoke:
+        _figure(os.path.join(HERE, "results", "hebbian_digits.png"), probes_d, recon_d, orders,
+                ms[-1], 8)  # fmt: skip
     if not args.no_fashion:
         try:
             ftr, fytr = load_fashion_mnist("train")

@@ -76,11 +76,9 @@ def run(args, hidden, monotone, data, marg, mode):
         num_epochs=args.epochs,
         batch_size=50,
         optimizer=optax.adam(args.lr),
-        m=args.m,
-        hidden_fraction=(0.0, 0.9),
+        training=bm.TrainingConfig(m=args.m, hidden_fraction=(0.0, 0.9), monotone=monotone),
         config=config,
         on_failure="flag",
-        monotone=monotone,
     )
     train_s = time.perf_counter() - t0
     if monotone:

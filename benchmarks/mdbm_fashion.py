@@ -1,6 +1,6 @@
 """Train and evaluate a fully connected monotone DBM on Fashion-MNIST (Debian's IDX files).
 
-Protocol (the reference's masked training, scaled down for a 2-core CPU): pixels binned into
+Protocol (the masked training of Feng, Winston and Kolter, TMLR 2023, scaled down for a CPU): pixels binned into
 ``--bins`` intensity states; one hidden layer of binary units; label not clamped; each
 training image hides a fraction of its pixels drawn uniformly in ``--hide`` (default
 [0, 0.9], so that one model classifies full images and completes sparse ones) and the step
@@ -99,6 +99,7 @@ def main():
         flush=True,
     )
     t0 = time.perf_counter()
+    os.makedirs(os.path.join(HERE, "out"), exist_ok=True)  # git-ignored output folder
     ckpt = os.path.join(HERE, "out", f"mdbm_fashion{args.tag}.npz")
     if args.eval_only:
         log_scale = jnp.array([0.0, 0.0])
@@ -190,8 +191,14 @@ def _train(args, spec, params, ptr, ytr, config, hide, max_norm, ckpt, t0):
         num_epochs=args.epochs,
         batch_size=args.batch,
         optimizer=optax.adam(args.lr),
-        m=args.m,
-        hidden_fraction=hide,
+        training=bm.TrainingConfig(
+            m=args.m,
+            hidden_fraction=hide,
+            focal_gamma=args.gamma,
+            class_weights=None if args.no_balance else "balanced",
+            max_norm=max_norm,
+            label_weight=args.label_weight,
+        ),
         config=config,
         on_failure="flag",
         checkpoint_path=ckpt,
@@ -200,10 +207,6 @@ def _train(args, spec, params, ptr, ytr, config, hide, max_norm, ckpt, t0):
             + ", ".join(f"{k} {v:.4g}" for k, v in s.items()),
             flush=True,
         ),
-        focal_gamma=args.gamma,
-        class_weights=None if args.no_balance else "balanced",
-        max_norm=max_norm,
-        label_weight=args.label_weight,
     )
 
 
@@ -228,7 +231,7 @@ def _solver_config(args):
         max_iter=args.max_iter,
         mixing=args.mixing,
         memory=args.memory,
-        backward=bm.BackwardOptions(maxiter=args.bwd_maxiter, on_failure="ignore"),
+        backward=bm.implicit.BackwardOptions(maxiter=args.bwd_maxiter, on_failure="ignore"),
     )
 
 

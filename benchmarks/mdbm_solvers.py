@@ -10,8 +10,8 @@ Candidates: Anderson on undamped mean field (memory 5 / 10, mixing beta 1 / 0.5)
 the damped forward-backward map (alpha < 1, damped prox), Peaceman-Rachford at several alpha,
 and the same model evaluated at larger margins m (the coupling rescaled harder).
 
-Note: training here uses ``fit``'s default row-norm cap (``max_norm = 30``); the study in
-benchmarks/results/mdbm.md used an uncapped session-2 checkpoint (``--checkpoint``).
+Note: training here uses ``fit``'s default row-norm cap (``max_norm = 30``); pass
+``--checkpoint`` to study an uncapped model instead.
 
 Usage: python benchmarks/mdbm_solvers.py [--quick] [--checkpoint PATH] [--train-steps 30]
 """
@@ -82,7 +82,7 @@ def main():
         how = f"checkpoint {args.checkpoint}"
     else:
         cfg = bm.SolverConfig(method="pr", alpha=0.5, max_iter=300, fallback=None)
-        cfg = cfg._replace(backward=bm.BackwardOptions(maxiter=4, on_failure="ignore"))
+        cfg = cfg._replace(backward=bm.implicit.BackwardOptions(maxiter=4, on_failure="ignore"))
         state, hist = bm.fit(
             jax.random.key(1),
             spec,
@@ -92,7 +92,7 @@ def main():
             num_epochs=1,
             batch_size=args.train // max(args.train_steps, 1),
             optimizer=optax.adam(2e-2),
-            m=args.m,
+            training=bm.TrainingConfig(m=args.m),
             config=cfg,
             on_failure="flag",
         )

@@ -34,7 +34,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _nngp_common import ARCH, add_blas_threads_argument, limit_blas_threads
+from _nngp_common import ARCH, add_blas_threads_argument, gp_type2, limit_blas_threads
 from scipy.special import gammaln
 
 from bayesnn import nngp
@@ -42,6 +42,7 @@ from bayesnn.datasets.images import load_digits
 from bayesnn.nn.kernels import kernel_fn
 
 C = 10
+SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
 LEVELS = (("clean", 0), ("noise", 0.25), ("noise", 0.5), ("noise", 1.0)) + tuple(
     ("occlude", k) for k in (2, 3, 4)
 )
@@ -76,20 +77,6 @@ def mvt_nll(y, loc, scale, df):
         - np.sum(np.log(scale), axis=-1)
         - 0.5 * (df + c) * np.log1p(r2 / df)
     )
-
-
-def gp_type2(K, Y, etas):
-    """Profile type-II ML of ``N(Y; 0, s (K + eta I))`` (shared over columns); s = q / (nC)."""
-    lam, U = np.linalg.eigh(K)
-    r2 = np.sum((U.T @ Y) ** 2, axis=1)
-    n, c = Y.shape
-    best = None
-    for eta in etas:
-        s = np.sum(r2 / (lam + eta)) / (n * c)
-        ll = -0.5 * n * c * math.log(2 * math.pi * s) - 0.5 * c * np.sum(np.log(lam + eta))
-        if best is None or ll > best[0]:
-            best = (ll, s, eta)
-    return best[1], best[2]
 
 
 def run(seed, n_train, quick):
@@ -143,11 +130,13 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--n-train", type=int, default=1000)
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     add_blas_threads_argument(ap)
     args = ap.parse_args()
     limit_blas_threads(args)
+    args.quick = args.quick or args.smoke
     seeds = 1 if args.quick else args.seeds
-    n_train = 500 if args.quick else args.n_train
+    n_train = 60 if args.smoke else 500 if args.quick else args.n_train
     runs = [run(s, n_train, args.quick) for s in range(seeds)]
     for i, (_, h) in enumerate(runs):
         print(f"seed {i}: " + ", ".join(f"{k}={v:.4g}" for k, v in h.items()))

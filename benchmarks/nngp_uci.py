@@ -38,6 +38,8 @@ from bayesnn import nngp
 from bayesnn.datasets import SHIPPED_UCI, load_uci, num_splits, uci_names
 from bayesnn.nn.kernels import kernel_fn
 
+SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
+
 
 def run_split(name, split, arch, root=None, fit_subsample=3000, fit_steps=400):
     d = load_uci(name, split, root=root)
@@ -91,9 +93,12 @@ def main():
     )
     default_root = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci"
     ap.add_argument("--root", default=str(default_root) if default_root.is_dir() else None)
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     add_blas_threads_argument(ap)
     args = ap.parse_args()
     limit_blas_threads(args)
+    if args.smoke:
+        args.quick, args.sets, args.fit_subsample = True, args.sets or "yacht", 50
     names = ("yacht", "energy") if args.quick else SHIPPED_UCI
     if args.sets == "all":
         names = tuple(uci_names(args.root))

@@ -231,8 +231,8 @@ def test_bad_inputs(problem):
         nngp.gp_fit(p["K"].at[0, 0].set(jnp.nan), p["y"])
     with pytest.raises(ValueError, match="alpha"):
         nngp.tp_fit(p["K"], p["y"], -1.0, 1.0)
-    with pytest.raises(ValueError, match="positive definite"):
-        nngp.psd_cholesky(-jnp.eye(3))
+    with pytest.raises(ValueError, match="k_train is not positive semi-definite"):
+        nngp.gp_fit(-jnp.eye(p["K"].shape[0]), p["y"])
     gp = nngp.gp_fit(p["K"], p["y"], 0.1)
     with pytest.raises(ValueError, match="k_test_train"):
         nngp.gp_predict(gp, p["Kx"][:, :4], p["kd"])
@@ -249,3 +249,59 @@ def test_bad_inputs(problem):
 def test_public_names_documented():
     for name in nngp.__all__:
         assert inspect.getdoc(getattr(nngp, name)), name
+
+
+def test_regularised_cholesky_escalates_on_singular_psd():
+    """A rank-one PSD matrix with a negligible eta needs the relative-jitter fallback."""
+    from bayesnn._linalg import regularised_cholesky
+
+    with jax.enable_x64(True):
+        v = jnp.linspace(1.0, 2.0, 6, dtype=jnp.float64)[:, None]
+        K = v @ v.T
+        L = regularised_cholesky(K, 1e-300)
+        assert bool(jnp.all(jnp.isfinite(L)))
+        # the jitter used is at most 1e-5 mean(diag K): the factor reproduces K to that level
+        err = float(jnp.max(jnp.abs(L @ L.T - K)))
+        assert err <= 1e-5 * float(jnp.mean(jnp.diag(K))) * 1.01
+        with pytest.raises(ValueError, match="ntk_train is not positive semi-definite"):
+            regularised_cholesky(-K, 1e-6, "ntk_train")
+
+
+def test_log_marginals_reject_bad_input(problem):
+    """Issue 17: a non-PSD kernel or a non-positive parameter raises (eager), NaN under jit."""
+    p = problem
+    K, y = p["K"], p["y"]
+    Kn = np.asarray(K)
+    not_psd = jnp.asarray(Kn - 2.0 * np.linalg.eigvalsh(Kn).max() * np.eye(Kn.shape[0]))
+    with pytest.raises(ValueError, match="k_train \\+ eta I is not positive definite"):
+        nngp.gp_log_marginal(not_psd, y, 1.0, 0.1)
+    with pytest.raises(ValueError, match="k_train \\+ eta I is not positive definite"):
+        nngp.tp_log_marginal(not_psd, y, 2.0, 1.0, 0.1)
+    for kwargs, name in (
+        (dict(alpha=0.0, beta=1.0), "alpha"),
+        (dict(alpha=2.0, beta=-1.0), "beta"),
+        (dict(alpha=2.0, beta=1.0, eta=0.0), "eta"),
+        (dict(alpha=jnp.nan, beta=1.0), "alpha"),
+    ):
+        with pytest.raises(ValueError, match=name):
+            nngp.tp_log_marginal(K, y, **kwargs)
+    with pytest.raises(ValueError, match="scale"):
+        nngp.gp_log_marginal(K, y, -1.0, 0.1)
+    with pytest.raises(ValueError, match="k_train"):
+        nngp.gp_log_marginal(K.at[0, 1].set(jnp.inf), y, 1.0, 0.1)
+    # traced arguments cannot be checked: the documented result is NaN
+    traced = jax.jit(nngp.tp_log_marginal)(not_psd, y, 2.0, 1.0, 0.1)
+    assert np.isnan(float(traced))
+
+
+def test_predict_rejects_negative_test_variances(problem):
+    """Issue 17: negative or inconsistent test variances raise instead of being clipped."""
+    p = problem
+    post = nngp.tp_fit(p["K"], p["y"], 2.0, 3.0, 0.1)
+    with pytest.raises(ValueError, match="k_test_diag must be non-negative"):
+        nngp.tp_predict(post, p["Kx"], p["kd"].at[2].set(-0.5))
+    with pytest.raises(ValueError, match="k_test_diag must be non-negative"):
+        nngp.gd_ensemble_moments(p["K"], p["Kx"], p["kd"].at[0].set(-1.0), p["y"])
+    # a test variance far below what k_test_train explains: the joint matrix is not PSD
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        nngp.gp_predict(post.gp, p["Kx"], 1e-3 * p["kd"])

@@ -29,12 +29,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bayesnn._training import gradient_step
+
 __all__ = [
     "CriticState",
     "init_critic",
     "apply_critic",
     "critic_objective",
     "dual_w1",
+    "critic_step",
     "train_critic",
     "estimate_w1",
     "critic_w1_values",
@@ -117,6 +120,40 @@ def _check_penalty(penalty):
         raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
 
 
+def critic_step(
+    state: CriticState,
+    f_p,
+    f_q,
+    rng_key,
+    *,
+    optimizer: optax.GradientTransformation,
+    penalty: str = "two-sided",
+    penalty_weight: float = 10.0,
+):
+    """One critic ascent step on ``w - lambda * pen`` of :func:`critic_objective`.
+
+    Without a penalty (``"none"``) the weights are clipped to ``[-0.1, 0.1]`` after the step
+    (Arjovsky et al. 2017), the Lipschitz constraint of the original WGAN.
+
+    Returns
+    -------
+    state, (loss, w, pen)
+        The updated :class:`CriticState`; the loss ``-(w - lambda pen)``, dual estimate and
+        penalty before the step.
+    """
+
+    def loss(params):
+        w, pen = critic_objective(params, f_p, f_q, rng_key, penalty)
+        return -(w - penalty_weight * pen), (w, pen)
+
+    params, opt_state, (value, (w, pen)) = gradient_step(
+        loss, optimizer, state.params, state.opt_state, has_aux=True
+    )
+    if penalty == "none":
+        params = jax.tree.map(lambda p: jnp.clip(p, -0.1, 0.1), params)
+    return CriticState(params, opt_state), (value, w, pen)
+
+
 @partial(jax.jit, static_argnames=("optimizer", "num_steps", "penalty", "penalty_weight"))
 def train_critic(
     state: CriticState,
@@ -140,18 +177,11 @@ def train_critic(
         The updated :class:`CriticState` and per-step traces of the dual estimate and penalty.
     """
     _check_penalty(penalty)
-
-    def loss(params, key):
-        w, pen = critic_objective(params, f_p, f_q, key, penalty)
-        return -(w - penalty_weight * pen), (w, pen)
+    settings = dict(optimizer=optimizer, penalty=penalty, penalty_weight=penalty_weight)
 
     def step(st, key):
-        grads, aux = jax.grad(loss, has_aux=True)(st.params, key)
-        updates, opt_state = optimizer.update(grads, st.opt_state, st.params)
-        params = optax.apply_updates(st.params, updates)
-        if penalty == "none":
-            params = jax.tree.map(lambda p: jnp.clip(p, -0.1, 0.1), params)
-        return CriticState(params, opt_state), aux
+        st, (_, w, pen) = critic_step(st, f_p, f_q, key, **settings)
+        return st, (w, pen)
 
     return jax.lax.scan(step, state, jax.random.split(rng_key, num_steps))
 
@@ -223,22 +253,20 @@ def critic_w1_values(
 ):
     """Traceable core of :func:`estimate_w1`: train from ``params``, evaluate held-out batches.
 
+    Training is :func:`critic_step` on a fresh batch pair per step (weights clipped when
+    ``penalty="none"``).
+
     Returns the ``(num_eval_batches,)`` dual estimates ``mean c(F_p) - mean c(F_q)`` of the
     trained critic on fresh batches (a fresh batch pair per training step).
     """
     state = CriticState(params, optimizer.init(params))
+    settings = dict(optimizer=optimizer, penalty=penalty, penalty_weight=penalty_weight)
 
     def step(st, key):
         kp, kq, kpen = jax.random.split(key, 3)
         fp, fq = sample_p(kp, num_samples), sample_q(kq, num_samples)
-
-        def loss(p):
-            w, pen = critic_objective(p, fp, fq, kpen, penalty)
-            return -(w - penalty_weight * pen)
-
-        grads = jax.grad(loss)(st.params)
-        updates, o = optimizer.update(grads, st.opt_state, st.params)
-        return CriticState(optax.apply_updates(st.params, updates), o), None
+        st, _ = critic_step(st, fp, fq, kpen, **settings)
+        return st, None
 
     state, _ = jax.lax.scan(step, state, jax.random.split(train_key, num_steps))
 

@@ -33,10 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bayesnn._training import gradient_step
 from bayesnn.functional_prior.critic import (
     PENALTIES,
     CriticState,
-    critic_objective,
+    critic_step,
     critic_w1_values,
     dual_w1,
     init_critic,
@@ -244,6 +245,7 @@ def fit_functional_prior(
     copt = critic_optimizer or optax.adam(1e-3, b1=0.5, b2=0.9)
     popt = prior_optimizer or optax.rmsprop(0.05)
     n = num_functions
+    critic_settings = dict(optimizer=copt, penalty=penalty, penalty_weight=penalty_weight)
     gp_in_jit = gp_prior.precision == "float32"
 
     x_probe = measurement_sampler.sample(jax.random.key(0))
@@ -266,17 +268,9 @@ def fit_functional_prior(
         # traced trip count: the long first run and the regular runs share one program
         def body(t, carry):
             st, _ = carry
-
-            def loss(p):
-                w, pen = critic_objective(p, f_bnn, f_gp, jax.random.fold_in(rng_key, t), penalty)
-                return -(w - penalty_weight * pen), (w, pen)
-
-            grads, (w, pen) = jax.grad(loss, has_aux=True)(st.params)
-            upd, o = copt.update(grads, st.opt_state, st.params)
-            p = optax.apply_updates(st.params, upd)
-            if penalty == "none":
-                p = jax.tree.map(lambda a: jnp.clip(a, -0.1, 0.1), p)
-            return CriticState(p, o), (-(w - penalty_weight * pen), pen)
+            key = jax.random.fold_in(rng_key, t)
+            st, (loss, _, pen) = critic_step(st, f_bnn, f_gp, key, **critic_settings)
+            return st, (loss, pen)
 
         zero = jnp.zeros((), f_bnn.dtype)
         return jax.lax.fori_loop(0, num_steps, body, (cstate, (zero, zero)))
@@ -303,9 +297,7 @@ def fit_functional_prior(
                 )
 
             closs = pen = jnp.zeros(())
-        w1, grads = jax.value_and_grad(objective)(state.theta)
-        upd, popt_state = popt.update(grads, state.prior_opt_state, state.theta)
-        theta = optax.apply_updates(state.theta, upd)
+        theta, popt_state, w1 = gradient_step(objective, popt, state.theta, state.prior_opt_state)
         return FitState(theta, popt_state, cstate), (w1, closs, pen)
 
     def full_step(state, rng_key, num_critic):

@@ -25,14 +25,15 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
+from bayesnn._linalg import regularised_cholesky
 from bayesnn.nngp.regression import (
     _as_2d_targets,
     _check_matrix,
+    _check_test_diag,
     _out,
     _positive,
     _scaled_sd,
     gp_fit,
-    psd_cholesky,
 )
 
 __all__ = ["gd_ensemble_moments", "gd_ensemble_predict"]
@@ -76,31 +77,18 @@ def gd_ensemble_moments(
         n = K.shape[0]
         y = _as_2d_targets(y, n).astype(jnp.float64)
         kxX = _check_matrix("k_test_train", k_test_train).astype(jnp.float64)
-        kxx = jnp.asarray(k_test_diag, jnp.float64)
+        kxx = _check_test_diag(k_test_diag, kxX.shape[0])
         if mode == "nngp":
-            L = _robust_cholesky(K, eta)
+            L = regularised_cholesky(K, eta, "k_train")
             mean, var = _nngp_moments(L, y, kxX, kxx)
         else:
             if ntk_train is None or ntk_test_train is None:
                 raise ValueError("mode='ntk' needs ntk_train and ntk_test_train")
             T = _check_matrix("ntk_train", ntk_train, square=True).astype(jnp.float64)
             txX = _check_matrix("ntk_test_train", ntk_test_train).astype(jnp.float64)
-            L = _robust_cholesky(T, eta)
+            L = regularised_cholesky(T, eta, "ntk_train")
             mean, var = _ntk_moments(L, K, y, kxX, kxx, txX)
     return _out(mean, var)
-
-
-@jax.jit
-def _cholesky(k, eta):
-    return jnp.linalg.cholesky(0.5 * (k + k.T) + eta * jnp.eye(k.shape[0], dtype=k.dtype))
-
-
-def _robust_cholesky(k, eta):
-    """Plain Cholesky of ``K + eta I``; bounded jitter and a clear error if it fails."""
-    L = _cholesky(k, jnp.asarray(eta, k.dtype))
-    if not bool(jnp.all(jnp.isfinite(L))):
-        L, _ = psd_cholesky(k + eta * jnp.eye(k.shape[0], dtype=k.dtype))
-    return L
 
 
 @jax.jit

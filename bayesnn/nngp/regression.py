@@ -32,10 +32,12 @@ import numpy as np
 import numpyro.distributions as dist
 import optax
 
+from bayesnn._linalg import regularised_cholesky, symmetrise
+from bayesnn._training import minimize
+
 __all__ = [
     "GPPosterior",
     "TPosterior",
-    "psd_cholesky",
     "gp_fit",
     "gp_predict",
     "gp_log_marginal",
@@ -78,37 +80,6 @@ def _out(*xs):
     return res[0] if len(res) == 1 else res
 
 
-def psd_cholesky(k: jax.Array, max_tries: int = 6) -> tuple[jax.Array, float]:
-    """Cholesky factor of a symmetric PSD matrix with bounded jitter (eager, float64).
-
-    Tries ``L = chol(K + j I)`` for ``j = 0`` and then ``j = 1e-10, 1e-9, ...`` times the mean
-    diagonal, at most ``max_tries`` jitters.
-
-    Returns
-    -------
-    tuple
-        ``(L, jitter)``.
-
-    Raises
-    ------
-    ValueError
-        If ``K`` is not numerically PSD after the largest jitter.
-    """
-    with jax.enable_x64(True):
-        k = _check_matrix("k_train", k, square=True).astype(jnp.float64)
-        k = 0.5 * (k + k.T)
-        scale = float(jnp.mean(jnp.diag(k)))
-        jitter = 0.0
-        for t in range(max_tries + 1):
-            L = jnp.linalg.cholesky(k + jitter * jnp.eye(k.shape[0], dtype=k.dtype))
-            if bool(jnp.all(jnp.isfinite(L))):
-                return L, jitter
-            jitter = max(abs(scale), 1e-300) * 10.0 ** (-10 + t)
-    raise ValueError(
-        f"k_train is not positive definite even with jitter {jitter:.3g}; increase eta"
-    )
-
-
 class GPPosterior(NamedTuple):
     """Cached factorisation of ``K = Kbar(X, X) + eta I`` (float64).
 
@@ -146,8 +117,7 @@ class GPPosterior(NamedTuple):
 @jax.jit
 def _factorise(k, y, eta):
     """Cholesky of ``sym(K) + eta I`` and the cached solves (one compiled program)."""
-    k = 0.5 * (k + k.T) + eta * jnp.eye(k.shape[0], dtype=k.dtype)
-    L = jnp.linalg.cholesky(k)
+    L = jnp.linalg.cholesky(symmetrise(k) + eta * jnp.eye(k.shape[0], dtype=k.dtype))
     w = jax.scipy.linalg.cho_solve((L, True), y)
     return L, w, jnp.sum(y * w), 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
 
@@ -173,7 +143,7 @@ def gp_fit(k_train: jax.Array, y: jax.Array, eta: float = 1e-6) -> GPPosterior:
         k = k.astype(jnp.float64)
         L, w, quad, logdet = _factorise(k, y, jnp.asarray(eta, jnp.float64))
         if not bool(jnp.all(jnp.isfinite(L))):  # bounded jitter, then a clear error
-            L, _ = psd_cholesky(k + eta * jnp.eye(k.shape[0], dtype=jnp.float64))
+            L = regularised_cholesky(k, eta)
             w = jax.scipy.linalg.cho_solve((L, True), y)
             quad = jnp.sum(y * w)
             logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
@@ -184,7 +154,37 @@ def gp_fit(k_train: jax.Array, y: jax.Array, eta: float = 1e-6) -> GPPosterior:
 def _latent_core(L, w, k_xX, kd):
     mean = k_xX @ w
     v = jax.scipy.linalg.solve_triangular(L, k_xX.T, lower=True)
-    return mean, jnp.maximum(kd - jnp.sum(v * v, axis=0), 0.0)
+    return mean, kd - jnp.sum(v * v, axis=0)
+
+
+def _check_test_diag(k_test_diag, m: int) -> jax.Array:
+    """``(m,)`` finite, non-negative test variances ``Kbar(x*, x*)`` (float64)."""
+    kd = jnp.asarray(k_test_diag, jnp.float64)
+    if kd.shape != (m,):
+        raise ValueError(f"k_test_diag must have shape ({m},), got {kd.shape}")
+    if not bool(jnp.all(jnp.isfinite(kd))):
+        raise ValueError("k_test_diag contains NaN or inf")
+    if bool(jnp.any(kd < 0)):
+        raise ValueError(
+            f"k_test_diag must be non-negative (test variances), min is {float(jnp.min(kd)):.3g}"
+        )
+    return kd
+
+
+def _clip_variance(var, kd, what: str = "k_test_train"):
+    """Clip round-off negatives of ``kd - k K^-1 k`` at 0; raise when they are not round-off.
+
+    A latent variance below ``-1e-4 max(kd)`` means the joint kernel matrix of training and
+    test inputs is not positive semi-definite (``k_test_diag`` too small for ``k_test_train``).
+    """
+    tol = 1e-4 * jnp.max(kd, initial=0.0)
+    low = jnp.min(var, initial=0.0)
+    if bool(low < -tol):
+        raise ValueError(
+            f"{what} and k_test_diag are inconsistent with k_train: the posterior variance "
+            f"is {float(low):.3g} < 0 (the joint kernel matrix is not positive semi-definite)"
+        )
+    return jnp.maximum(var, 0.0)
 
 
 @functools.partial(jax.jit, static_argnums=3)
@@ -197,10 +197,9 @@ def _latent(post: GPPosterior, k_test_train, k_test_diag):
     k_xX = _check_matrix("k_test_train", k_test_train).astype(jnp.float64)
     if k_xX.shape[1] != post.n:
         raise ValueError(f"k_test_train must have {post.n} columns, got {k_xX.shape}")
-    kd = jnp.asarray(k_test_diag, jnp.float64)
-    if kd.shape != (k_xX.shape[0],):
-        raise ValueError(f"k_test_diag must have shape ({k_xX.shape[0]},), got {kd.shape}")
-    return _latent_core(post.chol, post.weights, k_xX, kd)
+    kd = _check_test_diag(k_test_diag, k_xX.shape[0])
+    mean, var = _latent_core(post.chol, post.weights, k_xX, kd)
+    return mean, _clip_variance(var, kd)
 
 
 def gp_predict(
@@ -242,22 +241,68 @@ def gp_predict(
     return dist.Normal(*_out(mean, sd))
 
 
-@jax.jit
+def _is_tracer(x) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def _check_log_marginal_args(k_train, y, **positive):
+    """Eager checks of the concrete arguments (traced ones are left to the caller)."""
+    for name, v in positive.items():
+        if not _is_tracer(v):
+            if jnp.ndim(v) != 0:
+                raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(v)}")
+            _positive(name, v)
+    if not _is_tracer(k_train):
+        _check_matrix("k_train", k_train, square=True)
+    if not _is_tracer(y):
+        y = _as_2d_targets(y, jnp.shape(k_train)[0])
+        if not bool(jnp.all(jnp.isfinite(y))):
+            raise ValueError("y contains NaN or inf")
+
+
+def _gaussian_stats(k_train, y, eta):
+    """``q = tr(Y^T K^-1 Y)``, ``log|K|`` of ``K = Kbar + eta I`` and whether ``K`` factorised."""
+    n = y.shape[0]
+    L = jnp.linalg.cholesky(k_train + eta * jnp.eye(n, dtype=k_train.dtype))
+    a = jax.scipy.linalg.solve_triangular(L, y, lower=True)
+    return jnp.sum(a * a), 2.0 * jnp.sum(jnp.log(jnp.diag(L))), jnp.all(jnp.isfinite(L))
+
+
+def _check_factorised(ok, *args):
+    if not any(_is_tracer(v) for v in (ok, *args)) and not bool(ok):
+        raise ValueError(
+            "k_train + eta I is not positive definite (its Cholesky factorisation failed): "
+            "k_train is not a PSD kernel matrix, or eta is too small for its round-off"
+        )
+
+
 def gp_log_marginal(k_train: jax.Array, y: jax.Array, scale=1.0, eta=1e-6) -> jax.Array:
     """``log N(Y; 0, scale (Kbar + eta I))`` summed over outputs (differentiable, input dtype).
 
     .. math::
 
         -\\tfrac{nC}{2}\\log(2\\pi s) - \\tfrac{C}{2}\\log|K| - \\tfrac{q}{2 s}.
+
+    Raises
+    ------
+    ValueError
+        For concrete (not traced) arguments: ``scale`` or ``eta`` not positive and finite,
+        ``k_train`` not square or not finite, ``y`` of the wrong shape or not finite, or
+        ``k_train + eta I`` not positive definite. Under ``jit``/``grad`` these checks cannot
+        run on traced values and such inputs give NaN.
     """
+    _check_log_marginal_args(k_train, y, scale=scale, eta=eta)
+    value, ok = _gp_log_marginal(k_train, y, scale, eta)
+    _check_factorised(ok, k_train, y, scale, eta)
+    return value
+
+
+@jax.jit
+def _gp_log_marginal(k_train, y, scale, eta):
     y = _as_2d_targets(y, k_train.shape[0])
     n, c = y.shape
-    k = k_train + eta * jnp.eye(n, dtype=k_train.dtype)
-    L = jnp.linalg.cholesky(k)
-    a = jax.scipy.linalg.solve_triangular(L, y, lower=True)
-    q = jnp.sum(a * a)
-    logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
-    return -0.5 * n * c * jnp.log(2 * math.pi * scale) - 0.5 * c * logdet - 0.5 * q / scale
+    q, logdet, ok = _gaussian_stats(k_train, y, eta)
+    return -0.5 * n * c * jnp.log(2 * math.pi * scale) - 0.5 * c * logdet - 0.5 * q / scale, ok
 
 
 class TPosterior(NamedTuple):
@@ -320,7 +365,6 @@ def tp_predict(
     return dist.StudentT(*_out(df, mean, sd))
 
 
-@jax.jit
 def tp_log_marginal(k_train, y, alpha, beta, eta=1e-6) -> jax.Array:
     """Evidence of the Student-t process (differentiable, input dtype).
 
@@ -331,17 +375,29 @@ def tp_log_marginal(k_train, y, alpha, beta, eta=1e-6) -> jax.Array:
         - \\tfrac{nC}{2}\\log 2\\pi - \\tfrac{C}{2}\\log|K|,
 
     which for ``C = 1`` is ``log MVT_{2 alpha}(y; 0, (beta/alpha) K)``.
+
+    Raises
+    ------
+    ValueError
+        For concrete (not traced) arguments: ``alpha``, ``beta`` or ``eta`` not positive and
+        finite, ``k_train`` not square or not finite, ``y`` of the wrong shape or not finite,
+        or ``k_train + eta I`` not positive definite. Under ``jit``/``grad`` these checks
+        cannot run on traced values and such inputs give NaN.
     """
+    _check_log_marginal_args(k_train, y, alpha=alpha, beta=beta, eta=eta)
+    value, ok = _tp_log_marginal(k_train, y, alpha, beta, eta)
+    _check_factorised(ok, k_train, y, alpha, beta, eta)
+    return value
+
+
+@jax.jit
+def _tp_log_marginal(k_train, y, alpha, beta, eta):
     y = _as_2d_targets(y, k_train.shape[0])
     n, c = y.shape
-    k = k_train + eta * jnp.eye(n, dtype=k_train.dtype)
-    L = jnp.linalg.cholesky(k)
-    a = jax.scipy.linalg.solve_triangular(L, y, lower=True)
-    q = jnp.sum(a * a)
-    logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
+    q, logdet, ok = _gaussian_stats(k_train, y, eta)
     h = 0.5 * n * c
     gl = jax.scipy.special.gammaln
-    return (
+    value = (
         gl(alpha + h)
         - gl(alpha)
         + alpha * jnp.log(beta)
@@ -349,6 +405,7 @@ def tp_log_marginal(k_train, y, alpha, beta, eta=1e-6) -> jax.Array:
         - h * math.log(2 * math.pi)
         - 0.5 * c * logdet
     )
+    return value, ok
 
 
 def fit_tp_hyperparameters(
@@ -413,13 +470,4 @@ def _fit_run(theta, k_train, y, learning_rate, kernel_matrix, num_steps):
         a, b, e = jnp.exp(th["alpha"]), jnp.exp(th["beta"]), jnp.exp(th["eta"])
         return -tp_log_marginal(k, y, a, b, e) / y.shape[0]
 
-    opt = optax.adam(learning_rate)
-
-    def step(carry, _):
-        th, s = carry
-        v, g = jax.value_and_grad(loss)(th)
-        u, s = opt.update(g, s, th)
-        return (optax.apply_updates(th, u), s), v
-
-    (theta, _), losses = jax.lax.scan(step, (theta, opt.init(theta)), None, length=num_steps)
-    return theta, losses
+    return minimize(lambda th, _: loss(th), optax.adam(learning_rate), theta, length=num_steps)

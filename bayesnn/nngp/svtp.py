@@ -45,6 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bayesnn._linalg import cholesky_relative_jitter
+from bayesnn._training import minimize
 from bayesnn.nn.kernels import input_kernel
 from bayesnn.nngp.regression import _check_matrix, _positive
 
@@ -110,9 +112,7 @@ def svtp_kernels(k_zz, k_xz, k_xx, jitter: float = 1e-6) -> SVTPKernels:
         raise ValueError(
             f"k_xz must be (N, {k_zz.shape[0]}) and k_xx (N,), got {k_xz.shape}, {k_xx.shape}"
         )
-    m = k_zz.shape[0]
-    scale = jnp.mean(jnp.diagonal(k_zz))
-    L = jnp.linalg.cholesky(0.5 * (k_zz + k_zz.T) + jitter * scale * jnp.eye(m, dtype=k_zz.dtype))
+    L = cholesky_relative_jitter(k_zz, jitter)
     if not bool(jnp.all(jnp.isfinite(L))):
         raise ValueError("k_zz is not positive definite; increase jitter or thin Z")
     return SVTPKernels(L, k_xz, k_xx)
@@ -251,21 +251,15 @@ def _fit_run(
     n = labels.shape[0]
     optimizer = optax.adam(learning_rate)  # built here: a traced rate, one compiled program
 
-    def loss(p, key, idx):
-        elbo = svtp_elbo(p, key, kernels, idx, labels[idx], alpha, beta, num_samples, model, scale)
-        return -elbo / n
-
-    def step(carry, key):
-        p, s = carry
+    def loss(p, key):
         k_idx, k_mc = jax.random.split(key)
         idx = jax.random.choice(k_idx, n, (batch_size,), replace=False)
-        v, g = jax.value_and_grad(loss)(p, k_mc, idx)
-        u, s = optimizer.update(g, s, p)
-        return (optax.apply_updates(p, u), s), v
+        elbo = svtp_elbo(
+            p, k_mc, kernels, idx, labels[idx], alpha, beta, num_samples, model, scale
+        )
+        return -elbo / n
 
-    keys = jax.random.split(rng_key, num_steps)
-    (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), keys)
-    return params, losses
+    return minimize(loss, optimizer, params, jax.random.split(rng_key, num_steps))
 
 
 def svtp_fit(
@@ -366,14 +360,6 @@ def svtp_predict(
 # ----------------------------------------------------------------------------- kernel learning
 
 
-def _factor_zz(k_zz, jitter):
-    m = k_zz.shape[0]
-    scale = jnp.mean(jnp.diagonal(k_zz))
-    return jnp.linalg.cholesky(
-        0.5 * (k_zz + k_zz.T) + jitter * scale * jnp.eye(m, dtype=k_zz.dtype)
-    )
-
-
 def svtp_kernel_blocks(transform, x, z, jitter: float = 1e-6):
     """Kernel blocks of an NNGP transform, differentiable in its hyperparameters.
 
@@ -399,7 +385,7 @@ def svtp_kernel_blocks(transform, x, z, jitter: float = 1e-6):
     """
     k_zz = transform(input_kernel(z, None, compute_ntk=False)).nngp
     k_b = transform(input_kernel(x, z, compute_ntk=False))
-    return SVTPKernels(_factor_zz(k_zz, jitter), k_b.nngp, k_b.var1)
+    return SVTPKernels(cholesky_relative_jitter(k_zz, jitter), k_b.nngp, k_b.var1)
 
 
 @functools.partial(
@@ -413,36 +399,34 @@ def _fit_hyper_run(
     kernel_builder, num_steps, batch_size, num_samples, model,
 ):  # fmt: skip
     n = labels.shape[0]
-    optimizer = optax.adam(learning_rate)
+    slow_kernel = optax.stateless(  # kernel steps kernel_rate times the Adam step
+        lambda u, _: {
+            **u,
+            "kernel": jax.tree_util.tree_map(lambda a: a * kernel_rate, u["kernel"]),
+        }
+    )
+    optimizer = optax.chain(optax.adam(learning_rate), slow_kernel)
 
     def frozen(v, on):  # traced switch: one compiled program whatever is learned
         return jnp.where(on, v, jax.lax.stop_gradient(v))
 
-    def loss(th, key, idx, on):
+    def loss(th, inp):
+        key, i = inp
+        k_idx, k_mc = jax.random.split(key)
+        idx = jax.random.choice(k_idx, n, (batch_size,), replace=False)
+        on = learn & (i >= warmup)
         h = jax.tree_util.tree_map(lambda v: jnp.exp(frozen(v, on[0])), th["kernel"])
         kern = svtp_kernel_blocks(kernel_builder(h), x[idx], z, jitter)
         alpha = jnp.exp(frozen(th["log_alpha"], on[1]))
         beta = jnp.exp(frozen(th["log_beta"], on[1]))
         elbo = _elbo(
-            th["q"], key, kern.chol_zz, kern.k_xz, kern.k_xx, labels[idx], n, alpha, beta,
+            th["q"], k_mc, kern.chol_zz, kern.k_xz, kern.k_xx, labels[idx], n, alpha, beta,
             num_samples, model, scale,
         )  # fmt: skip
         return -elbo / n
 
-    def step(carry, inp):
-        th, s = carry
-        key, i = inp
-        k_idx, k_mc = jax.random.split(key)
-        idx = jax.random.choice(k_idx, n, (batch_size,), replace=False)
-        v, g = jax.value_and_grad(loss)(th, k_mc, idx, learn & (i >= warmup))
-        u, s = optimizer.update(g, s, th)
-        u["kernel"] = jax.tree_util.tree_map(lambda a: a * kernel_rate, u["kernel"])
-        return (optax.apply_updates(th, u), s), v
-
-    keys = jax.random.split(rng_key, num_steps)
-    steps = jnp.arange(num_steps)
-    (theta, _), losses = jax.lax.scan(step, (theta, optimizer.init(theta)), (keys, steps))
-    return theta, losses
+    steps = (jax.random.split(rng_key, num_steps), jnp.arange(num_steps))
+    return minimize(loss, optimizer, theta, steps)
 
 
 def svtp_fit_hyperparameters(
