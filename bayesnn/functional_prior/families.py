@@ -9,8 +9,8 @@ optimiser updates) to draws of network parameters and to a bayesnn prior object:
   variances, ``a = a_min + softplus(theta_a)`` (shape bounded below, default ``a_min = 1``),
   ``b = softplus(theta_b)`` -> :class:`bayesnn.priors.HierarchicalGaussian`. Variances are
   drawn **per function sample** (``sigma^2 = b / Gamma(a, 1)``, implicit reparameterisation
-  gradients), so a batch of functions is i.i.d. from the marginal prior (the reference draws
-  one variance per batch);
+  gradients), so a batch of functions is i.i.d. from the marginal prior (the authors' code
+  draws one variance per batch);
 * ``"flow"`` (GPi-NF): per-layer normalizing flows with exact densities ->
   :class:`bayesnn.functional_prior.flows.FlowPrior`.
 """
@@ -81,7 +81,7 @@ def _layer_keys(template):
 def gaussian_family(template: Template, weight_scale=1.0, bias_scale=1.0) -> PriorFamily:
     """Layer-wise Gaussian family ``W_l ~ N(0, s_{w,l}^2)``, ``b_l ~ N(0, s_{b,l}^2)``.
 
-    Starts at the given scales (``1.0``: the fixed N(0, 1) "scaled" prior; the reference
+    Starts at the given scales (``1.0``: the fixed N(0, 1) "scaled" prior; the authors' code
     starts at ``softplus(1) = 1.313``).
     """
     layers = tuple(_layer_keys(template))
@@ -179,15 +179,18 @@ def hierarchical_family(
 
 def flow_family(
     template: Template,
-    rng_key=None,
+    rng_key,
     layers=("affine", "coupling", "coupling"),
     scale=1.0,
     rank=8,
     bins=8,
     bound=4.0,
 ) -> PriorFamily:
-    """Per-layer normalizing-flow family (identity-initialised at ``N(0, scale^2)``)."""
-    rng_key = jax.random.key(0) if rng_key is None else rng_key
+    """Per-layer normalizing-flow family (identity-initialised at ``N(0, scale^2)``).
+
+    ``rng_key`` draws the coupling conditioners' first-layer weights (the flows start at the
+    identity whatever it is); see :class:`~bayesnn.functional_prior.flows.FlowPrior`.
+    """
     base = FlowPrior.create(template, rng_key, layers, scale, rank, bins, bound)
 
     def init():
