@@ -123,10 +123,9 @@ def hierarchical_family(
     weight is Student-t with ``2a`` degrees of freedom, so a BNN function value has a finite
     mean absolute value only for ``a > 1/2`` (the W1 to the GP is finite) and a finite
     variance only for ``a > 1`` (``E sigma^2 = b / (a - 1)``); the Monte Carlo W1 objective
-    and its gradient ``E[c(F)]`` then have finite variance. Without a bound the shape drifted
-    towards 0 from ``InvGamma(1, 1)`` and a draw ``b / Gamma(a, 1)`` overflowed (NaN at
-    prior step 99 on yacht). ``min_concentration = 1`` (default) keeps the variance finite;
-    ``0`` recovers the unbounded family.
+    and its gradient ``E[c(F)]`` then have finite variance. Without a bound the shape can
+    drift towards 0, where a draw ``b / Gamma(a, 1)`` overflows. ``min_concentration = 1``
+    (default) keeps the variance finite; ``0`` recovers the unbounded family.
 
     Parameters
     ----------
