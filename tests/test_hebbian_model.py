@@ -140,7 +140,7 @@ def test_simulate_records_several_observables():
     trace (m = xi.s/N, n = overlaps, H(s), q of chain pairs), T = 0 from an archetype keeps
     q = m^2-like overlaps; an odd number of chains with "q" and unknown names raise."""
     ds = hb.make_dataset(jax.random.key(2), 2, 64, 5, 0.7)
-    net = hb.supervised_network(ds.examples, 4, quality=0.7)
+    net = hb.supervised_network(ds.examples, 2, quality=0.7)
     s0 = jnp.stack([ds.archetypes[0]] * 4)
     res = hb.simulate(
         jax.random.key(3), net, s0, 2.0, 6, ds.archetypes, record=("n", "q", "energy", "spins")
