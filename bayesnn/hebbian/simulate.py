@@ -31,11 +31,11 @@ class SimulationResult(NamedTuple):
     ----------
     spins : Array, shape (C, N)
         Final configurations of the ``C`` chains.
-    trace : Array, shape (T, C, K)
+    trace : Array, shape (C, T, K)
         Magnetisations (or overlaps) after each sweep.
     mean : Array, shape (C, K)
         Time average over the sweeps after ``burn_in``.
-    acceptance_rate : Array, shape (T, C)
+    acceptance_rate : Array, shape (C, T)
         Flip rate per sweep.
     """
 
@@ -127,10 +127,10 @@ def simulate(
     else:
         xi = jnp.asarray(archetypes)
         observe = lambda st: mattis_magnetization(xi, st.spins)
-    states = jax.vmap(lambda s: spins_lib.init(model, s))(spins0)
+    states = spins_lib.init_chains(model, spins0)
     final, trace, infos = spins_lib.run_chains(
-        rng_key, step, states, beta, int(num_sweeps), observe
+        rng_key, step, states, beta, int(num_sweeps), observe, batched=kernel == "chain_parallel"
     )
-    return SimulationResult(
-        final.spins, trace, trace[int(burn_in) :].mean(0), infos.acceptance_rate
-    )
+    trace = jnp.asarray(trace)
+    mean = jnp.swapaxes(trace, 0, 1)[int(burn_in) :].mean(0)
+    return SimulationResult(final.spins, trace, mean, jnp.asarray(infos.acceptance_rate))
