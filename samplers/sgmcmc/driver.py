@@ -8,7 +8,7 @@ checkpoints and divergence checks) and adds what BlackJAX leaves to the user:
 * many chains at once (``vmap``), sharded over devices with ``jax.sharding`` when there are
   several and the number of chains divides evenly;
 * a per-draw :class:`SGMCMCInfo` (minibatch log-density, gradient norm, step size,
-  temperature, exploration flag, finiteness, the kernel's own info);
+  temperature, exploration flag, finiteness);
 * step-size schedules (:mod:`samplers.sgmcmc.schedules`), optional gradient clipping and
   control variates;
 * an optional Gibbs block (``gibbs_fn``) for variables with exact conditionals, e.g. the
@@ -61,8 +61,9 @@ class SGMCMCInfo(NamedTuple):
         True in an exploration phase of a cyclical schedule (draw not from the posterior).
     is_finite
         Whether the log-density and gradient were finite.
-    kernel
-        The kernel's own info (``()`` for kernels without diagnostics of their own).
+
+    The kernel's own info (e.g. :class:`~samplers.sgmcmc.csgld.CSGLDInfo`) is not stored by
+    :func:`sample`.
     """
 
     logdensity: jax.Array
@@ -71,7 +72,6 @@ class SGMCMCInfo(NamedTuple):
     temperature: jax.Array
     explore: jax.Array
     is_finite: jax.Array
-    kernel: Any = ()
 
 
 class DriverState(NamedTuple):
@@ -108,11 +108,7 @@ class SampleResult(NamedTuple):
 
         keep = ~np.asarray(self.info.explore).any(axis=0)
         positions = jax.tree.map(lambda x: np.asarray(x)[:, keep], self.positions)
-        fields = self.info._asdict()
-        kernel_info = fields.pop("kernel")
-        if isinstance(kernel_info, tuple) and hasattr(kernel_info, "_asdict"):
-            fields.update({f"kernel_{k}": v for k, v in kernel_info._asdict().items()})
-        stats = {k: np.asarray(v)[:, keep] for k, v in fields.items()}
+        stats = {k: np.asarray(v)[:, keep] for k, v in self.info._asdict().items()}
         stats["diverging"] = ~stats["is_finite"]
         if self.gibbs_states is not None:
             positions = {
@@ -310,7 +306,7 @@ def _build_step(
             grad = clip_by_global_norm(grad, grad_clip)
         grad_norm = jnp.sqrt(tree_sq_norm(grad))
         finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
-        kernel_state, kernel_info = kernel.step(
+        kernel_state, _ = kernel.step(
             jax.random.fold_in(kernel_key, t),
             cstate.kernel_state,
             value,
@@ -339,7 +335,6 @@ def _build_step(
             temp,
             jnp.asarray(explore),
             finite,
-            kernel_info,
         )
         return DriverState(kernel_state, gibbs_state, batch_state), info
 
