@@ -187,6 +187,13 @@ def _schedule_minimum(schedule):
     return jax.jit(minimum)
 
 
+def _step_size_fingerprint(step_size, num_burnin, num_steps):
+    """Step sizes at the first step, after burn-in and at the last step (checkpoint check)."""
+    if not callable(step_size):
+        return [float(step_size)]
+    return [float(step_size(jnp.int32(t))[0]) for t in (0, num_burnin, num_steps - 1)]
+
+
 def _check_step_size(step_size, num_steps):
     if not callable(step_size):
         h = float(step_size)
@@ -373,6 +380,7 @@ def sample(
     checkpoint_every: int | None = None,
     shard: bool = True,
     position_template=None,
+    overwrite_checkpoint: bool = False,
 ) -> SampleResult:
     """Run ``num_chains`` SG-MCMC chains and return thinned draws after burn-in.
 
@@ -413,9 +421,11 @@ def sample(
         control-variate gradients.
     progress_bar
         Show a tqdm bar (default: on in an interactive terminal, off when ``CI`` is set).
-    checkpoint_path, checkpoint_every
-        Save the run state every ``checkpoint_every`` kept draws (and after burn-in) to this
-        ``.npz`` file, and resume from it when it exists.
+    checkpoint_path, checkpoint_every, overwrite_checkpoint
+        Save the run state every ``checkpoint_every`` kept draws to this ``.npz`` file, and
+        resume from it when it exists (see :func:`samplers.runner.run`: a checkpoint of a run
+        with other settings, key, positions layout or data is refused unless
+        ``overwrite_checkpoint=True``, which starts afresh).
     shard
         Shard chains over devices when several are present.
     position_template
@@ -463,6 +473,7 @@ def sample(
     else:
         step = _build_step(*step_args, control_variate_center, data)
 
+    total_steps = num_burnin + num_samples * thinning
     chain_keys = jax.vmap(lambda c: jax.random.fold_in(rng_key, c))(jnp.arange(num_chains))
     state = DriverState(
         jax.vmap(kernel.init)(init_positions),
@@ -503,7 +514,17 @@ def sample(
             "kernel": kernel.name,
             "batch_size": batch_size,
             "data_size": data_size,
+            "batches": batches,
+            "temperature": float(temperature),
+            "grad_clip": None if grad_clip is None else float(grad_clip),
+            "gibbs_every": gibbs_every,
+            "step_sizes": (
+                None
+                if checkpoint_path is None
+                else _step_size_fingerprint(step_size, num_burnin, total_steps)
+            ),
         },
+        overwrite=overwrite_checkpoint,
     )
     positions, gibbs_states = out.trace
     return SampleResult(positions, out.info, gibbs_states, out.state)
