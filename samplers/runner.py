@@ -42,8 +42,8 @@ Host-side services (only when :func:`run` is called eagerly, i.e. not under ``ji
   afresh), a corrupt file with one naming the path, and a missing directory is reported
   before sampling;
 * divergence checks: ``diverged(state, info) -> (num_chains,) bool`` is evaluated after every
-  step on the device; after each chunk a :class:`DivergenceError` names the first chain and
-  step that diverged.
+  step on the device; once a chain has diverged no further step is made, and after the chunk
+  a :class:`DivergenceError` names the first chain and step that diverged.
 
 Under tracing (``run`` inside ``jit``/``vmap``) the whole run is one program: no progress bar,
 no checkpoints (a ``ValueError``), and divergence is not checked (the first diverging step of
@@ -225,11 +225,13 @@ def progress_default() -> bool:
 
 
 @functools.lru_cache(maxsize=128)
-def _chunk_program(step, observe, accumulate, key_fn, diverged):
+def _chunk_program(step, observe, accumulate, key_fn, diverged, stop_on_divergence):
     """Compiled ``run_chunk(carry, rng_key, args, t0, counts, keep)`` for one configuration.
 
     ``counts[i]`` steps are made before entry ``i`` is recorded; ``keep[i]`` says whether entry
-    ``i`` is a kept draw (entries of burn-in-only or padding chunks are not).
+    ``i`` is a kept draw (entries of burn-in-only or padding chunks are not). With
+    ``stop_on_divergence`` no further step is made once a chain has diverged (the host then
+    raises after the chunk), so a diverging run stops soon instead of computing every step.
     """
     observe_all = None if observe is None else jax.vmap(observe)
 
@@ -249,12 +251,16 @@ def _chunk_program(step, observe, accumulate, key_fn, diverged):
             state, first_bad, acc = carry
             info0 = jax.eval_shape(lambda s: step(key_fn(rng_key, start), s, *args)[1], state)
             info0 = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), info0)
-            state, first_bad, acc, info = jax.lax.fori_loop(
-                0,
-                count,
-                lambda i, c: one_step(start + i, c),
-                (state, first_bad, acc, info0),
-            )
+            carry = (state, first_bad, acc, info0)
+            if stop_on_divergence:
+                _, carry = jax.lax.while_loop(
+                    lambda c: (c[0] < count) & jnp.all(c[1][1] < 0),
+                    lambda c: (c[0] + 1, one_step(start + c[0], c[1])),
+                    (jnp.zeros((), count.dtype), carry),
+                )
+            else:
+                carry = jax.lax.fori_loop(0, count, lambda i, c: one_step(start + i, c), carry)
+            state, first_bad, acc, info = carry
             if accumulate is not None:
                 new = jax.vmap(accumulate.update)(acc, state)
                 acc = jax.tree.map(lambda n, o: jnp.where(kept, n, o), new, acc)
@@ -393,7 +399,14 @@ def run(
         min(20, -(-num_burnin // max(1, chunk_size * thinning))) if show and num_burnin else 1
     )
     plan = _plan(num_samples, num_burnin, thinning, chunk_size, burnin_chunks)
-    program = _chunk_program(step, observe, accumulate, key_fn or _default_key_fn, diverged)
+    program = _chunk_program(
+        step,
+        observe,
+        accumulate,
+        key_fn or _default_key_fn,
+        diverged,
+        diverged is not None and not traced,
+    )
 
     acc = None if accumulate is None else jax.vmap(accumulate.init)(initial_state)
     carry = (initial_state, jnp.full((num_chains,), -1, jnp.int32), acc)

@@ -207,3 +207,11 @@ def test_checkpoint_fingerprint_overwrite_and_bad_files(tmp_path):
     missing = tmp_path / "nowhere" / "run.npz"
     with pytest.raises(ValueError, match="does not exist"):
         _run(checkpoint_path=missing)
+
+
+def test_run_stops_soon_after_divergence(monkeypatch):
+    """No step is made after the first divergence (seen with the host check disabled)."""
+    monkeypatch.setattr(runner, "_check_divergence", lambda *a: None)
+    res = _run(diverged=_nan_at)
+    np.testing.assert_array_equal(res.state.position[:, 0], [10, 10, 10])
+    np.testing.assert_array_equal(res.first_divergence, [-1, 9, -1])

@@ -187,6 +187,17 @@ def _schedule_minimum(schedule):
     return jax.jit(minimum)
 
 
+def _check_final_positions(position, num_steps, message):
+    """The last step's output is never evaluated by a later step: check it on the host."""
+    bad = np.zeros(jax.tree_util.tree_leaves(position)[0].shape[0], bool)
+    for leaf in jax.tree_util.tree_leaves(position):
+        leaf = np.asarray(leaf)
+        leaf = leaf.astype(np.float32) if leaf.dtype.itemsize < 4 else leaf
+        bad |= ~np.isfinite(leaf.reshape(leaf.shape[0], -1)).all(axis=1)
+    if bad.any():
+        raise DivergenceError(message(int(np.argmax(bad)), num_steps - 1, "position"))
+
+
 def _step_size_fingerprint(step_size, num_burnin, num_steps):
     """Step sizes at the first step, after burn-in and at the last step (checkpoint check)."""
     if not callable(step_size):
@@ -488,9 +499,9 @@ def sample(
         chain_keys = jax.device_put(chain_keys, chain_sharding)
         data = jax.device_put(data, replicated)
 
-    def message(chain, t):
+    def message(chain, t, what="log-density or gradient"):
         return (
-            f"chain {chain} produced a non-finite log-density or gradient at step {t} "
+            f"chain {chain} produced a non-finite {what} at step {t} "
             f"(kernel {kernel.name}); try a smaller step size (step_size={step_size!r}), "
             "gradient clipping (grad_clip=...), or check the model and data"
         )
@@ -526,5 +537,6 @@ def sample(
         },
         overwrite=overwrite_checkpoint,
     )
+    _check_final_positions(out.state.kernel_state.position, total_steps, message)
     positions, gibbs_states = out.trace
     return SampleResult(positions, out.info, gibbs_states, out.state)
