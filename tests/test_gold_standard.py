@@ -91,5 +91,5 @@ def test_logistic_regression_matches_nuts():
 
 @pytest.mark.slow
 def test_bnn_matches_nuts():
-    f, _ = _engine_defaults("bnn", 4, 20_000, 1_000_000, 1000)
+    f, _ = _engine_defaults("bnn", 4, 20_000, 400_000, 400)
     _compare("bnn", f)
