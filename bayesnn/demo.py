@@ -16,13 +16,52 @@ evaluations than full batches.
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["run_demo", "main"]
+
+
+def _check_plot_path(plot_path):
+    """Fail before sampling if the plot cannot be written: a PNG/PDF/SVG/... path whose
+    folder exists and accepts a file (checked by creating and removing it)."""
+    if plot_path is None:
+        return None
+    if not isinstance(plot_path, str | os.PathLike):
+        raise TypeError(f"plot_path must be a path or None, got {type(plot_path).__name__}")
+    path = Path(plot_path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"plot_path {str(path)!r} is a directory")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise ValueError(
+            f"plot_path {str(path)!r}: unknown image format {suffix or '(none)'!r}; "
+            f"use one of {sorted(formats)}"
+        )
+    if not path.parent.is_dir():
+        raise ValueError(f"plot_path {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as err:
+        raise ValueError(f"plot_path {str(path)!r} is not writable: {err.strerror}") from None
+    if not existed:
+        path.unlink()
+    return str(path)
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def run_demo(
@@ -58,8 +97,15 @@ def run_demo(
     friction
         SGHMC friction ``alpha`` (Chen, Fox and Guestrin 2014).
     plot_path
-        Where to write the PNG (``None``: no plot).
+        Where to write the plot (``None``: no plot); its format follows the suffix. Checked
+        (folder exists, file writable, known format) before any data is loaded or sampled.
     """
+    plot_path = _check_plot_path(plot_path)
+    _check_positive_int("hidden", hidden)
+    _check_positive_int("num_chains", num_chains)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
     import arviz as az
 
     from bayesnn import likelihoods, metrics, nn, priors
@@ -81,6 +127,7 @@ def run_demo(
         lambda t: priors.IsotropicGaussian.create(t, 1.0),
         likelihoods.Gaussian(noise_std=None, log_noise_loc=-2.0, log_noise_scale=1.0),
     )
+    x_train, y_train = model.check_data(x_train, y_train, name_x="x_train", name_y="y_train")
     keys = jax.random.split(jax.random.key(seed), num_chains + 2)
     init = jax.vmap(model.init)(keys[2:])
     batch = x_train.shape[0] if batch_size is None else batch_size
@@ -197,28 +244,76 @@ def run_demo(
 
 def main(argv=None):
     """Console entry point: ``bayesnn demo [--dataset NAME] [--plot PATH]``."""
-    parser = argparse.ArgumentParser(prog="bayesnn", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="fit a BNN with SGHMC on a shipped UCI data set")
-    demo.add_argument("--dataset", default="yacht")
-    demo.add_argument("--chains", type=int, default=4)
-    demo.add_argument("--samples", type=int, default=300)
-    demo.add_argument("--burnin", type=int, default=20000)
-    demo.add_argument("--thinning", type=int, default=100)
-    demo.add_argument("--batch-size", type=int, default=None, help="default: full data")
-    demo.add_argument("--step-size", type=float, default=None, help="default: the engine's")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--plot", default="bayesnn-demo.png")
-    args = parser.parse_args(argv)
-    run_demo(
-        args.dataset,
-        num_chains=args.chains,
-        num_samples=args.samples,
-        num_burnin=args.burnin,
-        thinning=args.thinning,
-        batch_size=args.batch_size,
-        step_size=args.step_size,
-        seed=args.seed,
-        plot_path=args.plot or None,
+    from bayesnn.datasets import SHIPPED_UCI
+
+    parser = argparse.ArgumentParser(
+        prog="bayesnn",
+        description="bayesnn: Bayesian and probabilistic deep learning in JAX. "
+        "Run `bayesnn demo --help` for the demo's options.",
     )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to run"
+    )
+    demo = sub.add_parser(
+        "demo",
+        help="fit a BNN with SGHMC on a shipped UCI data set",
+        description="Fit a one-hidden-layer tanh BNN (Gaussian prior, learned noise) with "
+        "SGHMC at the engine's step size on a shipped UCI set; print test RMSE/NLL in "
+        "original units and function-space R-hat/ESS (a warning when not converged), and "
+        "write a plot of the test predictions.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    demo.add_argument(
+        "--dataset",
+        default="yacht",
+        metavar="NAME",
+        help=f"UCI regression set shipped with the package, one of: {', '.join(SHIPPED_UCI)}",
+    )
+    demo.add_argument("--chains", type=int, default=4, help="number of SGHMC chains")
+    demo.add_argument("--samples", type=int, default=300, help="draws kept per chain")
+    demo.add_argument(
+        "--burnin",
+        type=int,
+        default=20000,
+        help="SGHMC steps discarded before the first draw (the first half also chooses the "
+        "step size)",
+    )
+    demo.add_argument(
+        "--thinning", type=int, default=100, help="SGHMC steps between two kept draws"
+    )
+    demo.add_argument(
+        "--batch-size", type=int, default=None, help="minibatch size (default: full data)"
+    )
+    demo.add_argument(
+        "--step-size", type=float, default=None, help="SGHMC step size (default: the engine's)"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, help="seed of the data split, initialisation and chains"
+    )
+    demo.add_argument(
+        "--plot",
+        default="bayesnn-demo.png",
+        metavar="PATH",
+        help="PNG of the test predictions with +-2 sd bars (empty string: no plot)",
+    )
+    args = parser.parse_args(argv)
+    if args.dataset not in SHIPPED_UCI:
+        parser.exit(
+            2,
+            f"bayesnn demo: unknown data set {args.dataset!r}; known: {', '.join(SHIPPED_UCI)}\n",
+        )
+    try:
+        run_demo(
+            args.dataset,
+            num_chains=args.chains,
+            num_samples=args.samples,
+            num_burnin=args.burnin,
+            thinning=args.thinning,
+            batch_size=args.batch_size,
+            step_size=args.step_size,
+            seed=args.seed,
+            plot_path=args.plot or None,
+        )
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))  # exits with status 2 and the message, no traceback
     return 0

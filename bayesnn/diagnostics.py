@@ -178,6 +178,12 @@ def function_space_diagnostics(
     f = predict_draws(predict_fn, positions, x_probe, chunk_size=chunk_size)
     if f.ndim < 3:
         raise ValueError(f"predict_fn must return an array with a probe axis, got {f.shape[2:]}")
+    if not bool(jnp.all(jnp.isfinite(f))):
+        bad = np.argwhere(~np.isfinite(np.asarray(f)))[0]
+        raise ValueError(
+            f"positions: predictions are NaN or inf at chain {bad[0]}, draw {bad[1]} "
+            "(diverged draws?); R-hat and ESS are undefined"
+        )
     idata = _results.to_inference_data(
         {var_name: f}, dims=_probe_dims(var_name, f.shape, probe_dim)
     )

@@ -8,15 +8,23 @@ sampled with the network weights:
 * ``log_prob(lik_params, f, y) -> per-example log-likelihood`` (shape ``f.shape[:-1]``);
 * ``predictive_log_prob`` of a mixture over posterior samples lives in :mod:`bayesnn.metrics`.
 
+Targets are validated against the likelihood's support (:meth:`check_targets`): at trace time
+for what the dtype decides (integer class labels), and on concrete values wherever they are
+seen outside a trace (``log_prob`` called eagerly, :meth:`BayesianNeuralNet.check_data
+<bayesnn.model.BayesianNeuralNet.check_data>` before sampling), so labels outside the support
+raise a ``ValueError`` naming ``y`` instead of producing a NaN log density.
+
 Densities come from numpyro.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 
 __all__ = ["Gaussian", "Categorical", "Bernoulli"]
@@ -24,6 +32,34 @@ __all__ = ["Gaussian", "Categorical", "Bernoulli"]
 
 def _dataclass(cls):
     return dataclasses.dataclass(frozen=True)(cls)
+
+
+def _concrete(y):
+    """``y`` as a numpy array, or ``None`` when it is traced (values unknown)."""
+    if isinstance(y, jax.core.Tracer):
+        return None
+    return np.asarray(y)
+
+
+def _as_arrays(f, y, name="y"):
+    """Outputs and targets as arrays (Python lists accepted), with a clear error otherwise."""
+    try:
+        f = jnp.asarray(f)
+        y = jnp.asarray(y)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"f and {name} must be arrays (or nested lists of numbers): {err}"
+        ) from None
+    if not jnp.issubdtype(f.dtype, jnp.floating):
+        f = f.astype(jnp.float32)
+    return f, y
+
+
+def _check_finite_param(name, value):
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
 
 
 @_dataclass
@@ -44,10 +80,33 @@ class Gaussian:
     log_noise_scale: float = 1.0
 
     def __post_init__(self):
-        if self.noise_std is not None and not (float(self.noise_std) > 0):
-            raise ValueError(f"noise_std must be positive or None, got {self.noise_std!r}")
-        if not float(self.log_noise_scale) > 0:
+        if self.noise_std is not None and not (
+            math.isfinite(float(self.noise_std)) and float(self.noise_std) > 0
+        ):
+            raise ValueError(
+                f"noise_std must be positive and finite or None, got {self.noise_std!r}"
+            )
+        _check_finite_param("log_noise_loc", self.log_noise_loc)
+        scale = _check_finite_param("log_noise_scale", self.log_noise_scale)
+        if not scale > 0:
             raise ValueError(f"log_noise_scale must be positive, got {self.log_noise_scale!r}")
+
+    def check_targets(self, y, num_outputs=None, name="y"):
+        """Validate regression targets: real, finite, ``(..., num_outputs)`` if given."""
+        y = jnp.asarray(y)
+        if not jnp.issubdtype(y.dtype, jnp.floating) and not jnp.issubdtype(y.dtype, jnp.integer):
+            raise TypeError(
+                f"{name} must be real numbers for a Gaussian likelihood, got {y.dtype}"
+            )
+        if num_outputs is not None and (y.ndim < 1 or y.shape[-1] != num_outputs):
+            raise ValueError(
+                f"{name} must have a last axis of size {num_outputs} (the network outputs), "
+                f"got shape {y.shape}"
+            )
+        yc = _concrete(y)
+        if yc is not None and not np.all(np.isfinite(yc)):
+            raise ValueError(f"{name} contains NaN or inf")
+        return y
 
     def init_params(self) -> dict:
         """``{}`` for fixed noise, else ``{"log_noise_std": log_noise_loc}``."""
@@ -71,6 +130,8 @@ class Gaussian:
 
     def log_prob(self, lik_params, f, y) -> jax.Array:
         """Per-example ``log N(y | f, sigma^2)`` summed over output dimensions."""
+        f, y = _as_arrays(f, y)
+        y = self.check_targets(y)
         if f.shape != y.shape:
             raise ValueError(f"outputs f {f.shape} and targets y {y.shape} differ in shape")
         return jnp.sum(dist.Normal(f, self.noise(lik_params)).log_prob(y), axis=-1)
@@ -78,7 +139,24 @@ class Gaussian:
 
 @_dataclass
 class Categorical:
-    """``y ~ Categorical(softmax(f))``; ``y`` holds integer class labels."""
+    """``y ~ Categorical(softmax(f))``; ``y`` holds integer class labels in ``[0, K)``."""
+
+    def check_targets(self, y, num_outputs=None, name="y"):
+        """Validate class labels: an integer dtype (at trace time) and, for concrete labels,
+        values in ``[0, num_outputs)`` (``num_outputs`` = K, the number of logits)."""
+        y = jnp.asarray(y)
+        if not jnp.issubdtype(y.dtype, jnp.integer):
+            raise TypeError(
+                f"{name} must hold integer class labels for a Categorical likelihood, got "
+                f"dtype {y.dtype} (cast with y.astype(int) if the values are whole numbers)"
+            )
+        yc = _concrete(y)
+        if yc is not None and yc.size:
+            lo, hi = int(yc.min()), int(yc.max())
+            if lo < 0 or (num_outputs is not None and hi >= num_outputs):
+                k = "K" if num_outputs is None else str(num_outputs)
+                raise ValueError(f"{name} holds class labels outside [0, {k}): min {lo}, max {hi}")
+        return y
 
     def init_params(self) -> dict:
         """No parameters."""
@@ -90,6 +168,10 @@ class Categorical:
 
     def log_prob(self, lik_params, f, y) -> jax.Array:
         """Per-example ``log softmax(f)[y]``."""
+        f, y = _as_arrays(f, y)
+        y = self.check_targets(y, f.shape[-1])
+        if y.size != math.prod(f.shape[:-1]):
+            raise ValueError(f"labels y {y.shape} do not match outputs f {f.shape}")
         y = jnp.reshape(y, f.shape[:-1])
         return dist.Categorical(logits=f).log_prob(y)
 
@@ -97,6 +179,21 @@ class Categorical:
 @_dataclass
 class Bernoulli:
     """``y ~ Bernoulli(sigmoid(f))`` for one output unit; ``y`` in {0, 1}."""
+
+    def check_targets(self, y, num_outputs=None, name="y"):
+        """Validate binary labels: numbers (int, float or bool) with concrete values in {0, 1}."""
+        y = jnp.asarray(y)
+        if not (
+            jnp.issubdtype(y.dtype, jnp.number) or jnp.issubdtype(y.dtype, jnp.bool_)
+        ) or jnp.issubdtype(y.dtype, jnp.complexfloating):
+            raise TypeError(f"{name} must hold 0/1 labels, got dtype {y.dtype}")
+        if num_outputs is not None and num_outputs != 1:
+            raise ValueError(f"Bernoulli likelihood needs one output unit, got {num_outputs}")
+        yc = _concrete(y)
+        if yc is not None and yc.size and not np.all((yc == 0) | (yc == 1)):
+            bad = yc[(yc != 0) & (yc != 1)].ravel()[:3]
+            raise ValueError(f"{name} must hold labels in {{0, 1}}, found {bad.tolist()}")
+        return y
 
     def init_params(self) -> dict:
         """No parameters."""
@@ -108,7 +205,11 @@ class Bernoulli:
 
     def log_prob(self, lik_params, f, y) -> jax.Array:
         """Per-example Bernoulli log mass."""
+        f, y = _as_arrays(f, y)
         if f.shape[-1] != 1:
             raise ValueError(f"Bernoulli likelihood needs one output unit, got f {f.shape}")
+        y = self.check_targets(y)
+        if y.size != math.prod(f.shape[:-1]):
+            raise ValueError(f"labels y {y.shape} do not match outputs f {f.shape}")
         y = jnp.reshape(y, f.shape[:-1]).astype(f.dtype)
         return dist.Bernoulli(logits=f[..., 0]).log_prob(y)

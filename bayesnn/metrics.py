@@ -168,6 +168,19 @@ def _check_labels(labels, n, num_classes):
     return labels
 
 
+def _check_unit_interval(name, probs):
+    """Probabilities (not logits) are required where their values enter (ECE, Brier)."""
+    if not isinstance(probs, jax.core.Tracer):
+        p = np.asarray(probs)
+        if p.size and (p.min() < 0.0 or p.max() > 1.0):
+            raise ValueError(
+                f"{name} must be probabilities in [0, 1], got values in "
+                f"[{float(p.min()):.4g}, {float(p.max()):.4g}] (convert logits with "
+                "predictive_probs(..., logits=True))"
+            )
+    return probs
+
+
 def _probs(name, probs):
     probs = _as_array(name, probs)
     if probs.ndim == 3:
@@ -266,6 +279,7 @@ def expected_calibration_error(probs, labels, *, num_bins: int = 15):
         raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}")
     probs = _probs("probs", probs)
     labels = _check_labels(labels, probs.shape[0], probs.shape[1])
+    probs = _check_unit_interval("probs", probs)
     conf = probs.max(axis=-1)
     correct = (jnp.argmax(probs, axis=-1) == labels).astype(conf.dtype)
     bins = jnp.clip(jnp.ceil(conf * num_bins).astype(jnp.int32) - 1, 0, num_bins - 1)
@@ -290,5 +304,6 @@ def brier_score(probs, labels):
     """
     probs = _probs("probs", probs)
     labels = _check_labels(labels, probs.shape[0], probs.shape[1])
+    probs = _check_unit_interval("probs", probs)
     onehot = jax.nn.one_hot(labels, probs.shape[1], dtype=probs.dtype)
     return jnp.mean(jnp.sum(jnp.square(probs - onehot), axis=-1))

@@ -31,9 +31,27 @@ from bayesnn.priors import check_params, template_of
 __all__ = ["BayesianNeuralNet", "NumpyroModel", "numpyro_model", "check_data"]
 
 
+def _as_array(a, name):
+    try:
+        if not hasattr(a, "dtype"):  # lists: check the element kind before jax sees them
+            a = np.asarray(a)
+            if a.dtype.kind not in "biuf":
+                raise TypeError(f"got dtype {a.dtype}")
+        arr = jnp.asarray(a)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be an array or a nested list of numbers: {err}") from None
+    if not (jnp.issubdtype(arr.dtype, jnp.number) or jnp.issubdtype(arr.dtype, jnp.bool_)):
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    return arr
+
+
 def check_data(x, y=None, *, name_x="x", name_y="y", input_shape=None):
-    """Validate a data set: finite values, matching leading axes, expected input shape."""
-    x = jnp.asarray(x)
+    """Validate a data set: finite values, matching leading axes, expected input shape.
+
+    ``x`` and ``y`` may be arrays or nested Python lists of numbers; anything else raises a
+    ``TypeError`` naming the argument. Returns ``(x, y)`` as arrays.
+    """
+    x = _as_array(x, name_x)
     if x.ndim < 2:
         raise ValueError(
             f"{name_x} must have a batch axis and a feature axis, got shape {x.shape}"
@@ -45,11 +63,11 @@ def check_data(x, y=None, *, name_x="x", name_y="y", input_shape=None):
     if not bool(jnp.all(jnp.isfinite(x))):
         raise ValueError(f"{name_x} contains NaN or inf")
     if y is not None:
-        y = jnp.asarray(y)
-        if y.shape[0] != x.shape[0]:
+        y = _as_array(y, name_y)
+        if y.ndim < 1 or y.shape[0] != x.shape[0]:
             raise ValueError(
                 f"{name_x} and {name_y} have different numbers of examples: "
-                f"{x.shape[0]} and {y.shape[0]}"
+                f"{x.shape[0]} and {y.shape[:1] or 'a scalar'}"
             )
         if jnp.issubdtype(y.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(y))):
             raise ValueError(f"{name_y} contains NaN or inf")
@@ -120,9 +138,24 @@ class BayesianNeuralNet:
         """Initial hierarchical variances (``None`` for non-hierarchical priors)."""
         return self.prior.init_variances() if self.is_hierarchical else None
 
+    def check_data(self, x, y=None, *, name_x="x", name_y="y"):
+        """Validate a data set for this model before sampling: ``x`` finite with example shape
+        ``input_shape``, ``y`` (if given) with as many examples and inside the likelihood's
+        support (e.g. class labels in ``[0, K)`` with ``K`` the number of network outputs).
+        Python lists are accepted. Returns ``(x, y)`` as arrays.
+
+        The sampler sees only ``logdensity``; call this first so that bad labels raise a
+        ``ValueError`` naming ``y`` instead of a NaN log density (a divergence).
+        """
+        x, y = check_data(x, y, name_x=name_x, name_y=name_y, input_shape=self.input_shape)
+        if y is not None and hasattr(self.likelihood, "check_targets"):
+            out = self.architecture.output_shape(self.input_shape)
+            y = self.likelihood.check_targets(y, int(out[-1]), name=name_y)
+        return x, y
+
     def predict(self, position, x):
         """Network outputs ``f_theta(x)``."""
-        return self.architecture.apply(position["net"], x)
+        return self.architecture.apply(position["net"], jnp.asarray(x))
 
     def log_likelihood(self, position, batch):
         """Per-example log-likelihood of ``batch = (x, y)``."""
@@ -238,16 +271,17 @@ class NumpyroModel:
         return fn(position)
 
 
-def numpyro_model(model: Callable, example_batch, rng_key=None) -> NumpyroModel:
+def numpyro_model(model: Callable, example_batch, rng_key) -> NumpyroModel:
     """Adapt a numpyro model ``model(*batch)`` to the SG-MCMC log-density interface.
 
     The model must take the minibatch arrays as positional arguments and mark the
     likelihood with ``obs=``; observed sites are scaled by ``N / B`` (the prior is not).
     Do not use ``plate(..., subsample_size=...)``: subsampling is the sampler's job.
+    ``rng_key`` draws numpyro's initial position (uniform in ``(-2, 2)`` in the
+    unconstrained space).
     """
     from numpyro.infer.util import initialize_model
 
-    rng_key = jax.random.key(0) if rng_key is None else rng_key
     example_batch = tuple(jnp.asarray(a) for a in example_batch)
     for i, a in enumerate(example_batch):
         if jnp.issubdtype(a.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(a))):
@@ -260,7 +294,3 @@ def numpyro_model(model: Callable, example_batch, rng_key=None) -> NumpyroModel:
         info.postprocess_fn,
         example_batch,
     )
-
-
-def _np_finite(a) -> bool:  # pragma: no cover - small helper
-    return bool(np.all(np.isfinite(np.asarray(a))))

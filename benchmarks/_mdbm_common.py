@@ -24,7 +24,7 @@ def with_marginal_bias(params, marg):
 def hidden_pixel_nll(coupling, spec, pixels, mask, q, temp, marg):
     """Summed NLL of the hidden pixels under ``softmax(temp * field)`` at the fixed point
     ``q`` and under the per-pixel marginals, and the number of hidden pixels."""
-    lp = np.asarray(jax.nn.log_softmax(temp * bm.field(coupling, spec, q)[0], -1))
+    lp = np.asarray(jax.nn.log_softmax(temp * bm.model.field(coupling, spec, q)[0], -1))
     hid = ~np.asarray(mask)
     model = -np.take_along_axis(lp, pixels[..., None], -1)[..., 0][hid].sum()
     marginal = -np.log(marg[np.nonzero(hid)[1], pixels[hid]]).sum()

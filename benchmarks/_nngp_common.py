@@ -1,5 +1,8 @@
 """Shared by the NNGP benchmark scripts (not a benchmark itself: ``run_all.py`` skips ``_*``)."""
 
+import math
+
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bayesnn.nn import stax
@@ -29,3 +32,23 @@ def add_blas_threads_argument(parser):
 def limit_blas_threads(args):
     """Apply ``--blas-threads`` for the rest of the process."""
     threadpool_limits(args.blas_threads, user_api="blas")
+
+
+def gp_type2(K, Y, etas):
+    """Profile type-II ML of ``N(Y; 0, s (K + eta I))`` over ``eta`` in ``etas``.
+
+    ``Y`` is ``(n,)`` or ``(n, C)`` (the columns share ``s`` and ``eta``); for each ``eta``
+    the scale has its closed-form maximiser ``s = tr(Y^T (K + eta I)^-1 Y) / (nC)``. One
+    eigendecomposition of ``K`` serves the whole grid. Returns ``(s, eta)``.
+    """
+    Y = np.asarray(Y).reshape(len(Y), -1)
+    lam, U = np.linalg.eigh(np.asarray(K))
+    r2 = np.sum((U.T @ Y) ** 2, axis=1)
+    n, c = Y.shape
+    best = None
+    for eta in etas:
+        s = np.sum(r2 / (lam + eta)) / (n * c)
+        ll = -0.5 * n * c * math.log(2 * math.pi * s) - 0.5 * c * np.sum(np.log(lam + eta))
+        if best is None or ll > best[0]:
+            best = (ll, s, eta)
+    return best[1], best[2]

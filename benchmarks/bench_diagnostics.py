@@ -15,6 +15,8 @@ import warnings
 
 import numpy as np
 
+SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
+
 
 def _time(fn, repeat=2):
     fn()  # warm-up / compilation
@@ -33,8 +35,11 @@ def main():
     parser.add_argument("--draws", type=int, default=200)
     parser.add_argument("--params", type=int, default=None)
     parser.add_argument("--no-rank", action="store_true", help="skip ArviZ rank R-hat")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
-    params = args.params or (2000 if args.quick else 20000)
+    if args.smoke:
+        args.draws = 20
+    params = args.params or (50 if args.smoke else 2000 if args.quick else 20000)
 
     import arviz as az
     import jax

@@ -34,6 +34,7 @@ from bayesnn import functional_prior as fp  # noqa: E402
 from bayesnn.gp import RBF, GPPrior  # noqa: E402
 from bayesnn.nn import stax  # noqa: E402
 
+SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
 OPTIMIZERS = {"rmsprop": optax.rmsprop, "adam": optax.adam, "sgd": optax.sgd}
 
 
@@ -48,12 +49,16 @@ def main(argv=None):
     )
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--eval-steps", type=int, default=1000)
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args(argv)
     hidden, n_fn, grid_pts, first, every, eval_steps = 50, 128, 200, 500, args.every, 1000
     eval_steps = args.eval_steps
     if args.quick:
         hidden, n_fn, grid_pts, first, every, eval_steps = 16, 32, 40, 20, 10, 100
         args.configs = ["rmsprop:0.05:30", "rmsprop:0.01:30"]
+    if args.smoke:
+        hidden, n_fn, grid_pts, first, every, eval_steps = 4, 8, 10, 2, 2, 3
+        args.configs = ["rmsprop:0.05:4"]
     arch = stax.serial(
         stax.Dense(hidden, b_std=1.0),
         stax.Tanh(),
@@ -65,6 +70,7 @@ def main(argv=None):
     ms = fp.grid(-15.0, 15.0, grid_pts)
     x = ms.sample(jax.random.key(0))
     print(f"XLA_FLAGS={os.environ['XLA_FLAGS']}; load: {os.popen('uptime').read().strip()}")
+    gp_eval = GPPrior(gp.kernel)  # one object: evaluate_w1 compiles once for all checkpoints
     fam = None
     results = []
     for cfg in args.configs:
@@ -76,12 +82,11 @@ def main(argv=None):
             arch,
             gp,
             ms,
-            "gaussian",
+            jax.random.key(0),
+            family="gaussian",
             steps=steps,
-            key=jax.random.key(0),
             num_functions=n_fn,
-            critic_steps=20,
-            first_critic_steps=first,
+            estimator=fp.CriticW1(steps=20, first_steps=first),
             prior_optimizer=OPTIMIZERS[name](lr),
             check_every=every,
             callback=lambda i, w, th: snaps.append((i + 1, jax.device_get(th))),  # noqa: B023
@@ -92,7 +97,7 @@ def main(argv=None):
         rows = []
         for i, th in snaps:
             w, se = fp.evaluate_w1(
-                jax.random.key(5), arch, fam, th, GPPrior(gp.kernel), x, num_steps=eval_steps
+                jax.random.key(5), arch, fam, th, gp_eval, x, num_steps=eval_steps
             )
             pr = fam.prior(th)
             sw = {k: float(v) for k, v in pr.weight_scales.items()}

@@ -77,6 +77,7 @@ from samplers.results import split_rhat  # noqa: E402
 from samplers.sgmcmc.gradients import clip_by_global_norm  # noqa: E402
 
 PRIORS = ("fg", "gpi-g", "fh", "gpi-h")
+SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
 
 
 def mlp(width, out=1, depth=1):
@@ -100,12 +101,11 @@ def make_prior(name, arch, d, gp, ms, args, key):
         arch,
         gp,
         ms,
-        family,
+        key,
+        family=family,
         steps=args.prior_steps,
-        key=key,
         num_functions=128,
-        critic_steps=args.critic_steps,
-        first_critic_steps=500,
+        estimator=fp.CriticW1(steps=args.critic_steps, first_steps=500),
         # hierarchical start InvGamma(3, 2) (mean variance 1); from InvGamma(1, 1) the fit
         # diverged on yacht split 1 (a -> 0 gives infinite variance draws)
     )
@@ -127,11 +127,13 @@ def run_posterior(arch, prior, x, y, x_test, args, key):
         arch,
         prior,
         (x, y),
-        key=key,
-        num_chains=4,
-        num_samples=args.samples,
-        num_burnin=args.burnin,
-        thinning=args.thinning,
+        key,
+        sampler=fp.SamplerConfig(
+            num_chains=4,
+            num_samples=args.samples,
+            num_burnin=args.burnin,
+            thinning=args.thinning,
+        ),
         x_eval=x_test[:200],
         shard=False,
     )
@@ -569,8 +571,16 @@ def main(argv=None):
     p.add_argument(
         "--jobs", type=int, default=1, help="processes, one data set each (one XLA thread)"
     )
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     raw = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(raw)
+    if args.smoke:  # UCI protocol on one split when the splits are there, else the 1-D gap
+        args.sets, args.splits, args.priors, args.prior_steps = ["yacht"], [0], ["fg", "gpi-g"], 2
+        args.burnin, args.thinning, args.samples, args.chains = 20, 20, 4, 2
+        args.toy = not os.path.isdir(os.path.join(args.root, "yacht"))
+        args.no_toy = not args.toy
+        if args.toy:
+            print(f"UCI splits not found under {args.root}: smoke run of the 1-D gap only")
     for name in ("burnin", "thinning"):
         if getattr(args, name) % args.gibbs_every:
             raise ValueError(f"--{name} must be a multiple of --gibbs-every")
@@ -588,7 +598,8 @@ def main(argv=None):
             save_rows(rows, args.out)
     if not args.no_toy:
         gap(args)
-        moons(args)
+        if not args.smoke:
+            moons(args)
     print(f"\ntotal wall time {time.perf_counter() - t0:.0f} s")
     print(f"load: {os.popen('uptime').read().strip()}")
 

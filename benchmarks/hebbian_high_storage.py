@@ -24,6 +24,7 @@ import numpy as np
 from bayesnn import hebbian as hb
 
 ORDER, R_Q, M_EX, TEMP = 4, 0.8, 20, 0.1
+SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
 
 
 def run_cell(n, alpha, samples, chains, sweeps, seed=0):
@@ -59,19 +60,22 @@ def run_cell(n, alpha, samples, chains, sweeps, seed=0):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
     ns = (24, 32) if args.quick else (24, 32, 40, 48)
     alphas = (0.005, 0.02) if args.quick else (0.005, 0.01, 0.02, 0.03, 0.05)
     samples, chains, sweeps = (4, 4, 60) if args.quick else (8, 8, 200)
+    if args.smoke:
+        ns, alphas, samples, chains, sweeps = (12,), (0.02,), 2, 2, 4
     law = hb.exact_law(R_Q, M_EX)
     rho = float(hb.dataset_entropy(R_Q, M_EX))
     print(f"P={ORDER} r={R_Q} M={M_EX} rho={rho:.4f} T={TEMP}, distinct indices")
-    print(f"alpha_c(T=0, rho) = {float(hb.dense_critical_load(ORDER, rho)):.4f}")
+    print(f"alpha_c(T=0, rho) = {float(hb.dense_critical_load(ORDER, rho).alpha):.4f}")
     print(f"{samples} data sets x {chains} chains, {sweeps} sweeps (second half averaged)")
     print("\n| N | alpha | K | MC m_1 | s.e. | escaped | RS m_1 | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     for alpha in alphas:
-        _, m_rs, _ = hb.high_storage_rs(1 / TEMP, alpha, ORDER, law, "distinct")
+        m_rs = hb.high_storage_rs(1 / TEMP, alpha, ORDER, law, "distinct").m
         for n in ns:
             k, m, se, esc, dt = run_cell(n, alpha, samples, chains, sweeps)
             print(

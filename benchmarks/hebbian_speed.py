@@ -34,6 +34,7 @@ import sys
 import time
 
 N, M_EX, R_Q, TEMP = 1000, 20, 0.5, 0.3
+SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
 SWEEPS_PER_STEP = 5  # chain-par: sweeps per kernel call (cache refreshed once per call)
 
 
@@ -50,9 +51,12 @@ def _parse():
         default="vmap-seq,chain-par/threefry,chain-par/hash,sync/hash",
         help="comma-separated rows (kernel/generator)",
     )
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
     if args.quick:
         args.ks, args.chains, args.sweeps, args.repeats = "3", "256", 10, 3
+    if args.smoke:
+        args.quick, args.ks, args.chains, args.sweeps, args.repeats = True, "3", "4", 5, 1
     return args
 
 
@@ -103,7 +107,7 @@ def _step(model, impl, generator):
 def jax_rate(k, chains, sweeps, impl, generator, repeats, devices=1):
     """Flips/s (wall, CPU) and the final mean magnetisation of ``chains`` chains."""
     ds, net = _network(k)
-    model = hb.spin_model(net)
+    model = hb.model.spin_model(net)
     step = _step(model, impl, generator)
     s0 = jnp.broadcast_to(ds.archetypes[0], (chains, N))
 
@@ -192,6 +196,8 @@ def main(args):
         ref = numba_rate(k, 20 if args.quick else 200, args.repeats)
         if ref is not None:
             print(f"| {k} | 1 | {ref[0]:.3e} | 1.00 | {ref[1]:.3e} | 1.00 | | numba (1 core) |")
+        else:
+            print(f"| {k} | 1 | | | | | | numba not installed: reference row skipped |")
         rows = [(impl, gen, c, 1) for impl, gen in impls for c in chain_counts]
         if args.devices > 1:
             rows += [("chain-par", "hash", c, args.devices) for c in chain_counts if c > 1]

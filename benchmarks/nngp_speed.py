@@ -25,6 +25,7 @@ from bayesnn.nn import stax
 from bayesnn.nn.kernels import _atan2, kernel_fn
 
 W, B, DEPTH = 1.5, 0.05, 3
+SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
 
 
 def plain_jax(x, atan2=jnp.arctan2):
@@ -59,9 +60,12 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--n", type=int, default=4000)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
     n = 1000 if args.quick else args.n
     reps = 3 if args.quick else args.reps
+    if args.smoke:
+        n, reps = 300, 1
     layers = []
     for _ in range(DEPTH):
         layers += [stax.Dense(512, W, B), stax.Relu()]

@@ -1,7 +1,8 @@
 """Run every benchmark script: ``python benchmarks/run_all.py [--full]``.
 
 Without ``--full`` each script runs with ``--quick`` (minutes in total on 2 cores); with
-``--full`` the full versions run (hours). Output goes to stdout and to
+``--full`` the full versions run (hours); ``--smoke`` runs tiny sizes that only check the scripts
+work (what tests/test_benchmarks_smoke.py does). Output goes to stdout and to
 ``benchmarks/out/<script>.log``; the recorded tables live in ``benchmarks/README.md``.
 """
 
@@ -29,6 +30,9 @@ def main(argv=None) -> int:
     """Run the scripts one after the other; return the number that failed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="full-size runs (hours)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny runs that only check the scripts work"
+    )
     parser.add_argument("--only", nargs="*", help="substrings of script names to run")
     args = parser.parse_args(argv)
     out = HERE / "out"
@@ -37,7 +41,8 @@ def main(argv=None) -> int:
     for script in scripts():
         if args.only and not any(s in script.name for s in args.only):
             continue
-        cmd = [sys.executable, str(script)] + ([] if args.full else ["--quick"])
+        mode = [] if args.full else ["--smoke"] if args.smoke else ["--quick"]
+        cmd = [sys.executable, str(script)] + mode
         print(f"\n=== {' '.join(cmd[1:])}", flush=True)
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -228,13 +228,19 @@ def machine():
     return f"{name}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
 
 
+SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (< 1 minute)")
     parser.add_argument("--chains", default="1,4", help="comma-separated chain counts")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch loops")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     steps, torch_steps, repeats = (2000, 300, 3) if args.quick else (20000, 2000, 5)
+    if args.smoke:
+        steps, torch_steps, repeats, args.chains = 20, 10, 1, "2"
 
     model, data = make_problem()
     rows = {}
@@ -242,7 +248,10 @@ def main():
         for name, t in bench_jax(model, data, chains, steps, repeats).items():
             rows[(name, chains)] = t / chains  # per chain-step
     if not args.no_torch:
-        for name, t in bench_torch(data, torch_steps, repeats).items():
+        torch_rows = bench_torch(data, torch_steps, repeats)
+        if not torch_rows:
+            print("torch not installed: the PyTorch rows are skipped")
+        for name, t in torch_rows.items():
             rows[(name, 1)] = t
 
     print(f"machine: {machine()}; jax {jax.__version__}, backend {jax.default_backend()}")

@@ -213,6 +213,12 @@ def _check_chain_draw(name, x, min_draws=4):
         raise ValueError(f"{name} must have shape (chain, draw, ...), got {x.shape}")
     if x.shape[1] < min_draws:
         raise ValueError(f"{name} needs at least {min_draws} draws per chain, got {x.shape[1]}")
+    if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
+        bad = np.argwhere(~np.isfinite(np.asarray(x)))[0]
+        raise ValueError(
+            f"{name} holds NaN or inf draws (first at chain {bad[0]}, draw {bad[1]}): "
+            "drop diverged draws before computing diagnostics"
+        )
 
 
 def _split_chains(x):

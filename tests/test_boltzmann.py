@@ -23,9 +23,9 @@ _unconstrained = jax.jit(bm.unconstrained_coupling, static_argnums=1)
 
 @jax.jit
 def _solve_jit(coupling, evidence, q0):
-    return bm.solve(
-        lambda q: bm.field(coupling, SPEC, q),
-        lambda q: bm.model._clamp(evidence, q),
+    return bm.solver.solve(
+        lambda q: bm.model.field(coupling, SPEC, q),
+        lambda q: bm.model.clamp(evidence, q),
         q0,
         method="fb",
         max_iter=50,
@@ -49,7 +49,7 @@ def evidence():
 
 
 def _matrix_from_matvec(coupling):
-    n = bm.state_size(SPEC)
+    n = bm.parameterization.state_size(SPEC)
     eye = jnp.eye(n)
     sizes = [lay.num_vars * lay.num_states for lay in SPEC.layers]
     offs = np.cumsum([0] + sizes)
@@ -57,11 +57,13 @@ def _matrix_from_matvec(coupling):
         eye[:, offs[i] : offs[i + 1]].reshape(n, lay.num_vars, lay.num_states)
         for i, lay in enumerate(SPEC.layers)
     )
-    wq = bm.coupling_matvec(coupling, SPEC, q)
+    wq = coupling.matvec(SPEC, q)
     return np.asarray(jnp.concatenate([x.reshape(n, -1) for x in wq], axis=1), np.float64)
 
 
 def test_parameterisation_symmetric_hollow_monotone(params, coupling):
+    assert isinstance(SPEC, bm.coupling.ArchitectureSpec)
+    assert isinstance(coupling, bm.coupling.CouplingOperator) and coupling.has_resolvent
     W = _matrix_from_matvec(coupling)
     np.testing.assert_allclose(W, W.T, atol=1e-5 * np.abs(W).max())
     var = np.concatenate(
@@ -81,7 +83,7 @@ def test_parameterisation_symmetric_hollow_monotone(params, coupling):
     # the unconstrained weights violate it (the constraint is active)
     Wu = _matrix_from_matvec(bm.unconstrained_coupling(params, SPEC))
     assert np.linalg.eigvalsh(eye - 0.5 * (Wu + Wu.T)).min() < 0
-    np.testing.assert_allclose(bm.dense_coupling_matrix(coupling, SPEC), W, atol=1e-4)
+    np.testing.assert_allclose(coupling.dense_matrix(SPEC), W, atol=1e-4)
     assert bm.check_monotone(coupling, SPEC, M)
     # norm cap per row block: m I <= I - W <= (1 + R L) I, still symmetric, hollow, monotone
     assert np.linalg.eigvalsh(eye - W).max() > 1 + 2 * 0.5  # uncapped exceeds the bound
@@ -97,11 +99,11 @@ def test_parameterisation_symmetric_hollow_monotone(params, coupling):
 
 
 def test_power_iteration_norms_track_exact(params):
-    D = bm.block_diagonals(SPEC, params.A)
-    state = bm.init_power_state(jax.random.key(3), SPEC)
+    D = SPEC.block_diagonals(params.A)
+    state = bm.parameterization.init_power_state(jax.random.key(3), SPEC)
     for d, u in zip(D, state.u, strict=True):
-        est, u2 = bm.power_iteration_norms(d, u, 50)
-        exact = bm.block_spectral_norms(d)
+        est, u2 = bm.parameterization.power_iteration_norms(d, u, 50)
+        exact = bm.parameterization.block_spectral_norms(d)
         assert bool(jnp.all(est <= exact * (1 + 1e-5)))
         np.testing.assert_allclose(est, exact, rtol=1e-3)
     c, new_state = bm.monotone_coupling(params, SPEC, M, power_state=state, num_power_iters=50)
@@ -114,7 +116,7 @@ def test_check_monotone_detects_hand_edits(coupling):
     edited = coupling._replace(A=((2.0 * A[0][0], A[0][1]), A[1]))
     with pytest.raises(ValueError, match="hollow"):
         bm.check_monotone(edited, SPEC, M)
-    D2 = bm.block_diagonals(SPEC, edited.A)
+    D2 = SPEC.block_diagonals(edited.A)
     with pytest.raises(ValueError, match="monotonicity constraint: layer 0"):
         bm.check_monotone(edited._replace(D=D2), SPEC, M)
 
@@ -130,9 +132,9 @@ def _sparsemax(y):
 
 def test_prox_softmax_kkt_and_sparsemax_limit():
     y = jnp.asarray(3.0 * np.random.default_rng(4).normal(size=(200, 7)), jnp.float32)
-    np.testing.assert_allclose(bm.prox_entropy(y, 1.0), jax.nn.softmax(y, -1), atol=1e-7)
+    np.testing.assert_allclose(bm.prox.prox_entropy(y, 1.0), jax.nn.softmax(y, -1), atol=1e-7)
     for alpha in (0.1, 0.5, 0.9):
-        z = np.asarray(bm.prox_entropy(y, alpha), np.float64)
+        z = np.asarray(bm.prox.prox_entropy(y, alpha), np.float64)
         np.testing.assert_allclose(z.sum(-1), 1.0, atol=2e-6)
         assert z.min() >= 0
         pos = z > 1e-12
@@ -142,7 +144,7 @@ def test_prox_softmax_kkt_and_sparsemax_limit():
         assert np.abs(kkt).max() < 1e-4 * (1 + np.abs(np.asarray(y)).max())
     with jax.enable_x64(True):
         y64 = jnp.asarray(np.asarray(y[:20]), jnp.float64)
-        zs = np.asarray(bm.prox_entropy(y64, 1e-3, 30, 5))
+        zs = np.asarray(bm.prox.prox_entropy(y64, 1e-3, 30, 5))
     sm = np.stack([_sparsemax(np.asarray(r, np.float64)) for r in np.asarray(y[:20])])
     assert np.abs(zs - sm).max() < 2e-2
 
@@ -152,7 +154,7 @@ def test_prox_vjp_matches_finite_differences():
         y = jnp.asarray(np.random.default_rng(5).normal(size=(3, 5)) * 2.0)
         v = jnp.asarray(np.random.default_rng(6).normal(size=(3, 5)))
         for alpha in (0.3, 1.0):
-            f = jax.jit(lambda x, a=alpha: jnp.sum(v * bm.prox_entropy(x, a, 30, 5)))
+            f = jax.jit(lambda x, a=alpha: jnp.sum(v * bm.prox.prox_entropy(x, a, 30, 5)))
             g = jax.grad(f)(y)
             eps = 1e-6
             basis = jnp.eye(15).reshape(15, 3, 5) * eps
@@ -163,8 +165,8 @@ def test_prox_vjp_matches_finite_differences():
 @partial(jax.jit, static_argnums=2)
 def _infer_and_residual(coupling, evidence, config):
     q, info = bm.infer(coupling, SPEC, evidence, config=config)
-    res = bm.mean_field_residual(
-        lambda z: bm.field(coupling, SPEC, z), lambda z: bm.model._clamp(evidence, z), q
+    res = bm.solver.mean_field_residual(
+        lambda z: bm.model.field(coupling, SPEC, z), lambda z: bm.model.clamp(evidence, z), q
     )
     return q, info, res
 
@@ -204,7 +206,7 @@ def test_pr_resolvent_matches_dense_inverse(coupling):
         jnp.asarray(v[:, offs[i] : offs[i + 1]].reshape(2, lay.num_vars, lay.num_states))
         for i, lay in enumerate(SPEC.layers)
     )
-    out = bm.pr_resolvent(coupling, SPEC, alpha)(vt)
+    out = bm.model.pr_resolvent(coupling, SPEC, alpha)(vt)
     out = np.concatenate([x.reshape(2, -1) for x in out], axis=1)
     np.testing.assert_allclose(out, v @ V.T, atol=1e-4)
 
@@ -219,7 +221,7 @@ def test_implicit_gradient_matches_unrolled(params, evidence):
         cfg = bm.SolverConfig(
             tol=1e-11,
             max_iter=200,
-            backward=bm.BackwardOptions(tol=1e-11, maxiter=10),
+            backward=bm.implicit.BackwardOptions(tol=1e-11, maxiter=10),
             fallback=None,
         )
 
@@ -229,8 +231,8 @@ def test_implicit_gradient_matches_unrolled(params, evidence):
 
         def loss_unrolled(p):
             c = bm.monotone_coupling(p, SPEC, M)
-            q = bm.uniform_state(SPEC, 5)
-            q = jax.lax.fori_loop(0, 400, lambda i, q: bm.mean_field_map(c, SPEC, ev, q), q)
+            q = bm.model.uniform_state(SPEC, 5)
+            q = jax.lax.fori_loop(0, 400, lambda i, q: bm.model.mean_field_map(c, SPEC, ev, q), q)
             return out(q)
 
         g1 = jax.jit(jax.grad(loss))(p64)
@@ -253,7 +255,7 @@ def test_nonconvergence_is_flagged_and_raised(params, coupling):
         params._replace(A=jax.tree.map(lambda a: 3 * a, params.A)), SPEC
     )
     ev = bm.make_evidence(SPEC, pix, mask)
-    _, info = _solve_jit(cu, ev, bm.uniform_state(SPEC, 4))
+    _, info = _solve_jit(cu, ev, bm.model.uniform_state(SPEC, 4))
     assert not bool(jnp.all(info.converged))
 
 
@@ -270,22 +272,22 @@ def test_bad_input(coupling, params):
     with pytest.raises(ValueError, match="bin indices"):
         bm.complete(coupling, SPEC, pix + 3, jnp.ones((2, 12), bool))
     with pytest.raises(ValueError, match="alpha"):
-        bm.prox_entropy(jnp.zeros(3), 1.5)
+        bm.prox.prox_entropy(jnp.zeros(3), 1.5)
     with pytest.raises(ValueError, match="m must be"):
         bm.monotone_coupling(params, SPEC, 1.0)
     with pytest.raises(ValueError, match="method"):
-        bm.solve(lambda q: q, lambda q: q, (jnp.zeros((1, 2, 2)),), method="newton")
+        bm.solver.solve(lambda q: q, lambda q: q, (jnp.zeros((1, 2, 2)),), method="newton")
     q0 = (jnp.full((1, 2, 2), 0.5),)
     with pytest.raises(ValueError, match="fallback"):
-        bm.solve(lambda q: q, lambda q: q, q0, max_iter=2, fallback="newton")
+        bm.solver.solve(lambda q: q, lambda q: q, q0, max_iter=2, fallback="newton")
     with pytest.raises(ValueError, match="make_resolvent"):
-        bm.solve(lambda q: q, lambda q: q, q0, max_iter=2, fallback="pr")
+        bm.solver.solve(lambda q: q, lambda q: q, q0, max_iter=2, fallback="pr")
     with pytest.raises(ValueError, match="gamma"):
-        bm.focal_loss(jnp.zeros((2, 3)), jnp.zeros(2, jnp.int32), gamma=-1.0)
+        bm.train.focal_loss(jnp.zeros((2, 3)), jnp.zeros(2, jnp.int32), gamma=-1.0)
     with pytest.raises(ValueError, match="beta"):
-        bm.class_balanced_weights(np.zeros((2, 3), int), 3, beta=1.5)
+        bm.train.class_balanced_weights(np.zeros((2, 3), int), 3, beta=1.5)
     with pytest.raises(ValueError, match="class_weights"):
-        bm.make_train_step(SPEC, None, class_weights=jnp.ones(5))
+        bm.train.make_train_step(SPEC, None, bm.TrainingConfig(class_weights=jnp.ones(5)))
     with pytest.raises(ValueError, match="num_hidden"):
         bm.fully_connected_spec(4, 2, 0, 3)
     with pytest.raises(ValueError, match="hidden_fraction"):
@@ -293,7 +295,7 @@ def test_bad_input(coupling, params):
     with pytest.raises(ValueError, match="hidden_fraction"):
         bm.random_masks(jax.random.key(0), (2, 3), (0.5, 0.2))
     with pytest.raises(ValueError, match="mixing"):
-        bm.solve(lambda q: q, lambda q: q, q0, mixing=0.0)
+        bm.solver.solve(lambda q: q, lambda q: q, q0, mixing=0.0)
 
 
 def test_bin_images_and_checkpoint(tmp_path, params):
@@ -317,25 +319,29 @@ def test_focal_loss_closed_forms():
     s = np.asarray(sel, np.float64)
     ce = -(lp * s).sum() / s.sum()
     # gamma = 0 with uniform weights (any constant) is the cross-entropy
-    np.testing.assert_allclose(bm.focal_loss(logp, y, None, 0.0, sel), ce, rtol=1e-5)
-    np.testing.assert_allclose(bm.focal_loss(logp, y, 3 * jnp.ones(4), 0.0, sel), ce, rtol=1e-5)
+    np.testing.assert_allclose(bm.train.focal_loss(logp, y, None, 0.0, sel), ce, rtol=1e-5)
+    np.testing.assert_allclose(
+        bm.train.focal_loss(logp, y, 3 * jnp.ones(4), 0.0, sel), ce, rtol=1e-5
+    )
     w = np.array([0.5, 1.0, 2.0, 0.5])
     foc = w[np.asarray(y)] * (1 - np.exp(lp)) ** 2 * -lp
     want = (foc * s).sum() / (w[np.asarray(y)] * s).sum()
-    np.testing.assert_allclose(bm.focal_loss(logp, y, jnp.asarray(w), 2.0, sel), want, rtol=1e-5)
-    assert float(bm.focal_loss(logp, y, None, 2.0, sel)) < ce  # focusing down-weights
+    np.testing.assert_allclose(
+        bm.train.focal_loss(logp, y, jnp.asarray(w), 2.0, sel), want, rtol=1e-5
+    )
+    assert float(bm.train.focal_loss(logp, y, None, 2.0, sel)) < ce  # focusing down-weights
     # class-balanced weights: inverse effective numbers, mean 1
     pix = np.repeat(np.arange(3), [100, 10, 1])
     n = np.array([100.0, 10.0, 1.0])
     for beta in (0.9, 0.999):
         e = (1 - beta) / (1 - beta**n)
         np.testing.assert_allclose(
-            bm.class_balanced_weights(pix, 3, beta), e / e.mean(), rtol=1e-5
+            bm.train.class_balanced_weights(pix, 3, beta), e / e.mean(), rtol=1e-5
         )
     np.testing.assert_allclose(
-        bm.class_balanced_weights(pix, 3, 1.0), (1 / n) / (1 / n).mean(), rtol=1e-5
+        bm.train.class_balanced_weights(pix, 3, 1.0), (1 / n) / (1 / n).mean(), rtol=1e-5
     )
-    np.testing.assert_allclose(bm.class_balanced_weights(pix, 3, 0.0), np.ones(3), rtol=1e-6)
+    np.testing.assert_allclose(bm.train.class_balanced_weights(pix, 3, 0.0), np.ones(3), rtol=1e-6)
 
 
 def test_stacked_field_matches_dense_w_under_jit():
@@ -348,7 +354,7 @@ def test_stacked_field_matches_dense_w_under_jit():
     spec = bm.fully_connected_spec(num_visible=784, num_bins=2, num_hidden=20, num_classes=10)
     rng = np.random.default_rng(3)
     cpl = _monotone(_host_params(rng, spec, 4.0, 0.5), spec, M)
-    W = np.asarray(bm.dense_coupling_matrix(cpl, spec), np.float64)
+    W = np.asarray(cpl.dense_matrix(spec), np.float64)
     b = np.concatenate([np.asarray(x).reshape(-1) for x in cpl.b])
     batch = 32
     q = tuple(
@@ -357,7 +363,7 @@ def test_stacked_field_matches_dense_w_under_jit():
     )
     qf = np.concatenate([np.asarray(x, np.float64).reshape(batch, -1) for x in q], axis=1)
     want = qf @ W.T + b
-    got = jax.jit(lambda c, q: bm.model._stacked_field_fn(c, spec)(q))(cpl, q)
+    got = jax.jit(lambda c, q: c.solver_field(spec)(q))(cpl, q)
     got = np.concatenate([np.asarray(x).reshape(batch, -1) for x in got], axis=1)
     # the solver field is W q + b up to a constant per variable: compare state differences
     ks = np.concatenate([np.full(lay.num_vars, lay.num_states) for lay in spec.layers])
@@ -365,3 +371,83 @@ def test_stacked_field_matches_dense_w_under_jit():
     got, want = got - got[:, first], want - want[:, first]
     err = np.abs(got - want).max(axis=1)
     assert np.all(err < 1e-4 * (1 + np.abs(want).max())), np.nonzero(err > 1e-3)[0]
+
+
+def test_out_of_range_pixels_and_labels_raise_naming_the_argument(params):
+    """Indices outside the states would be one-hot encoded as all zeros (silently no
+    evidence); make_evidence and fit refuse them, before any compilation."""
+    rng = np.random.default_rng(13)
+    pix = rng.integers(0, 3, (4, 12))
+    mask = np.ones((4, 12), bool)
+    for bad, match in (
+        (pix + 3, r"make_evidence: pixels must lie in \[0, 3\), got values in \[3, 5\]"),
+        (pix - 3, r"make_evidence: pixels must lie in \[0, 3\)"),
+        (pix + 0.5, "make_evidence: pixels must be integer indices"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            bm.make_evidence(SPEC, bad, mask)
+    for labels, match in (
+        (np.array([0, 1, 4, 2]), r"make_evidence: labels must lie in \[0, 4\)"),
+        (np.array([0, -1, 2, 2]), r"make_evidence: labels must lie in \[0, 4\)"),
+        (np.array([0.0, 1.0, 2.0, 3.0]), "make_evidence: labels must be integer"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            bm.make_evidence(SPEC, pix, mask, labels=labels)
+    ev = bm.make_evidence(SPEC, pix, mask, labels=np.array([0, 1, 2, 3]))  # the edges pass
+    np.testing.assert_array_equal(np.asarray(ev.values[-1]).sum(-1), 1.0)
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"fit: labels must lie in \[0, 4\)"):
+        bm.fit(key, SPEC, params, pix, np.array([0, 1, 2, 4]), batch_size=2)
+    with pytest.raises(ValueError, match=r"fit: pixels must lie in \[0, 3\)"):
+        bm.fit(key, SPEC, params, pix + 1, np.array([0, 1, 2, 3]), batch_size=2)
+    with pytest.raises(ValueError, match="fit: pixels must be integer"):
+        bm.fit(key, SPEC, params, pix / 3.0, np.array([0, 1, 2, 3]), batch_size=2)
+
+
+def test_fully_connected_spec_rejects_single_state_variables():
+    """A categorical unit with one state carries nothing (its softmax is constant)."""
+    for kwargs, name in (
+        (dict(num_bins=1), "num_bins"),
+        (dict(num_classes=1), "num_classes"),
+        (dict(hidden_states=1), "hidden_states"),
+        (dict(num_bins=2.5), "num_bins"),
+    ):
+        args = dict(num_visible=4, num_bins=2, num_hidden=3, num_classes=3) | kwargs
+        with pytest.raises(ValueError, match=f"fully_connected_spec: {name} must be"):
+            bm.fully_connected_spec(**args)
+    spec = bm.fully_connected_spec(4, 2, 3, 2, hidden_states=2)  # the smallest valid one
+    assert [lay.num_states for lay in spec.layers] == [2, 2, 2]
+
+
+def test_checkpoint_is_atomic_and_shape_checked(tmp_path, params, monkeypatch):
+    """A save that dies mid-write leaves the previous checkpoint intact (temp file + fsync +
+    rename, no temp file left behind); loading into a template of another architecture or
+    dtype raises, naming the leaf."""
+    path = tmp_path / "ckpt.npz"
+    bm.save_checkpoint(path, params)
+    real_savez = np.savez
+
+    def dying_savez(f, *arrays):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bm.train.np, "savez", dying_savez)
+    doubled = jax.tree_util.tree_map(lambda x: 2 * x, params)
+    with pytest.raises(OSError, match="disk full"):
+        bm.save_checkpoint(path, doubled)
+    monkeypatch.setattr(bm.train.np, "savez", real_savez)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.npz"]
+    back = bm.load_checkpoint(path, params)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(params), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    other = bm.fully_connected_spec(num_visible=12, num_bins=3, num_hidden=5, num_classes=4)
+    like = host_params(np.random.default_rng(0), other, 1.0, 0.0)
+    with pytest.raises(ValueError, match=r"leaf .*A.*\[0\]\[0\] has shape \(12, 12, 3\)"):
+        bm.load_checkpoint(path, like)
+    as_int = jax.tree_util.tree_map(lambda x: np.asarray(x, np.int32), params)
+    with pytest.raises(ValueError, match="dtype float32, the template .* int32"):
+        bm.load_checkpoint(path, as_int)
+    with pytest.raises(ValueError, match="holds 7 arrays, the template 3"):
+        bm.load_checkpoint(path, (params.A[0][0], params.A[0][1], params.b[0]))

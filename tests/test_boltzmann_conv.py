@@ -30,14 +30,14 @@ def _params(scale):
 
 @jax.jit
 def _matrix_jit(coupling):
-    n = bm.state_size(SPEC)
+    n = bm.parameterization.state_size(SPEC)
     eye = jnp.eye(n)
     q, i = [], 0
     for lay in SPEC.layers:
         size = lay.num_vars * lay.num_states
         q.append(eye[:, i : i + size].reshape(n, lay.num_vars, lay.num_states))
         i += size
-    wq = bm.coupling_matvec(coupling, SPEC, tuple(q))
+    wq = coupling.matvec(SPEC, tuple(q))
     return jnp.concatenate([x.reshape(n, -1) for x in wq], axis=1)
 
 
@@ -52,6 +52,8 @@ def params():
 
 def test_conv_coupling_symmetric_hollow_monotone(params):
     c = jax.jit(bm.monotone_coupling, static_argnums=(1, 2))(params, SPEC, M)
+    assert isinstance(SPEC, bm.coupling.ArchitectureSpec)
+    assert isinstance(c, bm.coupling.CouplingOperator) and not c.has_resolvent
     W = _matrix(c)
     n = len(W)
     assert n == 36 * 2 + 9 * 4 + 3
@@ -98,6 +100,6 @@ def test_conv_fixed_point_unique_and_fallback(params):
     assert bool(info.fallback) and bool(jnp.all(info.converged)), info
     np.testing.assert_allclose(q[-1], qs[-1][0], atol=1e-4)
     with pytest.raises(ValueError, match="dense"):
-        bm.pr_resolvent(c, SPEC, 0.5)
+        bm.model.pr_resolvent(c, SPEC, 0.5)
     with pytest.raises(ValueError, match="divide"):
-        bm.conv_geometry(bm.ConvLayer(6, 6, 1, 2), bm.ConvRow(2, 4, 4, ()), 3)
+        bm.conv.conv_geometry(bm.ConvLayer(6, 6, 1, 2), bm.ConvRow(2, 4, 4, ()), 3)

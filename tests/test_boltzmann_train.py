@@ -13,7 +13,7 @@ NUM_BINS = 4
 CONFIG = bm.SolverConfig(fallback=None)  # no fallback branch to compile (not needed here)
 
 
-def _train_on_digits(tmp_path, num_hidden, learning_rate, bias_init=False, **fit_kwargs):
+def _train_on_digits(tmp_path, num_hidden, learning_rate, bias_init=False, config=None, **kw):
     """Three epochs on 1500 binned digits; returns what the assertions need."""
     images, labels = load_digits()
     pixels = np.asarray(bm.bin_images(images, NUM_BINS, 16.0))
@@ -35,9 +35,9 @@ def _train_on_digits(tmp_path, num_hidden, learning_rate, bias_init=False, **fit
         num_epochs=3,
         batch_size=50,
         optimizer=optax.adam(learning_rate),
-        m=0.05,
+        training=bm.TrainingConfig(m=0.05, **kw),
+        config=bm.SolverConfig() if config is None else config,
         checkpoint_path=str(ckpt),
-        **fit_kwargs,
     )
     return state, hist, spec, pixels[te], labels[te], ckpt
 

@@ -157,6 +157,37 @@ def test_uci_errors(tmp_path):
         load_uci("toy", root=tmp_path)
 
 
+def test_uci_bad_files_and_dtype(tmp_path):
+    """Malformed numbers name the file and line; overlapping or repeated split indices and
+    integer dtypes (z-scores would be truncated) raise."""
+    toy = tmp_path / "toy"
+    toy.mkdir()
+    (toy / "data.txt").write_text("1 2 3\n4 5 6\n7 8 9\n")
+    (toy / "index_features.txt").write_text("0\n1\n")
+    (toy / "index_target.txt").write_text("2\n")
+    (toy / "n_splits.txt").write_text("1\n")
+    (toy / "index_train_0.txt").write_text("0\n1\n")
+    (toy / "index_test_0.txt").write_text("1\n2\n")
+    with pytest.raises(ValueError, match="overlap in 1 rows"):
+        load_uci("toy", root=tmp_path)
+    (toy / "index_test_0.txt").write_text("2\n2\n")
+    with pytest.raises(ValueError, match="more than once"):
+        load_uci("toy", root=tmp_path)
+    (toy / "index_test_0.txt").write_text("2\n")
+    s = load_uci("toy", root=tmp_path)
+    assert s.x_train.dtype == np.float32
+    for dtype in (np.int32, int, "int64", np.bool_):
+        with pytest.raises(ValueError, match="floating dtype"):
+            load_uci("toy", root=tmp_path, dtype=dtype)
+    (toy / "data.txt").write_text("1 2 3\n4 5,0 6\n7 8 9\n")
+    with pytest.raises(ValueError, match=r"data.txt' line 2: malformed number '5,0'"):
+        load_uci("toy", root=tmp_path)
+    (toy / "data.txt").write_text("1 2 3\n4 5 6\n7 8 9\n")
+    (toy / "index_train_0.txt").write_text("0\nx1\n")
+    with pytest.raises(ValueError, match=r"index_train_0.txt' line 2: malformed index 'x1'"):
+        load_uci("toy", root=tmp_path)
+
+
 @pytest.mark.parametrize(
     "dtype, compress", [(np.uint8, True), (np.int32, False), (np.float32, True)]
 )
@@ -207,6 +238,20 @@ def test_fashion_mnist_from_custom_folder(tmp_path, monkeypatch):
         load_fashion_mnist("valid")
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels[:5])
     with pytest.raises(ValueError, match="labels"):
+        load_fashion_mnist("test")
+    bad_labels = labels.copy()
+    bad_labels[3] = 10
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", bad_labels)
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte.*labels must be in 0..9"):
+        load_fashion_mnist("test")
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels)
+    gz = tmp_path / "t10k-images-idx3-ubyte.gz"
+    full = gz.read_bytes()
+    gz.write_bytes(full[: len(full) // 2])  # truncated gzip stream
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte.gz.*corrupt or truncated"):
+        load_fashion_mnist("test")
+    gz.write_bytes(full[:20] + bytes(b ^ 0xFF for b in full[20:40]) + full[40:])  # corrupt
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte.gz.*corrupt or truncated"):
         load_fashion_mnist("test")
 
 

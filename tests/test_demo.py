@@ -1,6 +1,9 @@
+import os
+
 import numpy as np
 import pytest
 
+import bayesnn.datasets as datasets
 from bayesnn.demo import main, run_demo
 from samplers.convergence import ConvergenceWarning
 
@@ -49,3 +52,34 @@ def test_cli_passes_arguments_to_demo(tmp_path, monkeypatch):
     assert rc == 0
     assert seen["dataset"] == "energy" and seen["num_chains"] == 2 and seen["num_samples"] == 5
     assert seen["plot_path"] == str(tmp_path / "p.png")
+
+
+def test_demo_bad_output_paths_fail_before_sampling(tmp_path, monkeypatch, capsys):
+    """Unwritable, missing-folder, directory and unknown-format plot paths raise before any
+    data is loaded or sampled (load_uci is replaced by a tripwire); the CLI turns them into
+    a usage error (exit status 2) instead of a traceback after minutes of sampling."""
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("data loaded before the plot path was checked")
+
+    monkeypatch.setattr(datasets, "load_uci", tripwire)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    cases = [
+        (tmp_path / "missing" / "p.png", "does not exist"),
+        (tmp_path, "is a directory"),
+        (tmp_path / "p.unknownfmt", "unknown image format"),
+    ]
+    if os.geteuid() != 0:  # root ignores directory permissions
+        cases.append((locked / "p.png", "not writable"))
+    for path, match in cases:
+        with pytest.raises(ValueError, match=match):
+            run_demo("yacht", plot_path=str(path), verbose=False)
+    with pytest.raises(ValueError, match="num_chains"):
+        run_demo("yacht", num_chains=0, plot_path=None)
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--plot", str(tmp_path / "missing" / "p.png")])
+    assert exc.value.code == 2 and "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
+    locked.chmod(0o700)

@@ -127,3 +127,18 @@ def test_diagnostics_errors(setup):
         D.posterior_predictive_inference_data(predict, positions, x, y[:5], loglik)
     with pytest.raises(ValueError, match="y holds NaN"):
         D.posterior_predictive_inference_data(predict, positions, x, y * np.nan, loglik)
+
+
+def test_nan_draws_raise(setup):
+    """NaN draws: split R-hat / ESS raise naming the first bad chain and draw (was NaN or a
+    silently finite number); function-space diagnostics name the positions."""
+    x = np.random.default_rng(0).normal(size=(4, 20, 2))
+    x[2, 7, 1] = np.nan
+    for fn in (R.split_rhat, R.rhat, R.ess):
+        with pytest.raises(ValueError, match="NaN or inf draws .*chain 2, draw 7"):
+            fn(x)
+    positions, xp, _ = setup
+    bad = dict(positions, b=positions["b"].copy())
+    bad["b"][1, 3] = np.nan
+    with pytest.raises(ValueError, match="positions: predictions are NaN .*chain 1, draw 3"):
+        D.function_space_diagnostics(predict, bad, xp, method="split")

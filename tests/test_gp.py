@@ -55,6 +55,31 @@ def test_kernels_match_closed_forms(pts):
     np.testing.assert_allclose(p(x1, x2), cases[0][1] * cases[1][1], rtol=2e-4, atol=2e-5)
 
 
+@pytest.mark.parametrize("offset", [100.0, 1000.0, 1.0e4])
+def test_stationary_kernels_translation_invariant_in_float32(offset):
+    """float32 inputs far from the origin: every stationary kernel equals its float64 closed
+    form on the same (rounded) inputs, and kernel matrices stay PSD (|a|^2 + |b|^2 - 2ab gave
+    RBF 0.6065 instead of 0.7066 at offset 1000 and a negative eigenvalue at offset 100)."""
+    base = np.linspace(0.0, 3.0, 25)[:, None] * np.array([[1.0, -0.5]])
+    x = (base + offset).astype(np.float32)
+    x64 = x.astype(np.float64)
+    ls = np.array([0.8, 1.5])
+    r = _r(x64, x64, ls)
+    diff = x64[:, None, :] - x64[None, :, :]
+    cases = [
+        (RBF(1.0, ls), np.exp(-0.5 * r**2)),
+        (Matern32(1.0, ls), (1 + np.sqrt(3) * r) * np.exp(-np.sqrt(3) * r)),
+        (Matern52(1.0, ls), (1 + np.sqrt(5) * r + 5 * r**2 / 3) * np.exp(-np.sqrt(5) * r)),
+        (Periodic(1.0, 0.8, 2.0), np.exp(-2 * (np.sin(np.pi * diff / 2.0) ** 2 / 0.64).sum(-1))),
+    ]
+    for k, expected in cases:
+        km = k(x)
+        assert km.dtype == jnp.float32
+        np.testing.assert_allclose(km, expected, atol=2e-5)
+        ev = np.linalg.eigvalsh(np.asarray(km, np.float64))
+        assert ev.min() > -1e-5 * ev.max(), (k, ev.min())
+
+
 def test_kernel_matrices_are_psd(pts):
     x = np.concatenate(pts)
     for k in (RBF(), Matern32(), Matern52(), Periodic(), Linear(1.0, 0.1), RBF() * Periodic()):

@@ -26,18 +26,20 @@ def _law(r, m):
 
 @partial(jax.jit, static_argnames=("order", "num_sweeps", "weight"))
 def _run(rows, xis, spins0, key, beta, order, num_sweeps, weight=1.0):
-    """B networks (stacked rows (B, R, N)), one chain each from spins0 (B, N).
+    """B networks (stacked rows (B, R, N)), one chain each from spins0 (B, N); ``beta`` a
+    scalar or one per network (B,).
 
     Returns the magnetisation trace (T, B, K) and the final spins (B, N).
     """
 
-    def one(rows, xi, s0, key):
+    def one(rows, xi, s0, key, beta):
         net = hb.HebbianNetwork(rows, order, weight)
         res = hb.simulate(key, net, s0[None], beta, num_sweeps, xi)
         return res.trace[:, 0], res.spins[0]
 
     keys = jax.random.split(key, rows.shape[0])
-    trace, spins = jax.vmap(one)(rows, xis, spins0, keys)
+    betas = jnp.broadcast_to(beta, rows.shape[:1])
+    trace, spins = jax.vmap(one)(rows, xis, spins0, keys, betas)
     return jnp.moveaxis(trace, 0, 1), spins
 
 
@@ -70,7 +72,7 @@ def test_zero_temperature_dynamics_gives_mean_sign():
     Same shapes as the P = 4 low-storage test (one compile for both)."""
     r, m = 0.3, 15
     mags = _low_storage_runs(4, r, m, jnp.inf, seed=3)
-    theory = float(hb.zero_temperature_magnetization(_law(r, m)))
+    theory = float(hb.theory.zero_temperature_magnetization(_law(r, m)))
     se = mags[:, 0].std() / np.sqrt(NUM_SAMPLES - 1)
     assert abs(mags[:, 0].mean() - theory) < 3 * se + 0.01, (mags[:, 0], theory)
 
@@ -125,24 +127,64 @@ def test_multitasking_cascade_below_and_above_threshold():
     trace, _ = _run(xis, xis, s0s, jax.random.key(1), 1 / temperature, 2, sweeps)
     m = np.asarray(trace[burn:].mean(0))
     m0 = np.asarray(jax.vmap(hb.mattis_magnetization)(xis, s0s))
-    np.testing.assert_allclose(m[0], hb.cascade_amplitudes(d_lo, 3), atol=0.01)
+    np.testing.assert_allclose(m[0], hb.theory.cascade_amplitudes(d_lo, 3), atol=0.01)
     np.testing.assert_allclose(m[0], m0[0], atol=3e-3)
     drop = m0[1, 0] - m[1, 0]
     predicted = 2 * (1 - d_hi) ** 3 / 4
     assert 0.5 * predicted < drop < 2 * predicted, (m[1], m0[1])
 
 
-def test_p2_high_storage_mc_matches_rs():
-    """P = 2, K = alpha N with alpha = 0.01, N = 2000, r = 0.6, M = 30, T = 0.2, 4 data
-    samples, 60 sweeps (20 burn-in): MC agrees with the high-storage RS (exact law) within
-    0.015."""
-    n, alpha, r, m, temperature = 2000, 0.01, 0.6, 30, 0.2
+def test_p2_high_storage_mc_matches_rs_at_two_points():
+    """P = 2, K = alpha N with alpha = 0.01, N = 2000, 4 data samples at each of
+    (r = 0.6, M = 30, T = 0.2) and (r = 0.4, M = 20, T = 0.01) (where the old Gauss-Hermite
+    solver gave m = 0.19 instead of 0.92), 60 sweeps (20 burn-in), all 8 runs in one batched
+    call: MC agrees with the high-storage RS (exact law) within 0.015 at both points, and the
+    low-T RS with the T = 0 closed form."""
+    n, alpha = 2000, 0.01
+    points = ((0.6, 30, 0.2), (0.4, 20, 0.01))
     k = int(alpha * n)
-    keys = jax.random.split(jax.random.key(11), 4)
-    dss = [hb.make_dataset(kk, k, n, m, r) for kk in keys]
-    rows = jnp.stack([hb.supervised_network(d.examples, 2, quality=r).rows for d in dss])
+    rows, xis, theory = [], [], []
+    for j, (r, m, temp) in enumerate(points):
+        for kk in jax.random.split(jax.random.key(11 + j), 4):
+            d = hb.make_dataset(kk, k, n, m, r)
+            rows.append(hb.supervised_network(d.examples, 2, quality=r).rows)
+            xis.append(d.archetypes)
+        law = hb.pad_law(hb.exact_law(r, m), 31)  # one shape: one compile for both points
+        theory.append(float(hb.high_storage_rs(1 / temp, alpha, 2, law).m))
+    rows, xis = jnp.stack(rows), jnp.stack(xis)
+    betas = jnp.repeat(1 / jnp.array([p[2] for p in points]), 4)
+    trace, _ = _run(rows, xis, xis[:, 0], jax.random.key(5), betas, 2, 60)
+    mags = np.asarray(trace[20:, :, 0].mean(0)).reshape(2, 4)
+    np.testing.assert_allclose(mags.mean(1), theory, atol=0.015)
+    m0, _ = hb.theory.p2_zero_temperature(alpha, hb.exact_law(0.4, 20))
+    assert abs(theory[1] - float(m0)) < 2e-3
+
+
+def test_vmapped_networks_match_rs_m_and_replica_q():
+    """Low storage, P = 4, T = 0.3, exact law r = 0.4, M = 30, N = 1000, K = 3: networks are
+    built inside jax.vmap from 8 data sets (no hand-built rows), two replicas per data set;
+    the time-averaged m and the two-replica overlap q agree with the RS (m, q) within 3
+    standard errors over data sets + 0.01 finite-size slack."""
+    r, m, order, temperature, sweeps, burn = 0.4, 30, 4, 0.3, 60, 20
+    keys = jax.random.split(jax.random.key(21), NUM_SAMPLES)
+    dss = [hb.make_dataset(kk, LOW_K, LOW_N, m, r) for kk in keys]
+    examples = jnp.stack([d.examples for d in dss])
     xis = jnp.stack([d.archetypes for d in dss])
-    trace, _ = _run(rows, xis, xis[:, 0], jax.random.key(5), 1 / temperature, 2, 60)
-    mags = np.asarray(trace[20:, :, 0].mean(0))
-    _, theory, _ = hb.high_storage_rs(1 / temperature, alpha, 2, _law(r, m))
-    assert abs(mags.mean() - float(theory)) < 0.015, (mags, theory)
+
+    @jax.jit
+    def run(examples, xis, key):
+        def one(ex, xi, k):
+            net = hb.supervised_network(ex, order, quality=r)
+            res = hb.simulate(
+                k, net, jnp.stack([xi[0], xi[0]]), 1 / temperature, sweeps, xi, burn, record=("q",)
+            )
+            return res.mean[:, 0].mean(), res.records["q"][burn:].mean()
+
+        return jax.vmap(one)(examples, xis, jax.random.split(key, examples.shape[0]))
+
+    mags, qs = (np.asarray(a) for a in run(examples, xis, jax.random.key(22)))
+    assert np.all(mags > 0.3), mags  # no escapes
+    sol = hb.solve_low_storage(1 / temperature, order, hb.exact_law(r, m))
+    for name, mc, th in (("m", mags, sol.m), ("q", qs, sol.q)):
+        se = mc.std() / np.sqrt(mc.size - 1)
+        assert abs(mc.mean() - float(th)) < 3 * se + 0.01, (name, mc, th)

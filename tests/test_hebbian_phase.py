@@ -15,7 +15,7 @@ AGS_LAW = (jnp.ones(1), jnp.ones(1))  # p = 1: rho = 0 (Amit-Gutfreund-Sompolins
 def t_alpha_ags():
     temps = jnp.linspace(0.05, 1.45, 15)  # spacing 0.1
     alphas = jnp.linspace(0.0, 0.16, 17)  # spacing 0.01
-    return hb.phase_diagram_t_alpha(temps, alphas, AGS_LAW, num_z=301)
+    return hb.phase_diagram_t_alpha(temps, alphas, AGS_LAW)
 
 
 def test_t_alpha_p2_boundaries(t_alpha_ags):
@@ -28,7 +28,7 @@ def test_t_alpha_p2_boundaries(t_alpha_ags):
     assert abs(t_m[0] - 1.0) <= 0.05 + 1e-6
     assert np.all(np.diff(t_m[np.isfinite(t_m)]) <= 1e-6)  # T_M decreases with alpha
     a_m = hb.phase_boundary(alphas, d.exists, axis=1)
-    ac = float(hb.p2_critical_load(AGS_LAW))
+    ac = float(hb.p2_critical_load(AGS_LAW).alpha)
     assert abs(a_m[0] - ac) <= 0.0075, (a_m[0], ac)
     t_g = hb.phase_boundary(temps, d.q_sg > 0, axis=0)
     np.testing.assert_allclose(t_g[1:], 1 + np.sqrt(alphas[1:]), atol=0.1)
@@ -45,11 +45,11 @@ def test_t_alpha_finite_m_low_t_matches_closed_form():
     """Exact law (r = 0.6, M = 30): the low-T retrieval boundary in alpha is alpha_c(law)."""
     law = hb.exact_law(0.6, 30)
     alphas = jnp.linspace(0.0, 0.1, 21)
-    d = hb.phase_diagram_t_alpha(jnp.array([0.03]), alphas, law, num_z=301)
+    d = hb.phase_diagram_t_alpha(jnp.array([0.03]), alphas, law)
     a_m = hb.phase_boundary(alphas, d.exists, axis=1)[0]
-    ac = float(hb.p2_critical_load(law))
+    ac = float(hb.p2_critical_load(law).alpha)
     assert abs(a_m - ac) <= 0.005, (a_m, ac)
-    m0, _ = hb.p2_zero_temperature(0.02, law)
+    m0, _ = hb.theory.p2_zero_temperature(0.02, law)
     np.testing.assert_allclose(d.m[0, 4], m0, atol=5e-3)
 
 
@@ -58,14 +58,16 @@ def test_high_storage_free_energy_is_stationary_at_rs_solution(order, temp, alph
     """df/dn = df/dq = 0 at the fixed point of high_storage_rs (a check of the free-energy
     formula independent of the iteration)."""
     law = hb.exact_law(0.6, 20)
-    n, _, q = hb.high_storage_rs(1 / temp, alpha, order, law, num_z=81, num_iter=3000)
+    n, _, q, _ = hb.high_storage_rs(1 / temp, alpha, order, law, num_iter=800)
     assert float(n) > 0.5
-    grad = jax.grad(
-        lambda nq: hb.high_storage_free_energy(nq[0], nq[1], 1 / temp, alpha, order, law),
+    grad = jax.jit(
+        jax.grad(
+            lambda nq: hb.phase.high_storage_free_energy(nq[0], nq[1], 1 / temp, alpha, order, law)
+        )
     )(jnp.array([n, q]))
     np.testing.assert_allclose(grad, 0.0, atol=2e-3)
     # n = q = 0 and P = 2: AGS paramagnet -T log 2 + (alpha T / 2) log(1 - beta).
-    f0 = hb.high_storage_free_energy(0.0, 0.0, 0.5, 0.1, 2, law)
+    f0 = hb.phase.high_storage_free_energy(0.0, 0.0, 0.5, 0.1, 2, law)
     np.testing.assert_allclose(f0, -2 * np.log(2) + 0.1 * np.log(0.5), rtol=1e-5)
 
 
@@ -99,12 +101,12 @@ def test_m_r_memorization_boundary_and_snr_consistency():
     qs = np.array([0.5, 0.6, 0.7, 0.8])
     d = hb.phase_diagram_m_r(np.arange(1, 26), qs, 4, rule="unsupervised")
     b = hb.phase_boundary(d.num_examples, ~d.archetype_stable, axis=0)
-    refined = np.array([hb.refined_memorization_threshold(r, 4) for r in qs])
+    refined = np.array([hb.theory.refined_memorization_threshold(r, 4) for r in qs])
     np.testing.assert_allclose(b + 0.5, refined)
     assert np.all(np.abs(refined - (1 + qs**-4.0)) <= 1.5)
     assert bool(jnp.all(d.retrieval[-1]))  # archetype state retrieved at T = 0, low storage
     np.testing.assert_allclose(
-        d.m_snr[4, 1], hb.snr_magnetization_unsupervised(0.0, 0.6, 5, 4), rtol=1e-5
+        d.m_snr[4, 1], hb.theory.snr_magnetization_unsupervised(0.0, 0.6, 5, 4), rtol=1e-5
     )
 
     ms = np.array([5, 10, 30, 100])
@@ -116,7 +118,7 @@ def test_m_r_memorization_boundary_and_snr_consistency():
     assert ret.any() and (~ret).any()
     assert np.all(np.abs(np.asarray(dh.m_rs - dh.m_snr))[ret] < 0.1)
     for i, j in [(0, 3), (0, 4), (1, 2), (1, 3)]:  # cells on both sides of the boundary
-        ac = float(hb.p2_critical_load(hb.exact_law(float(dh.qualities[j]), int(ms[i]))))
+        ac = float(hb.p2_critical_load(hb.exact_law(float(dh.qualities[j]), int(ms[i]))).alpha)
         assert ret[i, j] == (ac > 0.02), (i, j, ac)
 
 

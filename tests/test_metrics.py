@@ -3,6 +3,8 @@
 import jax
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 from scipy import stats
 from sklearn.metrics import accuracy_score, brier_score_loss
 
@@ -173,3 +175,22 @@ def test_metric_errors(regression, classification):
         M.categorical_nll(logits, labels)
     with pytest.raises(ValueError, match="num_bins"):
         M.expected_calibration_error(_softmax(logits[0]), labels, num_bins=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shift=hst.floats(-0.5, 0.5, allow_nan=False).filter(lambda v: abs(v) > 1e-3),
+    row=hst.integers(0, 4),
+)
+def test_probability_metrics_reject_values_outside_unit_interval(shift, row):
+    """Property: ECE and Brier accept probabilities and raise naming probs as soon as one
+    entry leaves [0, 1] (ECE used to return a number for logits or negative values)."""
+    rng = np.random.default_rng(row)
+    probs = _softmax(rng.normal(size=(5, 3)).astype(np.float32))
+    labels = rng.integers(0, 3, 5).astype(np.int32)
+    M.expected_calibration_error(probs, labels)
+    bad = probs.copy()
+    bad[row, 0] = 1.0 + abs(shift) if shift > 0 else -abs(shift)
+    for fn in (M.expected_calibration_error, M.brier_score):
+        with pytest.raises(ValueError, match=r"probs must be probabilities in \[0, 1\]"):
+            fn(bad, labels)

@@ -5,6 +5,8 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 import scipy.stats as st
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from bayesnn import likelihoods, nn, priors
 from bayesnn.model import BayesianNeuralNet, check_data, numpyro_model
@@ -138,7 +140,7 @@ def test_numpyro_model_scales_only_the_likelihood():
 
     x = jax.random.normal(jax.random.key(0), (40, 2))
     y = x @ jnp.array([1.0, -1.0])
-    m = numpyro_model(linreg, (x, y))
+    m = numpyro_model(linreg, (x, y), jax.random.key(0))
     pos = {"w": jnp.array([0.2, 0.1]), "s": jnp.array(0.0)}  # s unconstrained (log)
     got = m.logdensity(pos, (x[:10], y[:10]), 40)
     s = 1.0
@@ -154,7 +156,7 @@ def test_numpyro_model_sampled_by_engine():
 
     x = jax.random.normal(jax.random.key(4), (200, 2))
     y = x @ jnp.array([1.0, -1.0]) + 0.5 * jax.random.normal(jax.random.key(5), (200,))
-    m = numpyro_model(linreg, (x, y))
+    m = numpyro_model(linreg, (x, y), jax.random.key(0))
     init = jax.tree.map(lambda a: jnp.stack([a] * 4), m.init(None))
     result = sgmcmc.sample(
         jax.random.key(6),
@@ -192,3 +194,112 @@ def test_model_bad_input(model, regression):
         BayesianNeuralNet.create("mlp", (3,), None, likelihoods.Gaussian())
     with pytest.raises(ValueError, match="one output unit"):
         likelihoods.Bernoulli().log_prob({}, jnp.zeros((3, 2)), jnp.zeros(3))
+
+
+@pytest.mark.parametrize(
+    "lik,f,y,err,match",
+    [
+        (likelihoods.Categorical(), jnp.zeros((3, 4)), jnp.array([0, 4, 1]), ValueError, "0, 4"),
+        (
+            likelihoods.Categorical(),
+            jnp.zeros((3, 4)),
+            jnp.array([0, -1, 1]),
+            ValueError,
+            "min -1",
+        ),
+        (
+            likelihoods.Categorical(),
+            jnp.zeros((3, 4)),
+            jnp.array([0.0, 1.0, 2.0]),
+            TypeError,
+            "integer",
+        ),
+        (likelihoods.Bernoulli(), jnp.zeros((3, 1)), jnp.array([0, 2, 1]), ValueError, "0, 1"),
+        (
+            likelihoods.Bernoulli(),
+            jnp.zeros((3, 1)),
+            jnp.array([0.5, 1.0, 0.0]),
+            ValueError,
+            "0, 1",
+        ),
+        (
+            likelihoods.Gaussian(1.0),
+            jnp.zeros((2, 1)),
+            jnp.array([[0.0], [jnp.nan]]),
+            ValueError,
+            "NaN",
+        ),
+    ],
+)
+def test_labels_outside_the_support_raise(lik, f, y, err, match):
+    """Labels outside the likelihood's support raise naming y (eagerly and through
+    BayesianNeuralNet.check_data); float labels for a Categorical fail at trace time too."""
+    with pytest.raises(err, match=match):
+        lik.log_prob({}, f, y)
+    arch = nn.serial(nn.Dense(f.shape[-1]))
+    model = BayesianNeuralNet.create(
+        arch, (2,), lambda t: priors.IsotropicGaussian.create(t, 1.0), lik
+    )
+    x = jnp.ones((f.shape[0], 2))
+    with pytest.raises(err, match=match):
+        model.check_data(x, y)
+    if err is TypeError:
+        with pytest.raises(TypeError, match="integer"):
+            jax.jit(lambda y: lik.log_prob({}, f, y))(y)
+
+
+def test_lists_and_bad_likelihood_parameters():
+    """Python lists are accepted as data; non-numeric data and non-finite noise raise."""
+    lp = likelihoods.Categorical().log_prob({}, [[0.0, 1.0], [2.0, 0.0]], [1, 0])
+    np.testing.assert_allclose(lp, -np.log1p(np.exp(-np.array([1.0, 2.0]))), rtol=1e-5)
+    g = likelihoods.Gaussian(0.5).log_prob({}, [[0.0], [1.0]], [[0.0], [1.0]])
+    np.testing.assert_allclose(g, np.full(2, -np.log(0.5) - 0.5 * np.log(2 * np.pi)), rtol=1e-5)
+    arch = nn.serial(nn.Dense(1))
+    model = BayesianNeuralNet.create(
+        arch, (2,), lambda t: priors.IsotropicGaussian.create(t, 1.0), likelihoods.Gaussian(0.5)
+    )
+    pos = model.init(jax.random.key(0))
+    x_list, y_list = [[0.0, 1.0], [1.0, 2.0]], [[0.5], [1.5]]
+    np.testing.assert_allclose(
+        model.log_likelihood(pos, (x_list, y_list)),
+        model.log_likelihood(pos, (jnp.asarray(x_list), jnp.asarray(y_list))),
+    )
+    x, y = model.check_data(x_list, y_list)
+    assert x.shape == (2, 2) and y.shape == (2, 1)
+    with pytest.raises(TypeError, match="x must"):
+        model.check_data([["a", "b"]], [[1.0]])
+    with pytest.raises(ValueError, match="last axis"):
+        model.check_data(x_list, [[0.5, 1.0], [1.5, 2.0]])
+    for bad in (jnp.inf, float("nan"), -1.0):
+        with pytest.raises(ValueError, match="noise_std"):
+            likelihoods.Gaussian(noise_std=bad)
+    with pytest.raises(ValueError, match="log_noise_loc"):
+        likelihoods.Gaussian(noise_std=None, log_noise_loc=float("inf"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    labels=hst.lists(hst.integers(-3, 8), min_size=1, max_size=6),
+    k=hst.integers(1, 6),
+)
+def test_categorical_label_validator_property(labels, k):
+    """Property: check_targets accepts exactly the label sets inside [0, K)."""
+    y = np.asarray(labels, np.int32)
+    valid = bool(np.all((y >= 0) & (y < k)))
+    if valid:
+        likelihoods.Categorical().check_targets(y, k)
+    else:
+        with pytest.raises(ValueError, match="outside"):
+            likelihoods.Categorical().check_targets(y, k)
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=hst.lists(hst.sampled_from([0.0, 1.0, 0.5, -1.0, 2.0]), min_size=1, max_size=6))
+def test_bernoulli_label_validator_property(values):
+    """Property: check_targets accepts exactly the label sets inside {0, 1}."""
+    y = np.asarray(values, np.float32)
+    if np.all((y == 0) | (y == 1)):
+        likelihoods.Bernoulli().check_targets(y)
+    else:
+        with pytest.raises(ValueError, match="0, 1"):
+            likelihoods.Bernoulli().check_targets(y)

@@ -1,154 +1,88 @@
 """Monotone deep Boltzmann machines (Feng, Winston and Kolter, TMLR 2023).
 
-Categorical units with pairwise energy :math:`-E(z) = \\tfrac12 z^T W z + b^T z`, a monotone
-parameterisation ``W = blockdiag(A^T A) - A^T A`` with :math:`I - W \\succeq m I` (unique
-mean-field fixed point for any clamping), fast damped/accelerated solvers, implicit gradients,
-masked completion + classification training, a plain mean-field baseline, and Gibbs sampling.
+Categorical units with pairwise energy :math:`-E(z) = \\tfrac12 z^T W z + b^T z` and a
+monotone parameterisation ``W = S^{1/2} (blockdiag(A^T A) - A^T A) S^{1/2}`` with
+:math:`I - W \\succeq m I`, so the mean-field fixed point is unique for any clamping; fast
+damped/accelerated solvers, implicit gradients, masked completion + classification
+training, a plain mean-field baseline, Gibbs sampling and linear response.
+
+The names below are the user-facing API. Building blocks are reached through the
+submodules: :mod:`~bayesnn.boltzmann.dense` and :mod:`~bayesnn.boltzmann.conv`
+(architectures and their couplings, whose methods ``matvec``, ``dense_matrix``,
+``gibbs_kernel``... the rest of the subpackage calls), :mod:`~bayesnn.boltzmann.coupling`
+(the protocol), :mod:`~bayesnn.boltzmann.parameterization`, :mod:`~bayesnn.boltzmann.model`,
+:mod:`~bayesnn.boltzmann.solver`, :mod:`~bayesnn.boltzmann.prox`,
+:mod:`~bayesnn.boltzmann.implicit`, :mod:`~bayesnn.boltzmann.train`,
+:mod:`~bayesnn.boltzmann.sampling`, :mod:`~bayesnn.boltzmann.response`,
+:mod:`~bayesnn.boltzmann.baseline`.
 """
 
-from bayesnn.boltzmann.baseline import (
-    fixed_point_spread,
-    multistart_mean_field,
-    random_simplex_state,
-)
-from bayesnn.boltzmann.conv import (
-    ConvCoupling,
-    ConvLayer,
-    ConvMDBMSpec,
-    ConvRow,
-    conv_block_diagonals,
-    conv_geometry,
-    conv_matvec,
-    init_conv_params,
-)
-from bayesnn.boltzmann.implicit import BackwardOptions, adjoint_solve, implicit_fixed_point
+from bayesnn.boltzmann.baseline import fixed_point_spread, multistart_mean_field
+from bayesnn.boltzmann.conv import ConvLayer, ConvMDBMSpec, ConvRow
+from bayesnn.boltzmann.coupling import MDBMParams
+from bayesnn.boltzmann.dense import CategoricalLayer, MDBMSpec, fully_connected_spec
 from bayesnn.boltzmann.model import (
-    Evidence,
     SolverConfig,
     bin_images,
     classify,
     complete,
     energy,
-    field,
     infer,
     make_evidence,
-    mean_field_map,
-    pr_resolvent,
-    uniform_state,
 )
 from bayesnn.boltzmann.parameterization import (
-    Coupling,
-    Layer,
-    MDBMParams,
-    MDBMSpec,
-    PowerState,
-    block_diagonals,
-    block_spectral_norms,
     check_monotone,
-    coupling_matvec,
-    dense_coupling_matrix,
-    fully_connected_spec,
     init_params,
-    init_power_state,
     monotone_coupling,
-    power_iteration_norms,
-    state_size,
     unconstrained_coupling,
 )
-from bayesnn.boltzmann.prox import prox_entropy, prox_entropy_jacobian_vp
 from bayesnn.boltzmann.response import linear_response
-from bayesnn.boltzmann.sampling import (
-    ColoredState,
-    color_classes,
-    gibbs_kernel,
-    init_chains,
-    sample,
-)
-from bayesnn.boltzmann.solver import (
-    ConvergenceError,
-    SolverInfo,
-    mean_field_residual,
-    raise_if_not_converged,
-    solve,
-)
+from bayesnn.boltzmann.sampling import sample
+from bayesnn.boltzmann.solver import ConvergenceError
 from bayesnn.boltzmann.train import (
+    TrainingConfig,
     TrainState,
-    class_balanced_weights,
     evaluate,
     fit,
-    focal_loss,
     load_checkpoint,
-    make_train_step,
-    masked_loss,
     random_masks,
     save_checkpoint,
 )
 
 __all__ = [
-    "BackwardOptions",
-    "ConvCoupling",
-    "ConvLayer",
-    "ConvMDBMSpec",
-    "ConvRow",
-    "ConvergenceError",
-    "Coupling",
-    "Evidence",
-    "Layer",
-    "MDBMParams",
+    # architectures
+    "CategoricalLayer",
     "MDBMSpec",
-    "PowerState",
-    "SolverConfig",
-    "SolverInfo",
-    "TrainState",
-    "adjoint_solve",
-    "bin_images",
-    "block_diagonals",
-    "block_spectral_norms",
-    "check_monotone",
-    "class_balanced_weights",
-    "classify",
-    "complete",
-    "conv_block_diagonals",
-    "conv_geometry",
-    "conv_matvec",
-    "coupling_matvec",
-    "dense_coupling_matrix",
-    "energy",
-    "evaluate",
-    "field",
-    "fit",
-    "fixed_point_spread",
-    "focal_loss",
     "fully_connected_spec",
-    "gibbs_kernel",
-    "ColoredState",
-    "color_classes",
-    "implicit_fixed_point",
-    "infer",
-    "init_chains",
-    "init_conv_params",
+    "ConvLayer",
+    "ConvRow",
+    "ConvMDBMSpec",
+    # parameters and monotone couplings
+    "MDBMParams",
     "init_params",
-    "init_power_state",
-    "linear_response",
-    "load_checkpoint",
-    "make_evidence",
-    "make_train_step",
-    "masked_loss",
-    "mean_field_map",
-    "mean_field_residual",
     "monotone_coupling",
-    "multistart_mean_field",
-    "power_iteration_norms",
-    "pr_resolvent",
-    "prox_entropy",
-    "prox_entropy_jacobian_vp",
-    "raise_if_not_converged",
-    "random_masks",
-    "random_simplex_state",
-    "sample",
-    "save_checkpoint",
-    "solve",
-    "state_size",
     "unconstrained_coupling",
-    "uniform_state",
+    "check_monotone",
+    # data and inference
+    "bin_images",
+    "make_evidence",
+    "SolverConfig",
+    "ConvergenceError",
+    "infer",
+    "complete",
+    "classify",
+    "energy",
+    # training
+    "TrainingConfig",
+    "TrainState",
+    "fit",
+    "evaluate",
+    "random_masks",
+    "save_checkpoint",
+    "load_checkpoint",
+    # sampling and analysis
+    "sample",
+    "linear_response",
+    "multistart_mean_field",
+    "fixed_point_spread",
 ]

@@ -1,9 +1,9 @@
 """Matrix products at full float32 precision for the monotone DBM.
 
 On GPUs XLA's default float32 matmul is TF32 (~1e-3 relative error). That breaks the exact
-symmetry of ``W`` and keeps the true mean-field residual above the solver's tolerance (seen on
-an H200: the uniqueness test's solver hit its iteration cap), so every product in this
-subpackage asks for ``Precision.HIGHEST``. On the CPU it changes nothing.
+symmetry of ``W`` and keeps the true mean-field residual above a 1e-4 solver tolerance (the
+solver then stops at its iteration cap), so every product in this subpackage asks for
+``Precision.HIGHEST``. On the CPU it changes nothing.
 """
 
 import functools

@@ -15,12 +15,10 @@ Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
 import jax
 import jax.numpy as jnp
 
-from bayesnn.boltzmann.model import DEFAULT_CONFIG, _clamp, field
-from bayesnn.boltzmann.parameterization import unconstrained_coupling
+from bayesnn.boltzmann.model import DEFAULT_CONFIG, clamp, field
 from bayesnn.boltzmann.solver import solve
 
 __all__ = [
-    "unconstrained_coupling",
     "random_simplex_state",
     "multistart_mean_field",
     "fixed_point_spread",
@@ -97,7 +95,7 @@ def multistart_mean_field(rng_key, coupling, spec, evidence, num_starts, config=
         q0 = random_simplex_state(key, spec, batch)
         return solve(
             lambda q: field(coupling, spec, q),
-            lambda q: _clamp(evidence, q),
+            lambda q: clamp(evidence, q),
             q0,
             method=config.method,
             alpha=config.alpha,

@@ -4,7 +4,8 @@ Model: categorical units stacked in ``z`` with
 
 .. math:: -E(z) = \\tfrac12 z^T W z + b^T z, \\qquad p(z) \\propto e^{-E(z)},
 
-``W = D - A^T A`` symmetric and hollow (:mod:`bayesnn.boltzmann.parameterization`). The
+``W = D - A^T A`` symmetric and hollow (:mod:`bayesnn.boltzmann.parameterization`; dense
+or convolutional, :mod:`bayesnn.boltzmann.coupling`). The
 fully factorised mean-field approximation :math:`q = \\prod_j q_j` has stationary points
 :math:`q_j = \\operatorname{softmax}((W q + b)_j)`; with :math:`I - W \\succeq m I` the point is
 unique, for any clamping of observed variables (pixels and/or the label), because clamping
@@ -12,7 +13,7 @@ keeps a principal submatrix of ``I - W``. Visible pixels are binned into ``k`` i
 states; the last layer is the label.
 
 Note: training (:mod:`bayesnn.boltzmann.train`) is empirical risk on mean-field outputs, as
-in the reference; it is not maximum likelihood.
+in Feng, Winston and Kolter; it is not maximum likelihood.
 
 Reference: Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
 """
@@ -24,11 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesnn.boltzmann._precision import einsum as _einsum
-from bayesnn.boltzmann._precision import matmul as _mm
-from bayesnn.boltzmann.conv import ConvMDBMSpec
 from bayesnn.boltzmann.implicit import BackwardOptions, implicit_fixed_point
-from bayesnn.boltzmann.parameterization import coupling_matvec
 from bayesnn.boltzmann.solver import raise_if_not_converged, solve
 
 __all__ = [
@@ -69,8 +66,8 @@ class SolverConfig(NamedTuple):
     ``beta = 0.5`` (undamped mixing cycles on trained models), at most 50 evaluations, true
     residual below ``1e-4``, GMRES adjoint; if Anderson fails for some example, automatic fallback to
     Peaceman-Rachford at ``fallback_alpha`` (``fallback="fb"``: damped forward-backward;
-    ``None``: no fallback), flagged in ``info.fallback``. Models whose resolvent has no
-    Woodbury form (convolutional couplings) fall back to damped FB.
+    ``None``: no fallback), flagged in ``info.fallback``. Couplings without a Woodbury
+    resolvent (``coupling.has_resolvent`` False: convolutional ones) fall back to damped FB.
     """
 
     method: str = "anderson"
@@ -112,7 +109,7 @@ def bin_images(images, num_bins, vmax):
 
     References
     ----------
-    Feng, Winston and Kolter, TMLR 2023 (20 bins in the reference code).
+    Feng, Winston and Kolter, TMLR 2023 (they use 20 bins).
     """
     x = np.asarray(images, dtype=np.float64)
     if x.ndim < 2:
@@ -129,22 +126,54 @@ def bin_images(images, num_bins, vmax):
     return jnp.asarray(b.reshape(b.shape[0], -1))
 
 
+def check_indices(name, x, num_states, where):
+    """Check that ``x`` holds integer indices in ``[0, num_states)``.
+
+    The dtype is always checked; the range only when ``x`` is concrete (inside ``jit`` the
+    public entry points have checked their inputs before tracing).
+
+    Raises
+    ------
+    ValueError
+        Naming ``where`` and the argument ``name``.
+    """
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise ValueError(
+            f"{where}: {name} must be integer indices in [0, {num_states}), got dtype {x.dtype}"
+            + (" (bin the images with bin_images)" if name == "pixels" else "")
+        )
+    if isinstance(x, jax.core.Tracer) or x.size == 0:
+        return
+    lo, hi = int(jnp.min(x)), int(jnp.max(x))
+    if lo < 0 or hi >= num_states:
+        raise ValueError(
+            f"{where}: {name} must lie in [0, {num_states}), got values in [{lo}, {hi}]"
+        )
+
+
 def make_evidence(spec, pixels, pixel_mask, labels=None):
     """Evidence clamping observed pixels (and the label if ``labels`` is given).
 
     Parameters
     ----------
-    spec : MDBMSpec
+    spec : MDBMSpec or ConvMDBMSpec
     pixels : int array (batch, n_visible)
         Bin indices in ``[0, k_visible)``.
     pixel_mask : bool array (batch, n_visible)
         True where the pixel is observed.
     labels : int array (batch,), optional
-        Clamped labels; if None the label is inferred.
+        Clamped labels in ``[0, num_classes)``; if None the label is inferred.
 
     Returns
     -------
     Evidence
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: wrong shapes, non-integer pixels or labels, or (for concrete
+        inputs) values outside ``[0, k_visible)`` or ``[0, num_classes)``. Out-of-range
+        indices would otherwise be clamped as all-zero one-hots, silently.
 
     References
     ----------
@@ -159,6 +188,7 @@ def make_evidence(spec, pixels, pixel_mask, labels=None):
         raise ValueError(
             f"pixel_mask must have the shape of pixels {pixels.shape}, got {pixel_mask.shape}"
         )
+    check_indices("pixels", pixels, vis.num_states, "make_evidence")
     batch = pixels.shape[0]
     masks, values = [], []
     for lay in spec.layers:
@@ -171,12 +201,14 @@ def make_evidence(spec, pixels, pixel_mask, labels=None):
         if labels.shape != (batch,):
             raise ValueError(f"labels must have shape ({batch},), got {labels.shape}")
         lab = spec.layers[-1]
+        check_indices("labels", labels, lab.num_states, "make_evidence")
         masks[-1] = jnp.ones((batch, 1))
         values[-1] = jax.nn.one_hot(labels, lab.num_states)[:, None, :]
     return Evidence(tuple(masks), tuple(values))
 
 
-def _clamp(evidence, q):
+def clamp(evidence, q):
+    """Write the observed one-hots of ``evidence`` into the state ``q``."""
     return tuple(
         x * (1.0 - m[..., None]) + v * m[..., None]
         for x, m, v in zip(q, evidence.mask, evidence.values, strict=True)
@@ -203,7 +235,7 @@ def field(coupling, spec, q):
     ----------
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
-    wq = coupling_matvec(coupling, spec, q)
+    wq = coupling.matvec(spec, q)
     return tuple(w + b[None] for w, b in zip(wq, coupling.b, strict=True))
 
 
@@ -215,7 +247,7 @@ def mean_field_map(coupling, spec, evidence, q):
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
     y = field(coupling, spec, q)
-    return _clamp(evidence, tuple(jax.nn.softmax(v, axis=-1) for v in y))
+    return clamp(evidence, tuple(jax.nn.softmax(v, axis=-1) for v in y))
 
 
 def energy(coupling, spec, z):
@@ -235,24 +267,10 @@ def energy(coupling, spec, z):
     ----------
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
-    wz = coupling_matvec(coupling, spec, z)
+    wz = coupling.matvec(spec, z)
     quad = sum(jnp.sum(a * w, axis=(1, 2)) for a, w in zip(z, wz, strict=True))
     lin = sum(jnp.sum(a * b[None], axis=(1, 2)) for a, b in zip(z, coupling.b, strict=True))
     return -0.5 * quad - lin
-
-
-def _stacked_A(coupling, spec):
-    rows = []
-    for (_, lids), row in zip(spec.rows, coupling.A, strict=True):
-        parts = []
-        for lid, lay in enumerate(spec.layers):
-            if lid in lids:
-                a = row[lids.index(lid)]
-                parts.append(a.reshape(a.shape[0], -1))
-            else:
-                parts.append(jnp.zeros((row[0].shape[0], lay.num_vars * lay.num_states)))
-        rows.append(jnp.concatenate(parts, axis=1))
-    return jnp.concatenate(rows, axis=0)
 
 
 def pr_resolvent(coupling, spec, alpha):
@@ -266,44 +284,15 @@ def pr_resolvent(coupling, spec, alpha):
     ----------
     Winston and Kolter, "Monotone operator equilibrium networks", NeurIPS 2020.
     """
-    if isinstance(spec, ConvMDBMSpec):
+    if not coupling.has_resolvent:
         raise ValueError("pr_resolvent needs a dense MDBMSpec (no Woodbury form for convs)")
-    A = _stacked_A(coupling, spec)
-    Binv = [
-        jnp.linalg.inv((1.0 + alpha) * jnp.eye(d.shape[-1])[None] - alpha * d) for d in coupling.D
-    ]
-    sizes = [lay.num_vars * lay.num_states for lay in spec.layers]
-    offs = np.cumsum([0] + sizes)
-
-    def apply_binv(vf):
-        out = []
-        for i, (bi, lay) in enumerate(zip(Binv, spec.layers, strict=True)):
-            v = vf[:, offs[i] : offs[i + 1]].reshape(-1, lay.num_vars, lay.num_states)
-            out.append(_einsum("nkj,bnj->bnk", bi, v).reshape(vf.shape[0], -1))
-        return jnp.concatenate(out, axis=1)
-
-    BinvAT = apply_binv(A).T  # B^{-1} symmetric, so (B^{-1} A^T) = (A B^{-1})^T
-    K = jnp.eye(A.shape[0]) / alpha + _mm(A, BinvAT)
-    chol = jax.scipy.linalg.cho_factor(K, lower=True)
-
-    def resolvent(v):
-        batch = v[0].shape[0]
-        vf = jnp.concatenate([x.reshape(batch, -1) for x in v], axis=1)
-        bv = apply_binv(vf)
-        s = jax.scipy.linalg.cho_solve(chol, _mm(bv, A.T).T).T
-        out = bv - _mm(s, BinvAT.T)
-        return tuple(
-            out[:, offs[i] : offs[i + 1]].reshape(batch, lay.num_vars, lay.num_states)
-            for i, lay in enumerate(spec.layers)
-        )
-
-    return resolvent
+    return coupling.resolvent(spec, alpha)
 
 
 def _solve(coupling, spec, evidence, q0, config):
-    dense = not isinstance(spec, ConvMDBMSpec)
+    woodbury = coupling.has_resolvent
     fallback = config.fallback
-    if fallback == "pr" and not dense:
+    if fallback == "pr" and not woodbury:
         fallback = "fb"
     kw = dict(
         method=config.method,
@@ -319,7 +308,7 @@ def _solve(coupling, spec, evidence, q0, config):
         fallback_max_iter=config.fallback_max_iter,
     )
     if config.method == "pr" or fallback == "pr":
-        if not dense:
+        if not woodbury:
             raise ValueError("method='pr' needs a dense (Woodbury) resolvent; use 'anderson'")
         kw["make_resolvent"] = lambda a: pr_resolvent(coupling, spec, a)
         if config.method == "pr":
@@ -327,51 +316,7 @@ def _solve(coupling, spec, evidence, q0, config):
         kw["bias"] = tuple(
             jnp.broadcast_to(b[None], x.shape) for b, x in zip(coupling.b, q0, strict=True)
         )
-    field_fn = _stacked_field_fn(coupling, spec) if dense else partial(field, coupling, spec)
-    return solve(field_fn, lambda q: _clamp(evidence, q), q0, **kw)
-
-
-def _stacked_field_fn(coupling, spec):
-    r"""``q -> W q + b`` up to a constant per variable, for the solvers.
-
-    All row blocks are stacked into one matrix, built once per solve, and state 0 of every
-    variable is eliminated: on the simplex :math:`A_i q_i = a_{i0} + \sum_{s \ge 1}
-    (a_{is} - a_{i0}) q_{is}`, and :math:`-(a_{is} - a_{i0})^T A q` is the field
-    :math:`-a_{is}^T A q` shifted by :math:`a_{i0}^T A q`, the same for all states of the
-    variable. Softmax, the entropy prox and the mean-field residual ignore such shifts, and
-    every solver iterate sums to one per variable (simplex points and their affine
-    combinations), so the solve is unchanged while the two matmuls per evaluation shrink from
-    :math:`\sum_l n_l k_l` to :math:`\sum_l n_l (k_l - 1)` columns (2x fewer flops for binary
-    units). Not the public :func:`field` (which is exact).
-    """
-    A = _stacked_A(coupling, spec)
-    sizes = [lay.num_vars * lay.num_states for lay in spec.layers]
-    offs = np.cumsum([0] + sizes)
-    blocks = [
-        A[:, offs[i] : offs[i + 1]].reshape(A.shape[0], lay.num_vars, lay.num_states)
-        for i, lay in enumerate(spec.layers)
-    ]
-    const = sum(jnp.sum(blk[:, :, 0], axis=1) for blk in blocks)  # sum_i a_i0, (rows,)
-    delta = jnp.concatenate(
-        [(blk[:, :, 1:] - blk[:, :, :1]).reshape(A.shape[0], -1) for blk in blocks], axis=1
-    )
-    red = [lay.num_vars * (lay.num_states - 1) for lay in spec.layers]
-    roffs = np.cumsum([0] + red)
-
-    def fn(q):
-        batch = q[0].shape[0]
-        qr = jnp.concatenate([x[:, :, 1:].reshape(batch, -1) for x in q], axis=1)
-        dq = _mm(_mm(qr, delta.T) + const[None], delta)
-        out = []
-        for i, (d, x, b) in enumerate(zip(coupling.D, q, coupling.b, strict=True)):
-            # D q as an einsum: jax 0.10.2's XLA CPU miscompiled a broadcast-multiply-sum
-            # fused with the matmul (tests/test_boltzmann.py, the field regression test)
-            shifted = dq[:, roffs[i] : roffs[i + 1]].reshape(batch, x.shape[1], -1)
-            shifted = jnp.concatenate([jnp.zeros_like(shifted[:, :, :1]), shifted], axis=-1)
-            out.append(_einsum("nkj,bnj->bnk", d, x) - shifted + b[None])
-        return tuple(out)
-
-    return fn
+    return solve(coupling.solver_field(spec), lambda q: clamp(evidence, q), q0, **kw)
 
 
 def infer(coupling, spec, evidence, q0=None, config=DEFAULT_CONFIG):
@@ -379,9 +324,10 @@ def infer(coupling, spec, evidence, q0=None, config=DEFAULT_CONFIG):
 
     Parameters
     ----------
-    coupling : Coupling
+    coupling : Coupling or ConvCoupling
         Effective weights (e.g. from :func:`monotone_coupling`, differentiable in params).
-    spec : MDBMSpec
+    spec : MDBMSpec or ConvMDBMSpec
+        The architecture ``coupling`` was built from.
     evidence : Evidence
     q0 : tuple, optional
         Start (default uniform). Any start gives the same point under the constraint.
@@ -401,10 +347,8 @@ def infer(coupling, spec, evidence, q0=None, config=DEFAULT_CONFIG):
         q0 = uniform_state(spec, evidence.mask[0].shape[0])
 
     def map_fn(c, ev, q):
-        if isinstance(spec, ConvMDBMSpec):
-            return mean_field_map(c, spec, ev, q)
-        y = _stacked_field_fn(c, spec)(q)
-        return _clamp(ev, tuple(jax.nn.softmax(v, axis=-1) for v in y))
+        y = c.solver_field(spec)(q)
+        return clamp(ev, tuple(jax.nn.softmax(v, axis=-1) for v in y))
 
     def solve_fn(c, ev, q):
         return _solve(c, spec, ev, q, config)
@@ -457,7 +401,9 @@ def complete(coupling, spec, pixels, mask, config=DEFAULT_CONFIG, on_failure="ra
         raise ValueError(f"pixels must have shape (batch, {n}), got {pixels.shape}")
     if mask.shape != pixels.shape:
         raise ValueError(f"mask must have shape {pixels.shape}, got {mask.shape}")
-    if int(pixels.min()) < 0 or int(pixels.max()) >= k:
+    if not jnp.issubdtype(pixels.dtype, jnp.integer) or (
+        pixels.size and (int(pixels.min()) < 0 or int(pixels.max()) >= k)
+    ):
         raise ValueError(f"pixels must be bin indices in [0, {k}), use bin_images first")
     pred, q, info = _complete_jit(coupling, spec, pixels, mask.astype(bool), config)
     if on_failure == "raise":

@@ -28,14 +28,14 @@ the covariance has no direction with variance above :math:`1/(1+m)`, while one i
 binary unit already has up to :math:`1/2` and binned images have strongly correlated pixels
 (Fashion-MNIST's one-hot pixel covariance has top eigenvalues in the tens): the monotone
 constraint keeps the model in a weak-coupling regime, which is what makes the fixed point
-unique and what limits completion (benchmarks/results/mdbm.md).
+unique and what limits completion.
 """
 
 import jax
 import jax.numpy as jnp
 
 from bayesnn.boltzmann._precision import matmul
-from bayesnn.boltzmann.parameterization import _layer_block_diag, dense_coupling_matrix
+from bayesnn.boltzmann.coupling import layer_block_diag
 
 __all__ = ["linear_response"]
 
@@ -83,8 +83,8 @@ def linear_response(coupling, spec, q, free=None):
         if jnp.shape(fl) != (lay.num_vars,):
             raise ValueError(f"free for layer {lay.name or lay} must have shape ({lay.num_vars},)")
         g = ql[:, :, None] * (jnp.eye(lay.num_states)[None] - ql[:, None])  # diag q - q q^T
-        blocks.append(_layer_block_diag(g * jnp.asarray(fl, ql.dtype)[:, None, None]))
+        blocks.append(layer_block_diag(g * jnp.asarray(fl, ql.dtype)[:, None, None]))
     G = jax.scipy.linalg.block_diag(*blocks)
-    W = dense_coupling_matrix(coupling, spec).astype(G.dtype)
+    W = coupling.dense_matrix(spec).astype(G.dtype)
     chi = jnp.linalg.solve(jnp.eye(len(G), dtype=G.dtype) - matmul(G, W), G)
     return 0.5 * (chi + chi.T)

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from bayesnn._pytree import ravel_batched, unravel_batched_like
 from bayesnn.boltzmann._precision import einsum as _einsum
 from bayesnn.boltzmann.prox import prox_entropy
 
@@ -71,22 +72,6 @@ class ConvergenceError(RuntimeError):
     """Raised when a mean-field solve did not reach its tolerance within ``max_iter``."""
 
 
-def _ravel(tree):
-    leaves = jax.tree_util.tree_leaves(tree)
-    b = leaves[0].shape[0]
-    return jnp.concatenate([x.reshape(b, -1) for x in leaves], axis=1)
-
-
-def _unravel_like(flat, like):
-    leaves, treedef = jax.tree_util.tree_flatten(like)
-    out, i = [], 0
-    for x in leaves:
-        size = x[0].size
-        out.append(flat[:, i : i + size].reshape(x.shape))
-        i += size
-    return jax.tree_util.tree_unflatten(treedef, out)
-
-
 def _softmax_tree(y):
     return jax.tree_util.tree_map(lambda v: jax.nn.softmax(v, axis=-1), y)
 
@@ -116,7 +101,7 @@ def mean_field_residual(field_fn, clamp_fn, q):
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
     mf = clamp_fn(_softmax_tree(field_fn(q)))
-    return _rel_norm(_ravel(q), _ravel(mf))
+    return _rel_norm(ravel_batched(q), ravel_batched(mf))
 
 
 def _check_options(method, alpha, tol, max_iter, memory):
@@ -225,7 +210,7 @@ def solve(
         return _solve_pr(field_fn, clamp_fn, act, q0, alpha, tol, max_iter, resolvent_fn, bias)
 
     def evaluate(xf):
-        x = _unravel_like(xf, q0)
+        x = unravel_batched_like(xf, q0)
         y = field_fn(x)
         mf = clamp_fn(_softmax_tree(y))
         if alpha == 1.0:
@@ -233,16 +218,16 @@ def solve(
         else:
             mix = jax.tree_util.tree_map(lambda a, c: (1 - alpha) * a + alpha * c, x, y)
             fb = clamp_fn(act(mix))
-        mf_f = _ravel(mf)
-        return _ravel(fb), _rel_norm(xf, mf_f)
+        mf_f = ravel_batched(mf)
+        return ravel_batched(fb), _rel_norm(xf, mf_f)
 
-    x0 = _ravel(clamp_fn(q0))
+    x0 = ravel_batched(clamp_fn(q0))
     if method == "fb":
         xf, k, res = _fb_loop(evaluate, x0, tol, max_iter)
     else:
         xf, k, res = _anderson_loop(evaluate, x0, tol, max_iter, memory, ridge, float(mixing))
     conv = jnp.isfinite(res) & (res < tol)
-    q, info = _unravel_like(xf, q0), SolverInfo(k, res, conv, jnp.array(False))
+    q, info = unravel_batched_like(xf, q0), SolverInfo(k, res, conv, jnp.array(False))
     if method != "anderson" or fallback is None:
         return q, info
 

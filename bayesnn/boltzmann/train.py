@@ -1,7 +1,7 @@
 """Training a monotone DBM for joint completion and classification (masked empirical risk).
 
-As in the reference: each image gets a random mask hiding a fraction of its pixels; the
-mean-field fixed point given the observed pixels (label not clamped) is computed, and the loss
+As in Feng, Winston and Kolter: each image gets a random mask hiding a fraction of its
+pixels; the mean-field fixed point given the observed pixels (label not clamped) is computed, and the loss
 is the cross-entropy of the hidden pixels' bins plus the label's cross-entropy, both from the
 fixed-point logits :math:`W q^* + b`,
 
@@ -14,7 +14,7 @@ differentiated implicitly (:mod:`bayesnn.boltzmann.implicit`). **This is empiric
 training of an approximate-inference procedure, not maximum likelihood**: no negative phase,
 no partition function (compare Domke 2013, Stoyanov et al. 2011).
 
-As the reference, the completion term can instead be a class-balanced focal loss (Lin et al.
+As in their code, the completion term can instead be a class-balanced focal loss (Lin et al.
 2017; Cui et al. 2019): with :math:`p_i` the predicted probability of pixel ``i``'s true bin
 :math:`x_i` and bin weights :math:`w_c`,
 
@@ -32,26 +32,30 @@ Goodfellow et al., "Multi-prediction deep Boltzmann machines", NeurIPS 2013; Lin
 on effective number of samples", CVPR 2019.
 """
 
-import math
-from typing import NamedTuple
+import os
+import tempfile
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bayesnn.boltzmann.conv import ConvMDBMSpec
-from bayesnn.boltzmann.model import DEFAULT_CONFIG, complete, field, infer, make_evidence
-from bayesnn.boltzmann.parameterization import (
-    MDBMParams,
-    _cap_rows,
-    monotone_coupling,
-    unconstrained_coupling,
+from bayesnn.boltzmann.coupling import MDBMParams
+from bayesnn.boltzmann.model import (
+    DEFAULT_CONFIG,
+    check_indices,
+    complete,
+    field,
+    infer,
+    make_evidence,
 )
+from bayesnn.boltzmann.parameterization import monotone_coupling, unconstrained_coupling
 from bayesnn.boltzmann.solver import ConvergenceError
 
 __all__ = [
     "TrainState",
+    "TrainingConfig",
     "random_masks",
     "class_balanced_weights",
     "focal_loss",
@@ -68,9 +72,9 @@ class TrainState(NamedTuple):
     """Parameters, learned logit scales, optimiser state and step counter.
 
     ``log_scale`` holds the logs of the (pixel, label) loss temperatures: the loss uses
-    logits ``exp(log_scale) * (W q* + b)`` (the reference's ``tau^2`` and ``clftau^2``,
-    initialised here to 1 and 3; the reference uses 10 and 1); they do not enter the
-    fixed point.
+    logits ``exp(log_scale) * (W q* + b)`` (the temperatures ``tau^2`` and ``clftau^2`` of
+    Feng, Winston and Kolter's code, initialised here to 1 and 3 where they use 10 and 1);
+    they do not enter the fixed point.
     """
 
     params: MDBMParams
@@ -80,6 +84,42 @@ class TrainState(NamedTuple):
 
 
 DEFAULT_MAX_NORM = 30.0
+
+
+class TrainingConfig(NamedTuple):
+    """Settings of the masked training objective (see the module docstring).
+
+    Attributes
+    ----------
+    m : float in (0, 1)
+        Monotonicity margin: :math:`I - W \\succeq m I`.
+    hidden_fraction : float in [0, 1], or pair ``(low, high)``
+        Fraction of pixels hidden per training image (:func:`random_masks`).
+    label_weight : float in [0, 1]
+        ``w`` in ``L = (1 - w) L_pix + w L_label``.
+    focal_gamma : float >= 0
+        Focal exponent of the completion loss (0: cross-entropy).
+    class_weights : array (k_visible,), "balanced" or None
+        Bin weights of the completion loss (:func:`class_balanced_weights`; ``"balanced"``:
+        computed by :func:`fit` from its pixels); None: uniform.
+    max_norm : float or None
+        Cap on each row block's :math:`\\lVert A_r^T A_r \\rVert_2` (see
+        :func:`make_train_step`; dense specs; None: off). Default 30.
+    monotone : bool
+        False: train the unconstrained plain mean-field DBM of the same architecture
+        (:func:`unconstrained_coupling`; a baseline, ``m`` and ``max_norm`` unused).
+    """
+
+    m: float = 0.01
+    hidden_fraction: Any = 0.6
+    label_weight: float = 0.5
+    focal_gamma: float = 0.0
+    class_weights: Any = None
+    max_norm: float | None = DEFAULT_MAX_NORM
+    monotone: bool = True
+
+
+DEFAULT_TRAINING = TrainingConfig()
 
 
 def _init_log_scale():
@@ -105,7 +145,7 @@ def random_masks(rng_key, shape, hidden_fraction):
 
     References
     ----------
-    Feng, Winston and Kolter, TMLR 2023 (60% hidden in the reference).
+    Feng, Winston and Kolter, TMLR 2023 (they hide 60%).
     """
     if isinstance(hidden_fraction, (tuple, list)):
         if len(hidden_fraction) != 2:
@@ -139,7 +179,7 @@ def class_balanced_weights(pixels, num_bins, beta=0.9999):
         Bin indices of the training pixels.
     num_bins : int
     beta : float in [0, 1]
-        The reference uses 0.9999 (which saturates, i.e. gives nearly uniform weights, once
+        Feng, Winston and Kolter use 0.9999 (which saturates, i.e. gives nearly uniform weights, once
         every bin has more than ~1e5 pixels).
 
     Returns
@@ -198,18 +238,7 @@ def focal_loss(logp, targets, weights=None, gamma=0.0, where=None):
 
 
 def masked_loss(
-    trainable,
-    spec,
-    pixels,
-    labels,
-    mask,
-    m=0.01,
-    label_weight=0.5,
-    config=DEFAULT_CONFIG,
-    focal_gamma=0.0,
-    class_weights=None,
-    max_norm=None,
-    monotone=True,
+    trainable, spec, pixels, labels, mask, training=DEFAULT_TRAINING, config=DEFAULT_CONFIG
 ):
     """Completion + label cross-entropy at the mean-field fixed point (see module docstring).
 
@@ -217,27 +246,18 @@ def masked_loss(
     ----------
     trainable : (MDBMParams, array (2,))
         Parameters and log loss temperatures (pixel, label); see :class:`TrainState`.
-    spec : MDBMSpec
+    spec : MDBMSpec or ConvMDBMSpec
     pixels : int array (batch, n_visible)
     labels : int array (batch,)
     mask : bool array (batch, n_visible)
         True where observed (clamped).
-    m : float
-        Monotonicity margin.
-    label_weight : float in [0, 1]
+    training : TrainingConfig
+        ``m``, ``label_weight``, ``focal_gamma``, ``class_weights`` (an array or None),
+        ``max_norm`` (bounds the condition number of the fixed-point problem by
+        ``(1 + R max_norm) / m``, see :func:`monotone_coupling`) and ``monotone`` (False:
+        the plain mean-field DBM baseline, whose fixed points need not be unique; for
+        comparisons only). ``hidden_fraction`` is not used (``mask`` is given).
     config : SolverConfig
-    focal_gamma : float >= 0
-        Focal exponent of the completion loss (0: cross-entropy).
-    class_weights : array (k_visible,), optional
-        Bin weights of the completion loss (e.g. :func:`class_balanced_weights`); default
-        uniform.
-    max_norm : float, optional
-        Cap on ``||A^T A||`` (see :func:`monotone_coupling`): bounds the condition number
-        of the fixed-point problem by ``(1 + max_norm) / m``.
-    monotone : bool
-        False: use :func:`unconstrained_coupling` (the plain mean-field DBM baseline of the
-        same architecture; ``m`` and ``max_norm`` are ignored, fixed points need not be
-        unique). For comparisons only.
 
     Returns
     -------
@@ -252,9 +272,11 @@ def masked_loss(
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
     params, log_scale = trainable
+    m, label_weight = training.m, training.label_weight
+    focal_gamma, class_weights = training.focal_gamma, training.class_weights
     scale = jnp.exp(log_scale)
-    if monotone:
-        coupling = monotone_coupling(params, spec, m, max_norm=max_norm)
+    if training.monotone:
+        coupling = monotone_coupling(params, spec, m, max_norm=training.max_norm)
     else:
         coupling = unconstrained_coupling(params, spec)
     ev = make_evidence(spec, pixels, mask)
@@ -284,71 +306,61 @@ def masked_loss(
     return loss, aux
 
 
-def make_train_step(
-    spec,
-    optimizer,
-    m=0.01,
-    hidden_fraction=0.6,
-    label_weight=0.5,
-    config=DEFAULT_CONFIG,
-    focal_gamma=0.0,
-    class_weights=None,
-    max_norm=DEFAULT_MAX_NORM,
-    monotone=True,
-):
+def make_train_step(spec, optimizer, training=DEFAULT_TRAINING, config=DEFAULT_CONFIG):
     """Jitted ``step(state, rng_key, pixels, labels) -> (state, metrics)``.
 
-    A fresh random mask hiding ``hidden_fraction`` of the pixels (a float, or a range
-    ``(low, high)`` drawn per example, see :func:`random_masks`) is drawn per step; the loss
-    is :func:`masked_loss` (``focal_gamma``, ``class_weights``, ``max_norm`` as there).
-    With ``max_norm`` (default ``DEFAULT_MAX_NORM = 30``; None: off) each row block of the
-    raw ``A`` is also projected back onto :math:`\\lVert A_r \\rVert_2^2 \\le` ``max_norm``
-    after every update, so the stored parameters satisfy the cap and
+    A fresh random mask hiding ``training.hidden_fraction`` of the pixels (a float, or a
+    range ``(low, high)`` drawn per example, see :func:`random_masks`) is drawn per step;
+    the loss is :func:`masked_loss`. With ``training.max_norm`` (default 30; None: off) each
+    row block of the raw ``A`` is also projected back onto :math:`\\lVert A_r \\rVert_2^2
+    \\le` ``max_norm`` after every update, so the stored parameters satisfy the cap and
     ``monotone_coupling(state.params, spec, m)`` is the trained model. This bounds the
     condition number of every mean-field solve by ``(1 + R max_norm) / m`` (``R`` row
-    blocks; dense specs only, ignored for convolutional ones): Anderson then converges in
-    ~10-17 evaluations on Fashion-MNIST instead of failing on most steps
-    (benchmarks/results/mdbm.md). ``monotone=False`` trains the unconstrained baseline
-    (see :func:`masked_loss`; no cap).
+    blocks; dense specs only, ignored for convolutional ones): on Fashion-MNIST Anderson
+    then converges in about 10-17 evaluations instead of failing on most steps.
+    ``training.monotone=False`` trains the unconstrained baseline (no cap).
+
+    Parameters
+    ----------
+    spec : MDBMSpec or ConvMDBMSpec
+    optimizer : optax.GradientTransformation
+    training : TrainingConfig
+        ``class_weights`` must be an array or None here.
+    config : SolverConfig
 
     References
     ----------
     Feng, Winston and Kolter, "Monotone deep Boltzmann machines", TMLR 2023.
     """
 
-    if float(focal_gamma) < 0:
-        raise ValueError(f"focal_gamma must be >= 0, got {focal_gamma}")
-    if isinstance(spec, ConvMDBMSpec) or not monotone:
+    if float(training.focal_gamma) < 0:
+        raise ValueError(f"focal_gamma must be >= 0, got {training.focal_gamma}")
+    max_norm = training.max_norm
+    if not spec.supports_norm_cap or not training.monotone:
         max_norm = None  # the row-norm cap is defined for monotone dense couplings only
     elif max_norm is not None and not float(max_norm) > 0:
         raise ValueError(f"max_norm must be positive or None, got {max_norm}")
+    class_weights = training.class_weights
+    if isinstance(class_weights, str):
+        raise ValueError("class_weights='balanced' is resolved by fit; pass an array here")
     cw = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
     k = spec.layers[0].num_states
     if cw is not None and cw.shape != (k,):
         raise ValueError(f"class_weights must have shape ({k},), got {cw.shape}")
+    training = training._replace(max_norm=max_norm, class_weights=cw)
+    hidden_fraction = training.hidden_fraction
 
     @jax.jit
     def step(state, rng_key, pixels, labels):
         mask = random_masks(rng_key, pixels.shape, hidden_fraction)
         trainable = (state.params, state.log_scale)
         (loss, aux), grads = jax.value_and_grad(masked_loss, has_aux=True)(
-            trainable,
-            spec,
-            pixels,
-            labels,
-            mask,
-            m,
-            label_weight,
-            config,
-            focal_gamma,
-            cw,
-            max_norm,
-            monotone,
+            trainable, spec, pixels, labels, mask, training, config
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
         params, log_scale = optax.apply_updates(trainable, updates)
         if max_norm is not None:  # projection: the stored parameters satisfy the cap
-            params = params._replace(A=_cap_rows(params.A, float(max_norm)))
+            params = params._replace(A=spec.cap_rows(params.A, float(max_norm)))
         gnorm = optax.tree.norm(grads)
         new = TrainState(params, log_scale, opt_state, state.step + 1)
         return new, dict(aux, loss=loss, grad_norm=gnorm)
@@ -357,28 +369,79 @@ def make_train_step(
 
 
 def save_checkpoint(path, state):
-    """Save a pytree of arrays to ``path`` (``.npz``, no pickle).
+    """Save a pytree of arrays to ``path`` (``.npz``, no pickle), atomically.
 
-    References
+    The arrays are written to a temporary file in the same directory, flushed to disk
+    (``fsync``) and renamed over ``path`` (``os.replace``), so an interrupted save leaves
+    the previous checkpoint intact. The file is written at exactly ``path`` (no ``.npz``
+    appended).
+
+    Parameters
     ----------
-    numpy ``savez``.
+    path : str or path-like
+    state : pytree of arrays
+        E.g. a :class:`TrainState` or :class:`MDBMParams`.
     """
-    leaves = jax.tree_util.tree_leaves(state)
-    np.savez(path, *[np.asarray(x) for x in leaves])
+    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(state)]
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, *leaves)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 def load_checkpoint(path, like):
     """Load a pytree saved by :func:`save_checkpoint` with the structure of ``like``.
 
-    References
+    Parameters
     ----------
-    numpy ``load``.
+    path : str or path-like
+    like : pytree of arrays
+        Template: the structure, shapes and dtypes the checkpoint must have (e.g. a freshly
+        initialised :class:`TrainState` of the same spec and optimiser).
+
+    Returns
+    -------
+    pytree
+        ``like``'s structure with the saved arrays.
+
+    Raises
+    ------
+    ValueError
+        If the number of arrays, or any array's shape or dtype, differs from ``like``
+        (naming the path and the leaf), e.g. a checkpoint of another architecture.
     """
-    treedef = jax.tree_util.tree_structure(like)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(like)
     with np.load(path) as f:
-        leaves = [jnp.asarray(f[f"arr_{i}"]) for i in range(len(f.files))]
-    if len(leaves) != treedef.num_leaves:
-        raise ValueError(f"checkpoint {path} does not match the given structure")
+        if len(f.files) != len(flat):
+            raise ValueError(
+                f"checkpoint {path} holds {len(f.files)} arrays, the template {len(flat)}: "
+                "it was saved from another structure"
+            )
+        leaves = []
+        for i, (where, ref) in enumerate(flat):
+            arr = f[f"arr_{i}"]
+            shape, dtype = np.shape(ref), jnp.result_type(ref)
+            if arr.shape != shape or arr.dtype != dtype:
+                raise ValueError(
+                    f"checkpoint {path}: leaf {jax.tree_util.keystr(where)} has shape "
+                    f"{arr.shape} and dtype {arr.dtype}, the template {shape} and {dtype}"
+                )
+            leaves.append(jnp.asarray(arr))
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
@@ -388,62 +451,64 @@ def fit(
     params,
     pixels,
     labels,
+    *,
     num_epochs=1,
     batch_size=128,
     optimizer=None,
-    m=0.01,
-    hidden_fraction=0.6,
-    label_weight=0.5,
+    training=DEFAULT_TRAINING,
     config=DEFAULT_CONFIG,
     checkpoint_path=None,
     state=None,
     on_failure="raise",
     log_fn=None,
-    focal_gamma=0.0,
-    class_weights=None,
-    max_norm=DEFAULT_MAX_NORM,
-    monotone=True,
 ):
-    """Minibatch training loop (host loop over jitted steps).
+    """Minibatch training loop (host loop over jitted steps, no host sync inside an epoch).
+
+    The steps are dispatched asynchronously; their metrics stay on the device and are
+    fetched once per epoch, which is when a failure is reported.
 
     Parameters
     ----------
     rng_key : PRNGKey
-    spec : MDBMSpec
+    spec : MDBMSpec or ConvMDBMSpec
     params : MDBMParams
     pixels : int array (n, n_visible)
+        Bin indices in ``[0, k_visible)`` (:func:`bin_images`).
     labels : int array (n,)
+        Classes in ``[0, num_classes)``.
     num_epochs, batch_size : int
         The last incomplete batch of each epoch is dropped (fixed shapes, one compile).
     optimizer : optax.GradientTransformation, optional
-        Default ``optax.adam(1e-3)`` (the reference's choice).
-    m, hidden_fraction, label_weight, config
-        See :func:`masked_loss`.
+        Default ``optax.adam(1e-3)`` (Feng, Winston and Kolter's choice).
+    training : TrainingConfig
+        Margin, masking, loss weights, row-norm cap, monotone or not. ``class_weights =
+        "balanced"`` computes :func:`class_balanced_weights` from ``pixels`` with
+        ``beta = 1 - 1 / pixels.size`` (the effective number then tracks the bin counts).
+    config : SolverConfig
+        Mean-field solver of the forward pass (and its implicit backward).
     checkpoint_path : str, optional
-        Saved (``.npz``) after every epoch.
+        Saved atomically (:func:`save_checkpoint`) after every epoch.
     state : TrainState, optional
         Resume from this state (e.g. :func:`load_checkpoint`).
     on_failure : {"raise", "flag"}
-        Raise :class:`ConvergenceError` if a forward solve did not converge or the loss is
-        not finite, or only record it in the history.
+        Raise :class:`ConvergenceError` (at the end of the epoch, naming the first failed
+        step) if a forward solve did not converge or the loss is not finite, or only record
+        it in the history.
     log_fn : callable, optional
         Called with ``(epoch, metrics_dict)`` after each epoch.
-    focal_gamma, class_weights
-        Completion loss: class-balanced focal (see :func:`masked_loss`); ``class_weights =
-        "balanced"`` computes :func:`class_balanced_weights` from ``pixels`` with
-        ``beta = 1 - 1 / pixels.size`` (the effective number then tracks the bin counts).
-    max_norm : float, optional
-        Cap on each row block's ``||A_r^T A_r||`` (see :func:`make_train_step`; default 30,
-        None: off). The returned parameters satisfy it.
-    monotone : bool
-        False: train the unconstrained plain mean-field DBM of the same architecture
-        (:func:`unconstrained_coupling`; a baseline, see :func:`masked_loss`).
 
     Returns
     -------
     state : TrainState
     history : list of dict
-        Per-epoch means of the step metrics.
+        Per-epoch means of the step metrics, and ``num_steps_max``.
+
+    Raises
+    ------
+    ValueError
+        Before any training, naming the argument: ``pixels`` or ``labels`` of the wrong
+        shape, not integers, or outside ``[0, k_visible)`` / ``[0, num_classes)``; bad
+        ``batch_size``, ``num_epochs`` or ``on_failure``.
 
     References
     ----------
@@ -451,39 +516,37 @@ def fit(
     """
     pixels = jnp.asarray(pixels)
     labels = jnp.asarray(labels)
+    vis, lab = spec.layers[0], spec.layers[-1]
+    if pixels.ndim != 2 or pixels.shape[1] != vis.num_vars:
+        raise ValueError(f"fit: pixels must have shape (n, {vis.num_vars}), got {pixels.shape}")
     n = pixels.shape[0]
     if labels.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size must be in [1, {n}], got {batch_size}")
+        raise ValueError(f"fit: labels must have shape ({n},), got {labels.shape}")
+    check_indices("pixels", pixels, vis.num_states, "fit")
+    check_indices("labels", labels, lab.num_states, "fit")
+    if isinstance(batch_size, bool) or not 1 <= batch_size <= n:
+        raise ValueError(f"fit: batch_size must be in [1, {n}], got {batch_size}")
+    if isinstance(num_epochs, bool) or int(num_epochs) != num_epochs or num_epochs < 0:
+        raise ValueError(f"fit: num_epochs must be a non-negative integer, got {num_epochs}")
     if on_failure not in ("raise", "flag"):
         raise ValueError(f"on_failure must be 'raise' or 'flag', got {on_failure!r}")
     optimizer = optax.adam(1e-3) if optimizer is None else optimizer
     if state is None:
         log_scale = _init_log_scale()
         state = TrainState(params, log_scale, optimizer.init((params, log_scale)), jnp.array(0))
-    if isinstance(class_weights, str):
-        if class_weights != "balanced":
+    if isinstance(training.class_weights, str):
+        if training.class_weights != "balanced":
             raise ValueError(
-                f"class_weights must be an array or 'balanced', got {class_weights!r}"
+                f"class_weights must be an array or 'balanced', got {training.class_weights!r}"
             )
         beta = 1.0 - 1.0 / pixels.size
-        class_weights = class_balanced_weights(pixels, spec.layers[0].num_states, beta)
-    step = make_train_step(
-        spec,
-        optimizer,
-        m,
-        hidden_fraction,
-        label_weight,
-        config,
-        focal_gamma,
-        class_weights,
-        max_norm,
-        monotone,
-    )
+        cw = class_balanced_weights(pixels, vis.num_states, beta)
+        training = training._replace(class_weights=cw)
+    step = make_train_step(spec, optimizer, training, config)
     history = []
     nb = n // batch_size
-    for epoch in range(num_epochs):
+    first_step = int(state.step)
+    for epoch in range(int(num_epochs)):
         rng_key, kp = jax.random.split(rng_key)
         perm = jax.random.permutation(kp, n)
         mets = []
@@ -492,16 +555,20 @@ def fit(
             idx = perm[i * batch_size : (i + 1) * batch_size]
             state, met = step(state, ks, pixels[idx], labels[idx])
             mets.append(met)
-            if on_failure == "raise":
-                loss, conv = float(met["loss"]), float(met["converged"])
-                if not math.isfinite(loss) or conv < 1.0:
-                    raise ConvergenceError(
-                        f"training step {int(state.step)}: loss {loss:.4g}, "
-                        f"{100 * (1 - conv):.1f}% of forward solves did not converge "
-                        f"(max residual {float(met['residual']):.3g})"
-                    )
-        summary = {k: float(np.mean([float(x[k]) for x in mets])) for k in mets[0]}
-        summary["num_steps_max"] = float(np.max([float(x["num_steps"]) for x in mets]))
+        # one transfer per epoch: (nb,) arrays per metric
+        mets = jax.device_get({k: jnp.stack([x[k] for x in mets]) for k in mets[0]})
+        if on_failure == "raise":
+            bad = ~np.isfinite(mets["loss"]) | (mets["converged"] < 1.0)
+            if np.any(bad):
+                i = int(np.argmax(bad))
+                loss, conv = float(mets["loss"][i]), float(mets["converged"][i])
+                raise ConvergenceError(
+                    f"training step {first_step + epoch * nb + i + 1}: loss {loss:.4g}, "
+                    f"{100 * (1 - conv):.1f}% of forward solves did not converge "
+                    f"(max residual {float(mets['residual'][i]):.3g})"
+                )
+        summary = {k: float(np.mean(np.asarray(v, np.float64))) for k, v in mets.items()}
+        summary["num_steps_max"] = float(np.max(mets["num_steps"]))
         history.append(summary)
         if log_fn is not None:
             log_fn(epoch, summary)

@@ -1,5 +1,12 @@
-"""Data sets, never downloaded: UCI regression, Fashion-MNIST (IDX), digits, toy sets."""
+"""Data sets, never downloaded: UCI regression, Fashion-MNIST (IDX), digits, toy sets, MNIST-C
+corruptions."""
 
+from bayesnn.datasets.corruptions import (
+    CORRUPTIONS,
+    MNIST_C_SEVERITY,
+    corrupt,
+    load_corrupted_fashion_mnist,
+)
 from bayesnn.datasets.images import (
     DEFAULT_FASHION_MNIST_DIR,
     FASHION_MNIST_CLASSES,
@@ -28,6 +35,10 @@ from bayesnn.datasets.uci import (
 )
 
 __all__ = [
+    "CORRUPTIONS",
+    "MNIST_C_SEVERITY",
+    "corrupt",
+    "load_corrupted_fashion_mnist",
     "DEFAULT_FASHION_MNIST_DIR",
     "FASHION_MNIST_CLASSES",
     "SHIPPED_UCI",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +78,11 @@ def read_idx(path) -> np.ndarray:
     path = Path(os.fspath(path))
     if not path.is_file():
         raise FileNotFoundError(f"path: IDX file {str(path)!r} does not exist")
-    with _open(path) as fh:
-        raw = fh.read()
+    try:
+        with _open(path) as fh:
+            raw = fh.read()
+    except (EOFError, OSError, zlib.error) as err:  # truncated or corrupt gzip stream
+        raise ValueError(f"{str(path)!r}: corrupt or truncated gzip data ({err})") from None
     if len(raw) < 4:
         raise ValueError(f"{str(path)!r} is too short to be an IDX file")
     if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
@@ -209,5 +213,10 @@ def load_fashion_mnist(split: str = "train", path=None) -> tuple[np.ndarray, np.
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
         raise ValueError(
             f"{str(label_file)!r}: {labels.shape} labels for {images.shape[0]} images"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() >= len(FASHION_MNIST_CLASSES)):
+        raise ValueError(
+            f"{str(label_file)!r}: labels must be in 0..{len(FASHION_MNIST_CLASSES) - 1}, "
+            f"found {int(labels.min())}..{int(labels.max())}"
         )
     return images, labels.astype(np.int32)

@@ -192,16 +192,39 @@ def _read_table(path: Path) -> np.ndarray:
                 raise ValueError(
                     f"{str(path)!r} line {lineno}: {len(fields)} columns, expected {width}"
                 )
-            rows.append([float(v) for v in fields])
+            try:
+                rows.append([float(v) for v in fields])
+            except ValueError:
+                bad = next(v for v in fields if not _is_number(v))
+                raise ValueError(
+                    f"{str(path)!r} line {lineno}: malformed number {bad!r}"
+                ) from None
     if not rows:
         raise ValueError(f"{str(path)!r} holds no data rows")
     return np.asarray(rows, dtype=np.float64)
 
 
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
 def _read_indices(path: Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"UCI index file {str(path)!r} is missing")
-    values = np.asarray([float(v) for v in path.read_text().split()], dtype=np.float64)
+    values = []
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            for v in line.split():
+                if not _is_number(v):
+                    raise ValueError(f"{str(path)!r} line {lineno}: malformed index {v!r}")
+                values.append(float(v))
+    values = np.asarray(values, dtype=np.float64)
+    if values.size and not np.all(np.isfinite(values)):
+        raise ValueError(f"{str(path)!r} holds NaN or inf indices")
     idx = values.astype(np.int64)
     if values.size and not np.array_equal(idx, values):
         raise ValueError(f"{str(path)!r} holds non-integer indices")
@@ -323,6 +346,14 @@ def load_uci(
         raise ValueError(f"split={split} out of range: {name!r} has splits 0..{n_splits - 1}")
     if not (isinstance(test_fraction, (float, int)) and 0.0 < test_fraction < 1.0):
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as err:
+        raise ValueError(f"dtype must be a floating dtype, got {dtype!r}") from err
+    if dtype.kind != "f":
+        raise ValueError(
+            f"dtype must be a floating dtype (z-scores would be truncated), got {dtype}"
+        )
 
     folder = (_shipped_root() if root_path is None else root_path) / name
     data = _read_table(folder / "data.txt")
@@ -351,6 +382,16 @@ def load_uci(
                 raise ValueError(
                     f"{name!r} split {split}: {label} indices out of range 0..{data.shape[0] - 1}"
                 )
+            if np.unique(idx).size != idx.size:
+                raise ValueError(
+                    f"{name!r} split {split}: index_{label}_{split}.txt lists rows more than once"
+                )
+        both = np.intersect1d(train_idx, test_idx)
+        if both.size:
+            raise ValueError(
+                f"{name!r} split {split}: index_train_{split}.txt and index_test_{split}.txt "
+                f"overlap in {both.size} rows (e.g. {both[:5].tolist()})"
+            )
 
     x_train, y_train, x_test, y_test = x[train_idx], y[train_idx], x[test_idx], y[test_idx]
     if standardize:

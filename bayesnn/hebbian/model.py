@@ -7,7 +7,13 @@ All networks share one form. With ``rows`` :math:`X \in \mathbb{R}^{R \times N}`
     H(s) = -\frac{c}{2 N^{P-1}} \sum_{\nu=1}^{R} \sum_{(i_1..i_P)}
         X_{\nu i_1} \cdots X_{\nu i_P}\, s_{i_1} \cdots s_{i_P}.
 
-Index conventions (selectable, since the high-storage theory depends on it):
+Index conventions (selectable, since the high-storage theory depends on it). The default
+everywhere in :mod:`bayesnn.hebbian` (networks, RS theory, signal-to-noise estimates, phase
+diagrams) is ``"distinct"``: it is the Hamiltonian the high-storage RS theory and its T = 0
+closed forms are derived for (noise constant :math:`c_P = (P-1)!`), the dense-Hopfield
+convention, and has no self-interaction. At low storage both conventions have the same
+thermodynamics; at P = 2 they differ by a constant, so the dynamics are identical (and the
+cheaper overlap cache is used for both).
 
 - ``convention="all"``: the sum runs over all :math:`N^P` index tuples, so
   :math:`H = -(N c/2) \sum_\nu n_\nu^P` with :math:`n_\nu = N^{-1}\sum_i X_{\nu i} s_i`
@@ -26,9 +32,10 @@ Rules (Agliari et al., arXiv 2212.00606 (supervised), arXiv 2211.14067 (unsuperv
   ``c = 1/M``;
 - dense Hopfield / multitasking: :math:`X = \xi`, ``c = 1``.
 
-The group's teaching code divides the example mean by :math:`r(1+\rho) = R/r` instead of
-:math:`\sqrt R`; the overlaps then differ by :math:`1/\sqrt{1+\rho}`. Papers that write
-:math:`H = -\frac{1}{P!\,N^{P-1}}\sum\cdots` correspond to :math:`\beta' = 2\beta/P!` here.
+The group's public teaching code (GitHub ``AndreaAlessandrelli4/Coding_Lessons``) divides the
+example mean by :math:`r(1+\rho) = R/r` instead of :math:`\sqrt R`; the overlaps then differ
+by :math:`1/\sqrt{1+\rho}`. Papers that write :math:`H = -\frac{1}{P!\,N^{P-1}}\sum\cdots`
+correspond to :math:`\beta' = 2\beta/P!` here.
 
 Exact single-flip energy differences cost O(R) (all tuples) or O(R P^2) (distinct) per flip
 from a cache of overlaps / odd power sums; :func:`spin_model` packages them for
@@ -86,7 +93,7 @@ class HebbianNetwork:
     rows: jax.Array
     order: int = dataclasses.field(metadata=dict(static=True))
     weight: float = dataclasses.field(default=1.0, metadata=dict(static=True))
-    convention: str = dataclasses.field(default="all", metadata=dict(static=True))
+    convention: str = dataclasses.field(default="distinct", metadata=dict(static=True))
 
     @property
     def num_spins(self) -> int:
@@ -111,7 +118,7 @@ def check_order(order) -> int:
     return int(order)
 
 
-def hebbian_network(rows, order: int, weight: float = 1.0, convention: str = "all"):
+def hebbian_network(rows, order: int, weight: float = 1.0, convention: str = "distinct"):
     r"""Network from explicit rows (e.g. archetypes for a dense Hopfield / multitasking net).
 
     .. math:: H = -\frac{c}{2 N^{P-1}} \sum_\nu \sum_{i_1..i_P} \prod_k X_{\nu i_k} s_{i_k}.
@@ -130,6 +137,12 @@ def hebbian_network(rows, order: int, weight: float = 1.0, convention: str = "al
     Returns
     -------
     HebbianNetwork
+
+    Notes
+    -----
+    Traceable: inside ``jax.jit``/``jax.vmap`` (e.g. one network per data set of a batch)
+    the value checks are skipped; the shape, ``order``, ``weight`` and ``convention`` are
+    static (a new shape compiles again).
     """
     p = check_order(order)
     x = jnp.asarray(rows)
@@ -137,7 +150,7 @@ def hebbian_network(rows, order: int, weight: float = 1.0, convention: str = "al
         x = x.astype(jnp.float32)
     if x.ndim != 2 or x.size == 0:
         raise ValueError(f"rows must have shape (R, N), got {x.shape}")
-    if not bool(jnp.all(jnp.isfinite(x))):
+    if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
         raise ValueError("rows contain NaN or inf")
     if convention not in _CONVENTIONS:
         raise ValueError(f"convention must be one of {_CONVENTIONS}, got {convention!r}")
@@ -152,7 +165,7 @@ def _check_examples(examples):
         raise ValueError(f"examples must have shape (K, M, N), got {eta.shape}")
     if not jnp.issubdtype(eta.dtype, jnp.floating):
         eta = eta.astype(jnp.float32)
-    if not bool(jnp.all(jnp.isfinite(eta))):
+    if not isinstance(eta, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(eta))):
         raise ValueError("examples contain NaN or inf")
     return eta
 
@@ -167,7 +180,7 @@ def _sqrt_r(eta, quality):
     return jnp.full(eta.shape[0], jnp.sqrt(second_moment(r, eta.shape[1])), eta.dtype)
 
 
-def supervised_network(examples, order: int, quality=None, convention: str = "all"):
+def supervised_network(examples, order: int, quality=None, convention: str = "distinct"):
     r"""Supervised dense Hebbian network: one row per label, the normalised example mean.
 
     .. math::
@@ -198,7 +211,7 @@ def supervised_network(examples, order: int, quality=None, convention: str = "al
     return hebbian_network(rows, order, 1.0, convention)
 
 
-def unsupervised_network(examples, order: int, quality=None, convention: str = "all"):
+def unsupervised_network(examples, order: int, quality=None, convention: str = "distinct"):
     r"""Unsupervised dense Hebbian network: every example is its own row, weight ``1/M``.
 
     .. math::
@@ -363,7 +376,8 @@ def _geom(a, b, p):
 def spin_model(net: HebbianNetwork) -> spins_lib.SpinModel:
     r"""Package the network for :mod:`samplers.spins` with an O(R)-per-flip cache.
 
-    ``all``: the cache is the overlap vector :math:`n` (R,); a flip of site ``i`` sets
+    ``all`` (and P = 2 in both conventions): the cache is the overlap vector :math:`n` (R,); a
+    flip of site ``i`` sets
     :math:`n \leftarrow n - 2 s_i X_{:,i}/N` and
     :math:`\Delta E_i = (Nc/2)\sum_\nu(n_\nu^P - n_\nu'^P)` exactly.
     ``distinct``: the cache holds the odd power sums :math:`\sum_i b_{\nu i}^k` (``k`` odd
@@ -383,8 +397,9 @@ def spin_model(net: HebbianNetwork) -> spins_lib.SpinModel:
     rows = net.rows
     pref = 0.5 * n * c
 
-    if net.convention == "all":
-        # site-major copy (N, R) of 2 X / N: site i's row is contiguous
+    if net.convention == "all" or p == 2:
+        # site-major copy (N, R) of 2 X / N: site i's row is contiguous. At P = 2 the two
+        # conventions differ by the constant -(c/2N) sum X^2, so Delta E is the same.
         cols = rows.T * (2.0 / n)
 
         def init_cache(s):

@@ -17,14 +17,21 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from .model import energy, overlaps
+
 __all__ = [
+    "RECORDABLE",
     "RetrievalSummary",
     "mattis_magnetization",
     "replica_overlap",
+    "paired_replica_overlap",
     "edwards_anderson_overlap",
+    "make_observer",
     "retrieved_pattern",
     "summarize_retrieval",
 ]
+
+RECORDABLE = ("m", "n", "q", "energy", "spins")
 
 
 def mattis_magnetization(archetypes, spins):
@@ -64,6 +71,76 @@ def replica_overlap(spins_a, spins_b):
     if a.shape != b.shape:
         raise ValueError(f"spins_a and spins_b must have the same shape, got {a.shape}, {b.shape}")
     return jnp.mean(a * b, axis=-1)
+
+
+def paired_replica_overlap(spin_trace):
+    r"""Two-replica overlaps :math:`q_{ab}(t)` of chains run in pairs on the same network.
+
+    Chains ``2j`` and ``2j + 1`` are the replicas ``a, b`` of pair ``j`` (same disorder,
+    independent dynamics keys); :math:`q_{ab} = N^{-1}\sum_i s^a_i s^b_i` at each recorded
+    time. Its mean over time estimates the RS :math:`q` at equilibrium (the spin-glass order
+    parameter; :math:`q = m^2`-like values in the retrieval state).
+
+    Parameters
+    ----------
+    spin_trace : Array, shape (T, C, N)
+        Recorded configurations of ``C`` (even) chains.
+
+    Returns
+    -------
+    Array, shape (T, C // 2)
+    """
+    s = jnp.asarray(spin_trace)
+    if s.ndim != 3 or s.shape[1] % 2:
+        raise ValueError(f"spin_trace must be (T, C, N) with an even C, got {s.shape}")
+    s = s.astype(jnp.float32)
+    return replica_overlap(s[:, 0::2], s[:, 1::2])
+
+
+def make_observer(net, archetypes=None, record=("m",)):
+    r"""Observe function for the chain runner: one chain's state -> dict of observables.
+
+    ``"m"``: Mattis magnetisations (needs ``archetypes``), ``"n"``: overlaps with the network
+    rows, ``"energy"``: :math:`H(s)`, ``"spins"``: the configuration as ``int8`` (the spin
+    trace). ``"q"`` is a pair observable, computed after the run from the spin trace
+    (:func:`paired_replica_overlap`), so it records ``"spins"`` here.
+
+    Parameters
+    ----------
+    net : HebbianNetwork
+        The network.
+    archetypes : Array, shape (K, N), optional
+        :math:`\xi` for ``"m"``.
+    record : sequence of str
+        Names from :data:`RECORDABLE`.
+
+    Returns
+    -------
+    callable
+        ``observe(state) -> dict``; ``state.spins`` has shape ``(N,)``.
+    """
+    names = tuple(record)
+    bad = [r for r in names if r not in RECORDABLE]
+    if bad or not names:
+        raise ValueError(f"record must be a non-empty subset of {RECORDABLE}, got {record!r}")
+    if "m" in names and archetypes is None:
+        raise ValueError('record "m" needs archetypes')
+    xi = None if archetypes is None else jnp.asarray(archetypes)
+
+    def observe(state):
+        s = state.spins
+        out = {}
+        if "m" in names:
+            out["m"] = mattis_magnetization(xi, s)
+        if "n" in names:
+            out["n"] = overlaps(net, s)
+        if "energy" in names:
+            out["energy"] = energy(net, s)
+        if "spins" in names or "q" in names:
+            out["spins"] = s.astype(jnp.int8)
+        return out
+
+    return observe
 
 
 def edwards_anderson_overlap(spin_trace, axis: int = 0):

@@ -51,6 +51,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erf, gammaln
 
+from . import _rs
+from ._quadrature import check_nodes_per_panel
 from .data import check_num_examples
 from .model import check_order
 from .theory import gaussian_law, noise_constant
@@ -202,23 +204,9 @@ def _temperatures(temperatures):
     return t
 
 
-def _log2cosh(x):
-    return jnp.logaddexp(x, -x)
-
-
-def _z_grid(num_z, z_max=8.0):
-    """Uniform grid on [-z_max, z_max] with normalised N(0, 1) weights.
-
-    Dense uniform grids (as in the group's Julia solvers) resolve tanh(beta h) at low T,
-    where Gauss-Hermite nodes are too sparse around the kink.
-    """
-    z = jnp.linspace(-z_max, z_max, int(num_z), dtype=jnp.float32)
-    w = jnp.exp(-0.5 * z**2)
-    return z, w / jnp.sum(w)
-
-
+@partial(jax.jit, static_argnames=("order", "convention", "nodes_per_panel"))
 def high_storage_free_energy(
-    n, q, beta, alpha, order: int, law, convention="distinct", num_z: int = 401
+    n, q, beta, alpha, order: int, law, convention="distinct", nodes_per_panel: int = 6
 ):
     r"""RS free energy per spin of the supervised rule at high storage (module docstring).
 
@@ -226,7 +214,8 @@ def high_storage_free_energy(
     dropped); P > 2 the p-spin-like form with :math:`\gamma = (P/2)^2 c_P`
     (``K = alpha N^(P-1)``). ``n = 0`` gives the spin-glass branch, ``n = q = 0`` the
     paramagnet (for P = 2 only defined for ``T > 1``; ``inf`` is returned where
-    :math:`1 - \beta(1-q) \le 0`).
+    :math:`1 - \beta(1-q) \le 0`). The Gaussian ``z`` expectation uses the same
+    kink-resolving quadrature as :func:`~bayesnn.hebbian.theory.high_storage_rs`.
 
     Parameters
     ----------
@@ -241,34 +230,32 @@ def high_storage_free_energy(
         :func:`~bayesnn.hebbian.theory.gaussian_law`).
     convention : {"distinct", "all"}
         Index convention for P > 2.
-    num_z : int
-        Points of the uniform ``z`` grid on [-8, 8].
+    nodes_per_panel : int
+        Gauss-Legendre order per panel of the ``z`` quadrature.
 
     Returns
     -------
     Array
     """
     p_order = check_order(order)
-    vals, w = law
-    z, wz = _z_grid(num_z)
-    pp, zz, ww = vals[:, None], z[None, :], w[:, None] * wz[None, :]
+    npp = check_nodes_per_panel(nodes_per_panel)
     beta = jnp.asarray(beta, jnp.float32)
     alpha = jnp.asarray(alpha, jnp.float32)
+    gamma = 0.25 * p_order**2 * noise_constant(p_order, convention)
+    a, b = _rs.field_coefficients(n, 1.0 - q, beta, alpha, p_order, gamma)
+    e_l2c = _rs.moments(a, b, beta, law, npp).log2cosh
     if p_order == 2:
         c = beta * (1.0 - q)
         ok = c < 1.0
         one_c = jnp.where(ok, 1.0 - c, 1.0)
         r_hat = q / one_c**2
-        h = n * pp + zz * jnp.sqrt(alpha * r_hat)
         f = (
             0.5 * n**2
             + alpha / (2.0 * beta) * (jnp.log(one_c) - beta * q / one_c)
             + 0.5 * alpha * beta * r_hat * (1.0 - q)
-            - jnp.sum(ww * _log2cosh(beta * h)) / beta
+            - e_l2c
         )
         return jnp.where(ok, f, jnp.inf)
-    gamma = 0.25 * p_order**2 * noise_constant(p_order, convention)
-    h = 0.5 * p_order * n ** (p_order - 1) * pp + zz * jnp.sqrt(alpha * gamma * q ** (p_order - 1))
     return (
         0.5 * (p_order - 1) * n**p_order
         - beta
@@ -276,44 +263,26 @@ def high_storage_free_energy(
         * gamma
         / (2.0 * p_order)
         * (1.0 - p_order * q ** (p_order - 1) + (p_order - 1) * q**p_order)
-        - jnp.sum(ww * _log2cosh(beta * h)) / beta
+        - e_l2c
     )
 
 
-def _hs_update(n, q, beta, alpha, p_order, gamma, pp, zz, ww):
-    """One RS map (n, q) -> (E p tanh, E tanh^2), plus m = E tanh."""
-    if p_order == 2:
-        one_c = jnp.maximum(1.0 - beta * (1.0 - q), 1e-6)
-        h = n * pp + zz * jnp.sqrt(alpha * q) / one_c
-    else:
-        h = 0.5 * p_order * n ** (p_order - 1) * pp + zz * jnp.sqrt(
-            alpha * gamma * q ** (p_order - 1)
-        )
-    t = jnp.tanh(beta * h)
-    return jnp.sum(ww * pp * t), jnp.sum(ww * t**2), jnp.sum(ww * t)
-
-
-@partial(jax.jit, static_argnames=("order", "convention", "num_iter", "num_z"))
-def _t_alpha(temps, alphas, order, law, convention, num_iter, num_z, damping, tol):
+@partial(jax.jit, static_argnames=("order", "convention", "num_iter", "nodes_per_panel"))
+def _t_alpha(temps, alphas, order, law, convention, num_iter, nodes_per_panel, damping, tol):
     vals, w = law
-    z, wz = _z_grid(num_z)
-    pp, zz, ww = vals[:, None], z[None, :], w[:, None] * wz[None, :]
     gamma = 0.25 * order**2 * noise_constant(order, convention)
     fe = partial(
-        high_storage_free_energy, order=order, law=law, convention=convention, num_z=num_z
+        high_storage_free_energy,
+        order=order,
+        law=law,
+        convention=convention,
+        nodes_per_panel=nodes_per_panel,
     )
 
-    def solve(beta, alpha, n0, q0, retrieval):
-        def body(_, nq):
-            n, q = nq
-            n_new, q_new, _ = _hs_update(n, q, beta, alpha, order, gamma, pp, zz, ww)
-            n_new = n_new if retrieval else jnp.zeros_like(n)
-            return damping * n + (1 - damping) * n_new, damping * q + (1 - damping) * q_new
-
-        n, q = jax.lax.fori_loop(0, num_iter, body, (n0, q0))
-        n1, q1, m = _hs_update(n, q, beta, alpha, order, gamma, pp, zz, ww)
-        resid = jnp.abs(n1 - n) + jnp.abs(q1 - q) if retrieval else jnp.abs(q1 - q)
-        return n, q, m, resid
+    def sg_u(beta, alpha, q):
+        """1 - E tanh^2 on the n = 0 branch."""
+        a, b = _rs.field_coefficients(0.0, 1.0 - q, beta, alpha, order, gamma)
+        return _rs.moments(a, b, beta, law, nodes_per_panel).u
 
     def spin_glass_q(beta, alpha, q_prev):
         """n = 0 branch. P = 2: bisection of G(q) = q - E tanh^2 on (max(0, 1 - T), 1] (the
@@ -322,7 +291,7 @@ def _t_alpha(temps, alphas, order, law, convention, num_iter, num_z, damping, to
         if order == 2:
 
             def gfun(q):
-                return q - _hs_update(0.0, q, beta, alpha, order, gamma, pp, zz, ww)[1]
+                return q - (1.0 - sg_u(beta, alpha, q))
 
             lo0 = jnp.maximum(0.0, 1.0 - 1.0 / beta) + 1e-4
 
@@ -334,18 +303,15 @@ def _t_alpha(temps, alphas, order, law, convention, num_iter, num_z, damping, to
 
             lo, hi = jax.lax.fori_loop(0, 40, body, (lo0, jnp.float32(1.0)))
             return jnp.where(gfun(lo0) < 0, 0.5 * (lo + hi), 0.0)
-        return jax.lax.fori_loop(
-            0,
-            num_iter,
-            lambda _, q: _hs_update(0.0, q, beta, alpha, order, gamma, pp, zz, ww)[1],
-            q_prev,
-        )
+        return jax.lax.fori_loop(0, num_iter, lambda _, q: 1.0 - sg_u(beta, alpha, q), q_prev)
 
     def per_alpha(alpha):
         def step(carry, t):
-            n0, q0, qs0 = carry
+            n0, u0, qs0 = carry
             beta = 1.0 / t
-            n, q, m, resid = solve(beta, alpha, n0, q0, True)
+            n, m, q, resid = _rs.iterate(
+                n0, u0, beta, alpha, order, gamma, law, num_iter, damping, nodes_per_panel
+            )
             exists = (n > tol) & (resid < 10 * tol)
             qs = spin_glass_q(beta, alpha, qs0)
             qs = jnp.where(qs > tol, qs, 0.0)
@@ -374,11 +340,11 @@ def _t_alpha(temps, alphas, order, law, convention, num_iter, num_z, damping, to
             # Warm start: retrieval from its last solution while it exists; the spin-glass
             # branch from its last q (restarted at 1 once it collapses would re-find it).
             n_next = jnp.where(exists, n, n0)
-            q_next = jnp.where(exists, q, q0)
-            return (n_next, q_next, jnp.where(qs > 0, qs, qs0)), out
+            u_next = jnp.where(exists, 1.0 - q, u0)
+            return (n_next, u_next, jnp.where(qs > 0, qs, qs0)), out
 
         n_init = jnp.sum(w * jnp.abs(vals))
-        carry = (n_init, jnp.float32(1.0), jnp.float32(1.0))
+        carry = (n_init, jnp.float32(0.0), jnp.float32(1.0))
         _, out = jax.lax.scan(step, carry, temps)
         return out
 
@@ -392,7 +358,7 @@ def phase_diagram_t_alpha(
     order: int = 2,
     convention: str = "distinct",
     num_iter: int = 400,
-    num_z: int = 401,
+    nodes_per_panel: int = 6,
     damping: float = 0.3,
     tol: float = 5e-2,
 ) -> TAlphaDiagram:
@@ -422,9 +388,8 @@ def phase_diagram_t_alpha(
         Index convention for P > 2.
     num_iter : int
         Damped fixed-point iterations per temperature (warm-started).
-    num_z : int
-        Points of the uniform ``z`` grid on [-8, 8] (resolve the tanh at low T:
-        spacing well below :math:`T/\sqrt{\alpha}`).
+    nodes_per_panel : int
+        Gauss-Legendre order per panel of the kink-resolving ``z`` quadrature.
     damping : float
         Weight of the old iterate, in [0, 1).
     tol : float
@@ -443,29 +408,25 @@ def phase_diagram_t_alpha(
     if not 0.0 <= float(damping) < 1.0:
         raise ValueError(f"damping must be in [0, 1), got {damping}")
     noise_constant(p_order, convention)
-    out = _t_alpha(
-        t, a, p_order, law, convention, int(num_iter), int(num_z), float(damping), float(tol)
-    )
+    npp = check_nodes_per_panel(nodes_per_panel)
+    out = _t_alpha(t, a, p_order, law, convention, int(num_iter), npp, float(damping), float(tol))
     return TAlphaDiagram(t, a, *out, p_order)
 
 
-@partial(jax.jit, static_argnames=("order", "num_iter", "num_nodes"))
-def _t_rho(temps, rhos, order, num_iter, num_nodes, tol):
+@partial(jax.jit, static_argnames=("order", "num_iter", "nodes_per_panel"))
+def _t_rho(temps, rhos, order, num_iter, nodes_per_panel, tol):
     def per_rho(rho):
-        vals, w = gaussian_law(rho, num_nodes)
-
-        def g(n, beta):
-            t = jnp.tanh(beta * 0.5 * order * n ** (order - 1) * vals)
-            return jnp.sum(w * vals * t), jnp.sum(w * t), jnp.sum(w * t**2)
+        law = gaussian_law(rho, nodes_per_panel)
+        vals, w = law
 
         def step(n0, temp):
             beta = 1.0 / temp
-            n = jax.lax.fori_loop(0, num_iter, lambda _, n: g(n, beta)[0], n0)
-            n1, m, q = g(n, beta)
+            n = jax.lax.fori_loop(
+                0, num_iter, lambda _, n: _rs.low_storage_map(n, beta, order, law)[0], n0
+            )
+            n1, m, q = _rs.low_storage_map(n, beta, order, law)
             exists = (n > tol) & (jnp.abs(n1 - n) < tol)
-            h = 0.5 * order * n ** (order - 1) * vals
-            f_ret = 0.5 * (order - 1) * n**order - jnp.sum(w * _log2cosh(beta * h)) / beta
-            f_ret = jnp.where(exists, f_ret, jnp.inf)
+            f_ret = jnp.where(exists, _rs.low_storage_f(n, beta, order, law), jnp.inf)
             f_para = -temp * jnp.log(2.0)
             phase = jnp.where(exists, jnp.where(f_ret < f_para, 3, 2), 0).astype(jnp.int32)
             z = jnp.zeros_like(n)
@@ -493,7 +454,7 @@ def phase_diagram_t_rho(
     rhos,
     order: int,
     num_iter: int = 300,
-    num_nodes: int = 61,
+    nodes_per_panel: int = 6,
     tol: float = 1e-3,
 ) -> TRhoDiagram:
     r"""(T, rho) low-storage phase diagram with the large-M Gaussian law of the example mean.
@@ -516,8 +477,9 @@ def phase_diagram_t_rho(
         Even ``P``.
     num_iter : int
         Iterations per temperature (warm-started).
-    num_nodes : int
-        Gauss-Hermite nodes of the Gaussian law.
+    nodes_per_panel : int
+        Gauss-Legendre order per panel of the Gaussian law
+        (:func:`~bayesnn.hebbian.theory.gaussian_law`).
     tol : float
         Overlap below which the retrieval branch counts as absent.
 
@@ -528,7 +490,8 @@ def phase_diagram_t_rho(
     p_order = check_order(order)
     t = _temperatures(temperatures)
     r = _grid(rhos, "rhos", positive=False)
-    out = _t_rho(t, r, p_order, int(num_iter), int(num_nodes), float(tol))
+    npp = check_nodes_per_panel(nodes_per_panel)
+    out = _t_rho(t, r, p_order, int(num_iter), npp, float(tol))
     return TRhoDiagram(t, r, *out, p_order)
 
 
@@ -615,9 +578,8 @@ def phase_diagram_m_r(
             m_rs, _ = theory.p2_zero_temperature(a_eff, law)
             ret = m_rs > 0
         else:
-            n, m_rs, _ = theory.high_storage_rs(beta, a_eff, p_order, law, convention)
-            ret = n > 1e-2
-            m_rs = jnp.where(ret, m_rs, 0.0)
+            sol = theory.high_storage_rs(beta, a_eff, p_order, law, convention)
+            m_rs, ret = sol.m, sol.retrieval
         rho = (1 - rq**2) / (mf * rq**2)
         if rule == "supervised":
             snr = erf(1.0 / jnp.sqrt(2.0 * (rho + alpha * c * (1.0 + rho) ** p_order)))

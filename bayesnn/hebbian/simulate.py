@@ -6,7 +6,8 @@ jittable; ``jax.vmap`` over networks (stacked ``rows``) for disorder samples.
 
 Sequential Glauber dynamics samples :math:`e^{-\beta H}` exactly; the parallel
 ``"synchronous"`` kernel is Little dynamics (different stationary law at finite N), as in
-the public teaching code of Agliari et al. (arXiv 2212.00606).
+the public teaching code of the group of Agliari et al. (arXiv 2212.00606; GitHub
+``AndreaAlessandrelli4/Coding_Lessons``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import jax.numpy as jnp
 
 from samplers import spins as spins_lib
 
-from .model import HebbianNetwork, overlaps, spin_model
-from .observables import mattis_magnetization
+from .model import HebbianNetwork, spin_model
+from .observables import make_observer, paired_replica_overlap
 
 __all__ = ["SimulationResult", "simulate"]
 
@@ -37,12 +38,17 @@ class SimulationResult(NamedTuple):
         Time average over the sweeps after ``burn_in``.
     acceptance_rate : Array, shape (T, C)
         Flip rate per sweep.
+    records : dict
+        The observables asked for with ``record`` (empty otherwise): ``"m"`` (T, C, K),
+        ``"n"`` (T, C, R), ``"energy"`` (T, C), ``"spins"`` (T, C, N) int8 and ``"q"``
+        (T, C // 2), the overlap of chain pairs (2j, 2j + 1).
     """
 
     spins: jax.Array
     trace: jax.Array
     mean: jax.Array
     acceptance_rate: jax.Array
+    records: dict = {}
 
 
 def simulate(
@@ -59,6 +65,7 @@ def simulate(
     mode: str = "synchronous",
     fraction: float = 0.1,
     generator: str = "threefry",
+    record=(),
 ) -> SimulationResult:
     r"""Run ``C`` chains for ``num_sweeps`` sweeps at inverse temperature ``beta``.
 
@@ -94,6 +101,16 @@ def simulate(
         Parallel-kernel options (see :func:`samplers.spins.build_parallel_kernel`).
     generator : {"threefry", "hash"}
         Uniform generator of the ``"chain_parallel"`` kernel.
+    record : sequence of str
+        Extra observables recorded every sweep (:data:`~.observables.RECORDABLE`: ``"m"``,
+        ``"n"``, ``"q"``, ``"energy"``, ``"spins"``), returned in ``records``. ``"q"`` pairs
+        chains ``(2j, 2j + 1)`` as two replicas of the same network (an even ``C``).
+
+    Everything is traceable: ``jax.vmap`` over stacked networks (e.g. ``supervised_network``
+    of a batch of data sets inside the vmapped function) and ``jax.jit`` work; the shapes
+    (``N``, the number of rows, ``C``, ``num_sweeps``) and ``order``/``convention`` are
+    static, so a new number of examples ``M`` for the unsupervised rule (``K M`` rows)
+    compiles again.
 
     Returns
     -------
@@ -122,15 +139,19 @@ def simulate(
         raise ValueError(
             f"kernel must be 'sequential', 'chain_parallel' or 'parallel', got {kernel!r}"
         )
-    if archetypes is None:
-        observe = lambda st: overlaps(net, st.spins)
-    else:
-        xi = jnp.asarray(archetypes)
-        observe = lambda st: mattis_magnetization(xi, st.spins)
+    record = tuple(record)
+    main = "n" if archetypes is None else "m"
+    if "q" in record and spins0.shape[0] % 2:
+        raise ValueError(f'record "q" pairs chains: spins0 needs an even C, got {spins0.shape}')
+    observe = make_observer(net, archetypes, (main,) + record)
     states = jax.vmap(lambda s: spins_lib.init(model, s))(spins0)
     final, trace, infos = spins_lib.run_chains(
         rng_key, step, states, beta, int(num_sweeps), observe
     )
+    records = {k: trace[k] for k in record if k != "q"}
+    if "q" in record:
+        records["q"] = paired_replica_overlap(trace["spins"])
+    main_trace = trace[main]
     return SimulationResult(
-        final.spins, trace, trace[int(burn_in) :].mean(0), infos.acceptance_rate
+        final.spins, main_trace, main_trace[int(burn_in) :].mean(0), infos.acceptance_rate, records
     )

@@ -32,20 +32,26 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erf
 
+from . import _rs
+from ._quadrature import check_nodes_per_panel, normal_nodes
 from .data import check_dilution, check_num_examples, check_quality, example_mean_law
 from .model import check_order
 
 __all__ = [
     "LowStorageSolution",
     "exact_law",
+    "pad_law",
+    "check_law",
     "gaussian_law",
     "low_storage_fixed_point",
     "low_storage_free_energy",
     "solve_low_storage",
     "zero_temperature_magnetization",
     "transition_temperatures",
+    "HighStorageSolution",
     "high_storage_rs",
     "p2_zero_temperature",
+    "CriticalLoad",
     "p2_critical_load",
     "noise_constant",
     "dense_critical_load",
@@ -75,49 +81,92 @@ def exact_law(quality, num_examples: int):
     Returns
     -------
     values, weights : Array, shape (M + 1,)
+
+    Notes
+    -----
+    The solvers are compiled for the law's number of atoms, so every new ``M`` compiles
+    them again. To sweep ``M`` (or mix exact and Gaussian laws) with one compile, pad the
+    laws to a common size with :func:`pad_law` (zero-weight atoms change no expectation),
+    as :func:`~bayesnn.hebbian.phase.phase_diagram_m_r` does internally.
     """
     x, w = example_mean_law(quality, num_examples)
     r = jnp.asarray(quality, jnp.float32)
     return x / jnp.sqrt(r**2 + (1 - r**2) / num_examples), w
 
 
-def gaussian_law(rho, num_nodes: int = 61):
-    r"""Large-M law at fixed :math:`\rho`: :math:`p = (1 + \sqrt\rho Z)/\sqrt{1+\rho}`,
-    :math:`Z \sim N(0, 1)`, discretised with Gauss-Hermite quadrature.
+def _check_scalar(name, value, *, lo=0.0, strict=False, allow_inf=False):
+    """Validate a concrete scalar parameter (tracers pass: grids are validated by callers)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    v = np.asarray(value, np.float64)
+    if v.ndim != 0:
+        raise ValueError(f"{name} must be a scalar (vmap for grids), got shape {v.shape}")
+    ok = (v > lo if strict else v >= lo) and (np.isfinite(v) or (allow_inf and v == np.inf))
+    if not ok:
+        bound = f"> {lo}" if strict else f">= {lo}"
+        raise ValueError(
+            f"{name} must be {bound}{' (inf allowed)' if allow_inf else ''}, got {value}"
+        )
+
+
+def pad_law(law, size: int):
+    """Append zero-weight atoms (at ``p = 0``) so that the law has ``size`` atoms.
+
+    Expectations are unchanged; laws of one size share compiled solvers (see
+    :func:`exact_law`).
 
     Parameters
     ----------
-    rho : float
-        Dataset entropy, ``>= 0``.
-    num_nodes : int
-        Quadrature nodes.
+    law : tuple
+        ``(values, weights)``, shape ``(A,)`` each, ``A <= size``.
+    size : int
+        Number of atoms.
 
     Returns
     -------
-    values, weights : Array, shape (num_nodes,)
+    values, weights : Array, shape (size,)
     """
-    z, w = _gh(num_nodes)
+    vals, w = (jnp.asarray(a) for a in law)
+    if vals.ndim != 1 or vals.shape != w.shape:
+        raise ValueError(f"law must be two 1-d arrays of one length, got {vals.shape}, {w.shape}")
+    if int(size) < vals.shape[0]:
+        raise ValueError(f"size must be >= the law's {vals.shape[0]} atoms, got {size}")
+    pad = (0, int(size) - vals.shape[0])
+    return jnp.pad(vals, pad), jnp.pad(w, pad)
+
+
+def gaussian_law(rho, nodes_per_panel: int = 6):
+    r"""Large-M law at fixed :math:`\rho`: :math:`p = (1 + \sqrt\rho Z)/\sqrt{1+\rho}`,
+    :math:`Z \sim N(0, 1)`, discretised by composite Gauss-Legendre quadrature with a
+    breakpoint at :math:`p = 0` (:math:`Z = -\rho^{-1/2}`) and panels refined towards it.
+
+    Every integrand of the theory (``sign p``, :math:`\tanh(\beta h p)` at any temperature,
+    :math:`\mathrm{erf}(y p)`) is smooth on each side of ``p = 0``, so expectations converge
+    fast in ``nodes_per_panel``; e.g. :math:`E\,\mathrm{sign}\,p` equals the closed form
+    :math:`\mathrm{erf}(1/\sqrt{2\rho})` to float32 accuracy (Gauss-Hermite nodes cannot
+    resolve the sign and are off by about 0.02 at :math:`\rho = 0.26`).
+
+    Parameters
+    ----------
+    rho : float or scalar Array
+        Dataset entropy, ``>= 0`` (may be traced).
+    nodes_per_panel : int
+        Gauss-Legendre order per panel, in [2, 64] (static). The law has
+        ``34 * nodes_per_panel`` atoms.
+
+    Returns
+    -------
+    values, weights : Array, shape (34 * nodes_per_panel,)
+    """
+    npp = check_nodes_per_panel(nodes_per_panel)
+    if not isinstance(rho, jax.core.Tracer):
+        r = np.asarray(rho, np.float64)
+        if r.ndim != 0 or not np.isfinite(r) or r < 0:
+            raise ValueError(f"rho must be a finite scalar >= 0, got {rho}")
     rho = jnp.asarray(rho, jnp.float32)
+    kink = -1.0 / jnp.sqrt(jnp.maximum(rho, 1e-30))
+    z, w = normal_nodes(kink, npp)
     return (1.0 + jnp.sqrt(rho) * z) / jnp.sqrt(1.0 + rho), w
-
-
-def _gh(num_nodes):
-    z, w = np.polynomial.hermite_e.hermegauss(int(num_nodes))
-    return jnp.asarray(z, jnp.float32), jnp.asarray(w / w.sum(), jnp.float32)
-
-
-def _tanh_beta(beta, h):
-    """tanh(beta h), with beta = inf giving sign(h)."""
-    return jnp.where(
-        jnp.isinf(beta), jnp.sign(h), jnp.tanh(jnp.where(jnp.isinf(beta), 0.0, beta) * h)
-    )
-
-
-def _logcosh_t(beta, h):
-    """T log 2cosh(beta h) (-> |h| at T = 0)."""
-    b = jnp.where(jnp.isinf(beta), 1.0, beta)
-    val = (jnp.logaddexp(b * h, -b * h)) / b
-    return jnp.where(jnp.isinf(beta), jnp.abs(h), val)
 
 
 class LowStorageSolution(NamedTuple):
@@ -173,15 +222,12 @@ def low_storage_fixed_point(beta, order: int, law, num_iter: int = 3000):
     p_order = check_order(order)
     vals, w = law
     beta = jnp.asarray(beta, jnp.float32)
-
-    def g(n):
-        t = _tanh_beta(beta, 0.5 * p_order * n ** (p_order - 1) * vals)
-        return jnp.sum(w * vals * t)
-
     n0 = jnp.sum(w * jnp.abs(vals))
-    n = jax.lax.fori_loop(0, num_iter, lambda _, n: g(n), n0)
-    t = _tanh_beta(beta, 0.5 * p_order * n ** (p_order - 1) * vals)
-    return n, jnp.sum(w * t), jnp.sum(w * t**2)
+    n = jax.lax.fori_loop(
+        0, num_iter, lambda _, n: _rs.low_storage_map(n, beta, p_order, law)[0], n0
+    )
+    _, m, q = _rs.low_storage_map(n, beta, p_order, law)
+    return n, m, q
 
 
 @partial(jax.jit, static_argnames=("order",))
@@ -205,17 +251,41 @@ def low_storage_free_energy(n, beta, order: int, law):
     Array
     """
     p_order = check_order(order)
-    vals, w = law
-    beta = jnp.asarray(beta, jnp.float32)
-    h = 0.5 * p_order * n ** (p_order - 1) * vals
-    return 0.5 * (p_order - 1) * n**p_order - jnp.sum(w * _logcosh_t(beta, h))
+    return _rs.low_storage_f(n, jnp.asarray(beta, jnp.float32), p_order, law)
 
 
 def _paramagnet_f(beta):
     return jnp.where(jnp.isinf(beta), 0.0, -jnp.log(2.0) / jnp.where(jnp.isinf(beta), 1.0, beta))
 
 
-@partial(jax.jit, static_argnames=("order", "num_iter", "tol"))
+def check_law(law):
+    """Validate a law ``(values, weights)``: two 1-d arrays of one length, finite values,
+    non-negative weights summing to 1 (concrete laws; traced ones pass).
+
+    Parameters
+    ----------
+    law : tuple
+        ``(values, weights)``.
+
+    Returns
+    -------
+    law : tuple of Array
+    """
+    try:
+        vals, w = (jnp.asarray(a) for a in law)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"law must be a pair (values, weights) of arrays: {err}") from None
+    if vals.ndim != 1 or vals.shape != w.shape or vals.size == 0:
+        raise ValueError(f"law must be two 1-d arrays of one length, got {vals.shape}, {w.shape}")
+    if not isinstance(w, jax.core.Tracer) and not isinstance(vals, jax.core.Tracer):
+        vn, wn = np.asarray(vals, np.float64), np.asarray(w, np.float64)
+        if not (np.all(np.isfinite(vn)) and np.all(np.isfinite(wn)) and np.all(wn >= 0)):
+            raise ValueError("law has NaN/inf values or negative/NaN weights")
+        if abs(wn.sum() - 1.0) > 1e-4:
+            raise ValueError(f"law weights must sum to 1, got {wn.sum():.6g}")
+    return vals, w
+
+
 def solve_low_storage(beta, order: int, law, num_iter: int = 3000, tol: float = 1e-3):
     r"""Stable low-storage RS state: retrieval branch vs paramagnet by free energy.
 
@@ -240,6 +310,12 @@ def solve_low_storage(beta, order: int, law, num_iter: int = 3000, tol: float = 
     -------
     LowStorageSolution
     """
+    _check_scalar("beta", beta, strict=True, allow_inf=True)
+    return _solve_low_storage(beta, check_order(order), check_law(law), int(num_iter), tol)
+
+
+@partial(jax.jit, static_argnames=("order", "num_iter", "tol"))
+def _solve_low_storage(beta, order, law, num_iter, tol):
     n, m, q = low_storage_fixed_point(beta, order, law, num_iter)
     f_ret = low_storage_free_energy(n, beta, order, law)
     f_para = _paramagnet_f(jnp.asarray(beta, jnp.float32))
@@ -344,7 +420,41 @@ def noise_constant(order: int, convention: str = "distinct"):
     raise ValueError(f"convention must be 'distinct' or 'all', got {convention!r}")
 
 
-@partial(jax.jit, static_argnames=("order", "convention", "num_iter", "num_z", "damping"))
+class HighStorageSolution(NamedTuple):
+    """High-storage RS solution (retrieval branch).
+
+    Attributes
+    ----------
+    n, m, q : Array
+        Overlap with the normalised example mean, Mattis magnetisation, replica overlap
+        (``n = m = 0`` where the retrieval branch does not exist).
+    retrieval : Array of bool
+        The retrieval branch exists: ``n > tol`` at a converged fixed point.
+    """
+
+    n: jax.Array
+    m: jax.Array
+    q: jax.Array
+    retrieval: jax.Array
+
+
+@partial(
+    jax.jit, static_argnames=("order", "convention", "num_iter", "nodes_per_panel", "damping")
+)
+def _high_storage_rs(beta, alpha, order, law, convention, num_iter, nodes_per_panel, damping, tol):
+    vals, w = law
+    beta = jnp.asarray(beta, jnp.float32)
+    alpha = jnp.asarray(alpha, jnp.float32)
+    gamma = 0.25 * order**2 * noise_constant(order, convention)
+    n0 = jnp.sum(w * jnp.abs(vals))
+    n, m, q, resid = _rs.iterate(
+        n0, jnp.float32(0.0), beta, alpha, order, gamma, law, num_iter, damping, nodes_per_panel
+    )
+    ok = (n > tol) & (resid < tol)
+    zero = jnp.zeros_like(n)
+    return HighStorageSolution(jnp.where(ok, n, zero), jnp.where(ok, m, zero), q, ok)
+
+
 def high_storage_rs(
     beta,
     alpha,
@@ -352,12 +462,13 @@ def high_storage_rs(
     law,
     convention: str = "distinct",
     num_iter: int = 2000,
-    num_z: int = 41,
+    nodes_per_panel: int = 6,
     damping: float = 0.5,
-):
+    tol: float = 1e-2,
+) -> HighStorageSolution:
     r"""High-storage RS solution of the supervised rule (retrieval branch).
 
-    P = 2, :math:`K = \alpha N`:
+    P = 2, :math:`K = \alpha N` (Amit-Gutfreund-Sompolinsky form with the example law):
 
     .. math::
         n = E_{p,z}[p\tanh(\beta(n p + z\sqrt{\alpha q}/(1-\beta(1-q))))],\ m = E\tanh,
@@ -370,57 +481,46 @@ def high_storage_rs(
         m, q = E\tanh^{1,2}\bigl(\beta[\tfrac P2 n^{P-1}p + z\sqrt{\alpha\gamma q^{P-1}}]\bigr),
         \ n = E[p\tanh(\cdot)].
 
-    Damped iteration from the retrieval start ``n = E|p|, q = 1``. Finite ``beta`` only (use
-    :func:`p2_zero_temperature` / :func:`dense_critical_load` at T = 0). The P > 2 form with
-    ``convention="all"`` uses the one-step constant and is not checked by simulation.
+    Damped iteration from the retrieval start ``n = E|p|, q = 1``; the ``z`` expectation
+    resolves the kink of the tanh at every temperature, so as :math:`T \to 0` the solution
+    tends to :func:`p2_zero_temperature` (P = 2) and the retrieval branch ends at
+    :func:`dense_critical_load` (P > 2, Gaussian law). Finite ``beta`` only. The P > 2 form
+    with ``convention="all"`` uses the one-step constant and is not checked by simulation.
 
     Parameters
     ----------
-    beta, alpha : float
-        Inverse temperature and load.
+    beta, alpha : float or scalar Array
+        Inverse temperature (finite, > 0) and load (>= 0); ``jax.vmap`` for grids.
     order : int
         Even ``P``.
     law : tuple
         ``(values, weights)`` of ``p``.
     convention : {"distinct", "all"}
-        Index convention (irrelevant at P = 2).
-    num_iter, num_z : int
-        Iterations and Gauss-Hermite nodes for ``z``.
+        Index convention of the Hamiltonian (irrelevant at P = 2).
+    num_iter : int
+        Iterations.
+    nodes_per_panel : int
+        Gauss-Legendre order per panel of the ``z`` quadrature.
     damping : float
-        Weight of the old iterate.
+        Weight of the old iterate, in [0, 1).
+    tol : float
+        Overlap below which (or residual above which) the branch counts as absent.
 
     Returns
     -------
-    n, m, q : Array
+    HighStorageSolution
     """
     p_order = check_order(order)
-    vals, w = law
-    z, wz = _gh(num_z)
-    beta = jnp.asarray(beta, jnp.float32)
-    alpha = jnp.asarray(alpha, jnp.float32)
-    gamma = 0.25 * p_order**2 * noise_constant(p_order, convention)
-    pp, zz = vals[:, None], z[None, :]
-    ww = w[:, None] * wz[None, :]
-
-    def tanh_field(n, q):
-        if p_order == 2:
-            denom = jnp.maximum(1.0 - beta * (1.0 - q), 1e-6)
-            h = n * pp + zz * jnp.sqrt(alpha * q) / denom
-        else:
-            h = 0.5 * p_order * n ** (p_order - 1) * pp + zz * jnp.sqrt(
-                alpha * gamma * q ** (p_order - 1)
-            )
-        return jnp.tanh(beta * h)
-
-    def body(_, nq):
-        n, q = nq
-        t = tanh_field(n, q)
-        n_new, q_new = jnp.sum(ww * pp * t), jnp.sum(ww * t**2)
-        return damping * n + (1 - damping) * n_new, damping * q + (1 - damping) * q_new
-
-    n, q = jax.lax.fori_loop(0, num_iter, body, (jnp.sum(w * jnp.abs(vals)), jnp.float32(1.0)))
-    t = tanh_field(n, q)
-    return n, jnp.sum(ww * t), q
+    noise_constant(p_order, convention)
+    npp = check_nodes_per_panel(nodes_per_panel)
+    _check_scalar("beta", beta, strict=True)
+    _check_scalar("alpha", alpha)
+    law = check_law(law)
+    if not 0.0 <= float(damping) < 1.0:
+        raise ValueError(f"damping must be in [0, 1), got {damping}")
+    return _high_storage_rs(
+        beta, alpha, p_order, law, convention, int(num_iter), npp, float(damping), tol
+    )
 
 
 def _p2_g(y, law):
@@ -432,8 +532,30 @@ def _p2_g(y, law):
     return (a - 2.0 / jnp.sqrt(jnp.pi) * y * b) / (jnp.sqrt(2.0) * y)
 
 
+class CriticalLoad(NamedTuple):
+    r"""T = 0 critical load and the retrieval state at it (the end of the retrieval branch).
+
+    Attributes
+    ----------
+    alpha : Array
+        :math:`\alpha_c`.
+    m, n : Array
+        Mattis magnetisation and overlap with the normalised example mean at
+        :math:`\alpha_c`.
+    field : Array
+        The T = 0 field parameter at :math:`\alpha_c`: ``y`` of :func:`p2_zero_temperature`
+        (P = 2, :math:`m = E\,\mathrm{erf}(yp)`), or ``u``, the local field's mean over its
+        standard deviation (P > 2, :math:`m = \mathrm{erf}(u/\sqrt2)`).
+    """
+
+    alpha: jax.Array
+    m: jax.Array
+    n: jax.Array
+    field: jax.Array
+
+
 @partial(jax.jit, static_argnames=("y_max", "num_grid"))
-def p2_critical_load(law, y_max: float = 20.0, num_grid: int = 20000):
+def p2_critical_load(law, y_max: float = 20.0, num_grid: int = 20000) -> CriticalLoad:
     r"""T = 0 critical load of the P = 2 supervised rule (:math:`K = \alpha N`):
 
     .. math::
@@ -441,7 +563,9 @@ def p2_critical_load(law, y_max: float = 20.0, num_grid: int = 20000):
         E[e^{-y^2p^2}]}{\sqrt2\,y}\Bigr\}^2,
 
     which reduces to the Amit-Gutfreund-Sompolinsky capacity (about 0.138) at
-    :math:`\rho = 0` (Amit, Gutfreund, Sompolinsky, Phys. Rev. Lett. 55, 1530 (1985)).
+    :math:`\rho = 0` (Amit, Gutfreund, Sompolinsky, Phys. Rev. Lett. 55, 1530 (1985)). At the
+    maximiser :math:`y_c`: :math:`m_c = E\,\mathrm{erf}(y_c p)`, :math:`n_c =
+    E[p\,\mathrm{erf}(y_c p)]` (about 0.967 at :math:`\rho = 0`).
 
     Parameters
     ----------
@@ -452,11 +576,14 @@ def p2_critical_load(law, y_max: float = 20.0, num_grid: int = 20000):
 
     Returns
     -------
-    Array
+    CriticalLoad
     """
+    vals, w = law
     y = jnp.linspace(1e-3, y_max, num_grid)
-    g = _p2_g(y, law)
-    return jnp.max(jnp.where(g > 0, g, 0.0)) ** 2
+    g = jnp.where(_p2_g(y, law) > 0, _p2_g(y, law), 0.0)
+    y_c = y[jnp.argmax(g)]
+    e = erf(y_c * vals)
+    return CriticalLoad(jnp.max(g) ** 2, jnp.sum(w * e), jnp.sum(w * vals * e), y_c)
 
 
 @partial(jax.jit, static_argnames=("y_max", "num_grid"))
@@ -490,7 +617,9 @@ def p2_zero_temperature(alpha, law, y_max: float = 20.0, num_grid: int = 20000):
 
 
 @partial(jax.jit, static_argnames=("order", "convention", "num_grid"))
-def dense_critical_load(order: int, rho, convention: str = "distinct", num_grid: int = 20000):
+def dense_critical_load(
+    order: int, rho, convention: str = "distinct", num_grid: int = 20000
+) -> CriticalLoad:
     r"""T = 0 critical load :math:`\alpha_c` of the supervised rule for P > 2,
     :math:`K = \alpha N^{P-1}` (large-M Gaussian law), parametric in
     :math:`u \in (0, \rho^{-1/2})`:
@@ -501,7 +630,8 @@ def dense_critical_load(order: int, rho, convention: str = "distinct", num_grid:
         \alpha(u) = \frac{a^2(u^{-2} - \rho)}{\gamma},\ \alpha_c = \max_u \alpha(u),
 
     with :math:`\gamma = (P/2)^2 c_P`. At :math:`\rho = 0` and distinct indices,
-    :math:`\alpha_c = \max_x P\,\mathrm{erf}(x)^{2(P-1)}/(2P!x^2)`.
+    :math:`\alpha_c = \max_x P\,\mathrm{erf}(x)^{2(P-1)}/(2P!x^2)`. At the maximiser
+    :math:`u_c`: :math:`m_c = \mathrm{erf}(u_c/\sqrt2)`, :math:`n_c = n(u_c)`.
 
     Parameters
     ----------
@@ -516,7 +646,7 @@ def dense_critical_load(order: int, rho, convention: str = "distinct", num_grid:
 
     Returns
     -------
-    Array
+    CriticalLoad
     """
     p = check_order(order)
     if p == 2:
@@ -528,7 +658,9 @@ def dense_critical_load(order: int, rho, convention: str = "distinct", num_grid:
     phi = jnp.exp(-0.5 * u**2) / jnp.sqrt(2 * jnp.pi)
     n = (erf(u / jnp.sqrt(2.0)) + 2 * rho * u * phi) / jnp.sqrt(1 + rho)
     a = 0.5 * p * n ** (p - 1) / jnp.sqrt(1 + rho)
-    return jnp.max(a**2 * (u**-2 - rho) / gamma)
+    alpha = a**2 * (u**-2 - rho) / gamma
+    i = jnp.argmax(alpha)
+    return CriticalLoad(alpha[i], erf(u[i] / jnp.sqrt(2.0)), n[i], u[i])
 
 
 def snr_magnetization_supervised(alpha, rho, order: int, convention: str = "distinct"):

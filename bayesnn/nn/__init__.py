@@ -1,34 +1,57 @@
 """Architectures: finite layers with their infinite-width kernel transforms."""
 
-from bayesnn.nn import kernels, stax
+from bayesnn.nn import kernels, spatial, stax
+from bayesnn.nn.conv import conv2d
+from bayesnn.nn.layer import Layer
 from bayesnn.nn.stax import (
     ABRelu,
+    AvgPool,
+    Conv,
     Dense,
     Elementwise,
     Erf,
+    FanInSum,
+    FanOut,
+    Flatten,
     Gelu,
+    GlobalAvgPool,
     Identity,
-    Layer,
+    LayerNorm,
     LeakyRelu,
+    MaxPool,
     Relu,
     Sigmoid,
+    Sin,
     Tanh,
+    parallel,
     serial,
 )
 
 __all__ = [
     "ABRelu",
+    "AvgPool",
+    "Conv",
     "Dense",
     "Elementwise",
     "Erf",
+    "FanInSum",
+    "FanOut",
+    "Flatten",
     "Gelu",
+    "GlobalAvgPool",
     "Identity",
     "Layer",
+    "LayerNorm",
     "LeakyRelu",
+    "MaxPool",
     "Relu",
     "Sigmoid",
+    "Sin",
     "Tanh",
+    "conv2d",
     "kernels",
+    "parallel",
     "serial",
+    "spatial",
     "stax",
 ]

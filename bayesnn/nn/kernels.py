@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from collections.abc import Callable, Sequence
 
 import jax
@@ -55,10 +56,13 @@ __all__ = [
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
+SPATIAL_MODES = (None, "diag", "full")
+
+
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["nngp", "ntk", "var1", "var2", "ids1", "ids2"],
-    meta_fields=["width", "is_gaussian"],
+    meta_fields=["width", "is_gaussian", "spatial"],
 )
 @dataclasses.dataclass(frozen=True)
 class Kernel:
@@ -67,21 +71,30 @@ class Kernel:
     Attributes
     ----------
     nngp
-        ``(n1, n2)`` NNGP covariance ``K(x1, x2)`` per output unit.
+        NNGP covariance per output unit (channel): ``(n1, n2)`` without spatial axes;
+        ``(n1, n2, H, W)`` per-position covariances ``K(x1[p], x2[p])`` when
+        ``spatial == "diag"``; ``(n1, n2, H, W, H, W)`` covariances ``K(x1[p], x2[p'])`` of
+        all position pairs when ``spatial == "full"``.
     ntk
-        ``(n1, n2)`` neural tangent kernel ``Theta(x1, x2)``, or ``None`` when not computed.
+        Neural tangent kernel ``Theta``, same shape as ``nngp``, or ``None`` when not
+        computed.
     var1, var2
-        ``(n1,)``, ``(n2,)`` exact diagonal variances ``K(x, x)`` of the two input sets.
+        Exact variances of the two input sets: ``(n,)``; ``(n, H, W)`` per position
+        (``"diag"``); ``(n, H, W, H, W)`` covariances between the positions of one input
+        (``"full"``).
     ids1, ids2
         Integer ids of the rows of ``x1`` and ``x2``, or ``None``. A pair with equal ids is
         the same point: its correlation is exactly one (angle 0) and ``nngp`` equals the
         variance there. ``None`` when ``x1`` and ``x2`` are unrelated.
     width
-        Number of units (channels) of the current representation; the fan-in of the next
-        dense layer, needed by the NTK of the standard parameterisation (static).
+        Number of units (channels) of the current representation; the fan-in per filter tap
+        of the next dense or convolutional layer, needed by the NTK of the standard
+        parameterisation (static).
     is_gaussian
-        Whether the representation is a Gaussian pre-activation (after a dense layer); the
-        activation transforms require it (static).
+        Whether the representation is a Gaussian pre-activation (after a dense or
+        convolutional layer); the activation transforms require it (static).
+    spatial
+        ``None`` (no spatial axes), ``"diag"`` or ``"full"`` (static; see ``nngp``).
     """
 
     nngp: jax.Array
@@ -92,23 +105,57 @@ class Kernel:
     ids2: jax.Array | None
     width: int
     is_gaussian: bool
+    spatial: str | None = None
 
     def replace(self, **changes) -> Kernel:
         """Copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
+    def position_vars(self) -> tuple[jax.Array, jax.Array]:
+        """Per-position variances ``((n1, *S), (n2, *S))``, ``S`` the spatial shape or ``()``."""
+        if self.spatial != "full":
+            return self.var1, self.var2
+        return _full_diagonal(self.var1), _full_diagonal(self.var2)
+
+    def broadcast_vars(self) -> tuple[jax.Array, jax.Array]:
+        """``k11`` and ``k22`` of each entry of ``nngp``, broadcastable against it."""
+        v1, v2 = self.position_vars()
+        if self.spatial == "full":
+            return v1[:, None, :, :, None, None], v2[None, :, None, None, :, :]
+        return v1[:, None], v2[None, :]
+
     def diag_mask(self) -> jax.Array | None:
-        """``(n1, n2)`` boolean mask of the pairs that are the same point, or ``None``."""
+        """Boolean mask of the ``nngp`` entries that pair a point (and position) with itself,
+        broadcastable against ``nngp``; ``None`` when the inputs are unrelated."""
         if self.ids1 is None or self.ids2 is None:
             return None
-        return self.ids1[:, None] == self.ids2[None, :]
+        same = self.ids1[:, None] == self.ids2[None, :]
+        if self.spatial is None:
+            return same
+        if self.spatial == "diag":
+            return same[:, :, None, None]
+        h, w = self.nngp.shape[2:4]
+        return same[:, :, None, None, None, None] & _position_eye(h, w)[None, None]
+
+
+def _full_diagonal(v: jax.Array) -> jax.Array:
+    """``(n, H, W, H, W) -> (n, H, W)``: the variance of each position."""
+    n, h, w = v.shape[:3]
+    return jnp.diagonal(v.reshape(n, h * w, h * w), axis1=1, axis2=2).reshape(n, h, w)
+
+
+def _position_eye(h: int, w: int) -> jax.Array:
+    """``(H, W, H, W)`` boolean identity over positions."""
+    return jnp.asarray(np.eye(h * w, dtype=bool).reshape(h, w, h, w))
 
 
 def _set_diag(k: Kernel, nngp: jax.Array, var1: jax.Array) -> jax.Array:
+    """``nngp`` with its same-point entries set to the exact variances (of ``var1``)."""
     mask = k.diag_mask()
     if mask is None:
         return nngp
-    return jnp.where(mask, var1[:, None], nngp)
+    v1, _ = k.replace(var1=var1, var2=var1).broadcast_vars()
+    return jnp.where(mask, v1, nngp)
 
 
 # ----------------------------------------------------------------------------- safe math
@@ -122,7 +169,7 @@ def _safe_sqrt(x):
 @_safe_sqrt.defjvp
 def _safe_sqrt_jvp(primals, tangents):
     (x,), (t,) = primals, tangents
-    y = jnp.sqrt(x)
+    y = _safe_sqrt(x)  # recursive: the rule's own derivative is safe too (finite Hessians)
     pos = x > 0
     return y, jnp.where(pos, t / (2.0 * jnp.where(pos, y, 1.0)), 0.0)
 
@@ -175,13 +222,12 @@ def _safe_atan2_jvp(primals, tangents):
     r2 = x * x + y * y
     nz = r2 > 0
     d = jnp.where(nz, (x * ty - y * tx) / jnp.where(nz, r2, 1.0), 0.0)
-    return _atan2(y, x), d
+    return _safe_atan2(y, x), d  # recursive, as in _safe_sqrt
 
 
-def _det(k: Kernel) -> jax.Array:
-    """``max(k11 k22 - k12^2, 0)``, exactly zero on same-point pairs."""
-    det = k.var1[:, None] * k.var2[None, :] - k.nngp * k.nngp
-    mask = k.diag_mask()
+def _det(k12, v1, v2, mask) -> jax.Array:
+    """``max(k11 k22 - k12^2, 0)``, exactly zero on same-point pairs (``mask``)."""
+    det = v1 * v2 - k12 * k12
     if mask is not None:
         det = jnp.where(mask, 0.0, det)
     return jnp.maximum(det, 0.0)
@@ -196,30 +242,50 @@ def input_kernel(
     compute_ntk: bool = True,
     ids1: jax.Array | None = None,
     ids2: jax.Array | None = None,
+    spatial: str | None = "full",
 ) -> Kernel:
-    """Kernel of the raw inputs: ``K0(x, x') = x . x' / d`` and ``Theta0 = 0``.
+    """Kernel of the raw inputs: ``K0(x, x') = x . x' / C`` and ``Theta0 = 0``.
 
     Parameters
     ----------
     x1
-        ``(n1, d)`` inputs.
+        ``(n1, d)`` inputs, or ``(n1, H, W, C)`` images (NHWC); the inner product runs over
+        the last (channel) axis, per position.
     x2
-        ``(n2, d)`` inputs; ``None`` means ``x1`` (then the diagonal is exact).
+        Inputs like ``x1``; ``None`` means ``x1`` (then the diagonal is exact).
     compute_ntk
         Whether to carry the NTK.
     ids1, ids2
         Row ids (see :class:`Kernel`); defaults to ``arange(n1)`` for both when ``x2`` is
         ``None``.
+    spatial
+        For images: ``"diag"`` (per-position covariances only) or ``"full"`` (all position
+        pairs). Ignored for ``(n, d)`` inputs.
     """
     same = x2 is None
     x2_ = x1 if same else x2
     d = x1.shape[-1]
-    nngp = jnp.matmul(x1, x2_.T, precision=_HIGHEST) / d
-    var1 = jnp.sum(x1 * x1, axis=-1) / d
-    var2 = var1 if same else jnp.sum(x2_ * x2_, axis=-1) / d
+    if x1.ndim == 2:
+        spatial = None
+        nngp = jnp.matmul(x1, x2_.T, precision=_HIGHEST) / d
+        var1 = jnp.sum(x1 * x1, axis=-1) / d
+        var2 = var1 if same else jnp.sum(x2_ * x2_, axis=-1) / d
+    elif x1.ndim == 4 and spatial == "diag":
+        nngp = jnp.einsum("ihwc,jhwc->ijhw", x1, x2_, precision=_HIGHEST) / d
+        var1 = jnp.sum(x1 * x1, axis=-1) / d
+        var2 = var1 if same else jnp.sum(x2_ * x2_, axis=-1) / d
+    elif x1.ndim == 4 and spatial == "full":
+        nngp = jnp.einsum("ihwc,jxyc->ijhwxy", x1, x2_, precision=_HIGHEST) / d
+        var1 = jnp.einsum("ihwc,ixyc->ihwxy", x1, x1, precision=_HIGHEST) / d
+        var2 = var1 if same else jnp.einsum("ihwc,ixyc->ihwxy", x2_, x2_, precision=_HIGHEST) / d
+    else:
+        raise ValueError(
+            f"input_kernel: x1 must be (n, d) or NHWC (n, H, W, C) with spatial 'diag' or "
+            f"'full'; got shape {x1.shape} and spatial={spatial!r}"
+        )
     if same and ids1 is None:
         ids1 = ids2 = jnp.arange(x1.shape[0])
-    k = Kernel(nngp, None, var1, var2, ids1, ids2, int(d), False)
+    k = Kernel(nngp, None, var1, var2, ids1, ids2, int(d), False, spatial)
     k = k.replace(nngp=_set_diag(k, nngp, var1))
     if compute_ntk:
         k = k.replace(ntk=jnp.zeros_like(nngp))
@@ -264,7 +330,7 @@ def dense_kernel(W_std, b_std, parameterization, out_dim: int | None = None):
         b2 = 0.0 if b_std is None else b_std**2
         nngp = w2 * k.nngp + b2
         var1 = w2 * k.var1 + b2
-        var2 = w2 * k.var2 + b2
+        var2 = var1 if k.var2 is k.var1 else w2 * k.var2 + b2
         ntk = k.ntk
         if ntk is not None:
             if parameterization == "ntk":
@@ -272,7 +338,9 @@ def dense_kernel(W_std, b_std, parameterization, out_dim: int | None = None):
             else:
                 ntk = k.width * k.nngp + (0.0 if b_std is None else 1.0) + w2 * ntk
         width = k.width if out_dim is None else int(out_dim)
-        return Kernel(_set_diag(k, nngp, var1), ntk, var1, var2, k.ids1, k.ids2, width, True)
+        return Kernel(
+            _set_diag(k, nngp, var1), ntk, var1, var2, k.ids1, k.ids2, width, True, k.spatial
+        )
 
     return transform
 
@@ -280,51 +348,77 @@ def dense_kernel(W_std, b_std, parameterization, out_dim: int | None = None):
 def _require_gaussian(k: Kernel, name: str) -> None:
     if not k.is_gaussian:
         raise ValueError(
-            f"activation {name!r} must follow a Dense layer: its kernel transform needs "
-            "Gaussian pre-activations (put a Dense layer before it)"
+            f"activation {name!r} must follow a Dense or Conv layer: its kernel transform needs "
+            "Gaussian pre-activations (put a Dense or Conv layer before it)"
         )
+
+
+def _activation(name: str, pair: Callable, diag: Callable):
+    """Kernel transform of an activation from its pairwise and diagonal expectations.
+
+    ``pair(k12, k11, k22, mask, with_dot) -> (E[phi phi'], E[phi' phi'] or None)`` on
+    broadcastable arrays (``mask``: same-point entries, or ``None``) and
+    ``diag(k11) -> E[phi^2]``. Same-point entries of the NNGP are set to ``diag`` exactly.
+    With full spatial covariances the within-input covariances ``var1``/``var2`` are
+    transformed pairwise as well.
+    """
+
+    def transform(k: Kernel) -> Kernel:
+        _require_gaussian(k, name)
+        v1b, v2b = k.broadcast_vars()
+        mask = k.diag_mask()
+        nngp, edot = pair(k.nngp, v1b, v2b, mask, k.ntk is not None)
+        if mask is not None:
+            nngp = jnp.where(mask, diag(v1b), nngp)
+        ntk = None if k.ntk is None else edot * k.ntk
+        if k.spatial == "full":
+            eye = _position_eye(*k.nngp.shape[2:4])[None]
+
+            def self_cov(v):
+                vd = _full_diagonal(v)
+                a, b = vd[:, :, :, None, None], vd[:, None, None, :, :]
+                return jnp.where(eye, diag(a), pair(v, a, b, eye, False)[0])
+
+            var1 = self_cov(k.var1)
+            var2 = var1 if k.var2 is k.var1 else self_cov(k.var2)
+        else:
+            var1 = diag(k.var1)
+            var2 = var1 if k.var2 is k.var1 else diag(k.var2)
+        return Kernel(nngp, ntk, var1, var2, k.ids1, k.ids2, k.width, False, k.spatial)
+
+    return transform
 
 
 def _abrelu(a: float, b: float, name: str):
     amb2 = (a - b) ** 2
     apb2 = a * a + b * b
 
-    def transform(k: Kernel) -> Kernel:
-        _require_gaussian(k, name)
-        s = _safe_sqrt(_det(k))
-        theta = _safe_atan2(s, k.nngp)
-        nngp = (amb2 * (s - theta * k.nngp) + math.pi * apb2 * k.nngp) / (2.0 * math.pi)
-        var1 = 0.5 * apb2 * k.var1
-        var2 = 0.5 * apb2 * k.var2
-        ntk = k.ntk
-        if ntk is not None:
-            edot = (math.pi * apb2 - amb2 * theta) / (2.0 * math.pi)
-            mask = k.diag_mask()
-            if mask is not None:
-                edot = jnp.where(mask, 0.5 * apb2, edot)
-            ntk = edot * ntk
-        return Kernel(_set_diag(k, nngp, var1), ntk, var1, var2, k.ids1, k.ids2, k.width, False)
+    def pair(k12, v1, v2, mask, with_dot):
+        s = _safe_sqrt(_det(k12, v1, v2, mask))
+        theta = _safe_atan2(s, k12)
+        nngp = (amb2 * (s - theta * k12) + math.pi * apb2 * k12) / (2.0 * math.pi)
+        if not with_dot:
+            return nngp, None
+        edot = (math.pi * apb2 - amb2 * theta) / (2.0 * math.pi)
+        if mask is not None:
+            edot = jnp.where(mask, 0.5 * apb2, edot)
+        return nngp, edot
 
-    return transform
+    return _activation(name, pair, lambda v: 0.5 * apb2 * v)
 
 
 def _erf(name: str):
-    def transform(k: Kernel) -> Kernel:
-        _require_gaussian(k, name)
-        c = 2.0 / math.pi
+    c = 2.0 / math.pi
+
+    def pair(k12, v1, v2, mask, with_dot):
         # arcsin(2 k12 / sqrt(P)) = atan2(2 k12, sqrt(q)), P = (1 + 2 k11)(1 + 2 k22) and
         # q = P - 4 k12^2 = 1 + 2 k11 + 2 k22 + 4 (k11 k22 - k12^2) >= 1 without cancellation
-        q = 1.0 + 2.0 * k.var1[:, None] + 2.0 * k.var2[None, :] + 4.0 * _det(k)
+        q = 1.0 + 2.0 * v1 + 2.0 * v2 + 4.0 * _det(k12, v1, v2, mask)
         rq = jax.lax.rsqrt(q)
-        nngp = c * _safe_atan2(2.0 * k.nngp, q * rq)
-        var1 = c * jnp.arcsin(2.0 * k.var1 / (1.0 + 2.0 * k.var1))
-        var2 = c * jnp.arcsin(2.0 * k.var2 / (1.0 + 2.0 * k.var2))
-        ntk = k.ntk
-        if ntk is not None:
-            ntk = (2.0 * c) * rq * ntk
-        return Kernel(_set_diag(k, nngp, var1), ntk, var1, var2, k.ids1, k.ids2, k.width, False)
+        nngp = c * _safe_atan2(2.0 * k12, q * rq)
+        return nngp, ((2.0 * c) * rq if with_dot else None)
 
-    return transform
+    return _activation(name, pair, lambda v: c * jnp.arcsin(2.0 * v / (1.0 + 2.0 * v)))
 
 
 def _identity(k: Kernel) -> Kernel:
@@ -354,8 +448,9 @@ def _hermite_series(fn: Callable, name: str, n_terms: int = 64, grid: int = 801)
     dfn = _elementwise_derivative(fn)
 
     def coeffs(g, v):
+        """Coefficients ``(..., n_terms + 1)`` and ``E[g(u)^2]`` for variances ``v``."""
         z = jnp.asarray(z_np, v.dtype)
-        vals = g(_safe_sqrt(v)[:, None] * z[None, :])
+        vals = g(_safe_sqrt(v)[..., None] * z.reshape((1,) * v.ndim + z.shape))
         a = jnp.matmul(vals, jnp.asarray(hw_np, v.dtype), precision=_HIGHEST)
         full = jnp.matmul(vals * vals, jnp.asarray(w_np, v.dtype), precision=_HIGHEST)
         return a, full
@@ -364,34 +459,31 @@ def _hermite_series(fn: Callable, name: str, n_terms: int = 64, grid: int = 801)
         # Horner in rho, highest order first; a scan keeps compile time flat in n_terms
         def step(acc, c):
             c1, c2 = c
-            return acc * rho + c1[:, None] * c2[None, :], None
+            return acc * rho + c1 * c2, None  # all operands have rho's rank
 
-        rev = (a1[:, ::-1].T, a2[:, ::-1].T)
-        acc, _ = jax.lax.scan(step, jnp.zeros_like(rho), rev)
+        rev = (jnp.moveaxis(a1[..., ::-1], -1, 0), jnp.moveaxis(a2[..., ::-1], -1, 0))
+        acc, _ = jax.lax.scan(step, jnp.zeros(jnp.broadcast_shapes(rho.shape), rho.dtype), rev)
         return acc
 
-    def transform(k: Kernel) -> Kernel:
-        _require_gaussian(k, name)
-        denom = _safe_sqrt(k.var1[:, None] * k.var2[None, :])
+    def pair(k12, v1, v2, mask, with_dot):
+        denom = _safe_sqrt(v1 * v2)
         pos = denom > 0
-        rho = jnp.clip(jnp.where(pos, k.nngp / jnp.where(pos, denom, 1.0), 0.0), -1.0, 1.0)
-        mask = k.diag_mask()
+        rho = jnp.clip(jnp.where(pos, k12 / jnp.where(pos, denom, 1.0), 0.0), -1.0, 1.0)
         if mask is not None:
             rho = jnp.where(mask, 1.0, rho)
-        a1, var1 = coeffs(fn, k.var1)
-        a2, var2 = coeffs(fn, k.var2)
+        a1, _ = coeffs(fn, v1)
+        a2, _ = coeffs(fn, v2)
         nngp = series(a1, a2, rho)
-        ntk = k.ntk
-        if ntk is not None:
-            b1, dvar1 = coeffs(dfn, k.var1)
-            b2, _ = coeffs(dfn, k.var2)
-            edot = series(b1, b2, rho)
-            if mask is not None:
-                edot = jnp.where(mask, dvar1[:, None], edot)
-            ntk = edot * ntk
-        return Kernel(_set_diag(k, nngp, var1), ntk, var1, var2, k.ids1, k.ids2, k.width, False)
+        if not with_dot:
+            return nngp, None
+        b1, dvar1 = coeffs(dfn, v1)
+        b2, _ = coeffs(dfn, v2)
+        edot = series(b1, b2, rho)
+        if mask is not None:
+            edot = jnp.where(mask, dvar1, edot)
+        return nngp, edot
 
-    return transform
+    return _activation(name, pair, lambda v: coeffs(fn, v)[1])
 
 
 def activation_kernel(name: str, fn: Callable, **kw):
@@ -473,14 +565,19 @@ def _transform_of(architecture) -> Callable:
     )
 
 
-def _check_inputs(name: str, x, d: int | None = None) -> jax.Array:
+def _check_inputs(name: str, x, shape: tuple | None = None) -> jax.Array:
     x = jnp.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n, d), got shape {x.shape}")
+    if x.ndim not in (2, 4):
+        raise ValueError(
+            f"{name} must be a 2-D array (n, d) or NHWC images (n, H, W, C), got shape {x.shape}"
+        )
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.float32)
-    if d is not None and x.shape[1] != d:
-        raise ValueError(f"{name} must have {d} columns like x1, got shape {x.shape}")
+    if shape is not None and x.shape[1:] != tuple(shape):
+        raise ValueError(
+            f"{name} must have the shape of one x1 input, {tuple(shape)}, per row; "
+            f"got shape {x.shape}"
+        )
     if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
         raise ValueError(f"{name} contains NaN or inf")
     return x
@@ -497,14 +594,26 @@ def _normalise_get(get):
     return single, names
 
 
+def _mirror(r: jax.Array) -> jax.Array:
+    """``K(x2, x1)`` from ``K(x1, x2)``: swap the input axes (and the position pairs)."""
+    if r.ndim == 6:
+        return jnp.transpose(r, (1, 0, 4, 5, 2, 3))
+    return jnp.swapaxes(r, 0, 1)
+
+
 @functools.lru_cache(maxsize=128)
-def _compiled(transform, names: tuple, same: bool, block_size: int | None):
-    """Jitted ``(x1, x2) -> tuple of matrices``, cached per (transform, names, blocking)."""
+def _compiled(transform, names: tuple, same: bool, block_size: int | None, spatial):
+    """Jitted ``(x1, x2) -> tuple of kernels``, cached per (transform, names, blocking)."""
     compute_ntk = "ntk" in names
 
     def one(x1, x2, ids1, ids2):
-        k = input_kernel(x1, x2, compute_ntk, ids1, ids2)
+        k = input_kernel(x1, x2, compute_ntk, ids1, ids2, spatial)
         k = transform(k)
+        if not isinstance(k, Kernel):
+            raise ValueError(
+                "the architecture must end with one branch (close FanOut with FanInSum), "
+                f"got {type(k).__name__}"
+            )
         return tuple(getattr(k, g) for g in names)
 
     if block_size is None:
@@ -525,7 +634,7 @@ def _compiled(transform, names: tuple, same: bool, block_size: int | None):
 
     def run_triangle(x1, x2):
         # only the blocks (i, j), j >= i, of the symmetric K(X, X), each written with its
-        # mirror into preallocated matrices (dynamic_update_slice in a loop: in place)
+        # mirror into preallocated arrays (dynamic_update_slice in a loop: in place)
         n = x1.shape[0]
         nb = -(-n // bs)
         pi, pj = (jnp.asarray(v, jnp.int32) for v in np.triu_indices(nb))
@@ -536,14 +645,15 @@ def _compiled(transform, names: tuple, same: bool, block_size: int | None):
             return si, sj, one(xi, xj, idi, idj)
 
         shapes = jax.eval_shape(lambda: block(0)[2])
-        init = tuple(jnp.zeros((n, n), r.dtype) for r in shapes)
+        init = tuple(jnp.zeros((n, n) + r.shape[2:], r.dtype) for r in shapes)
 
         def body(p, bufs):
             si, sj, res = block(p)
             out = []
             for buf, r in zip(bufs, res, strict=True):
-                buf = jax.lax.dynamic_update_slice(buf, r.T, (sj, si))
-                out.append(jax.lax.dynamic_update_slice(buf, r, (si, sj)))
+                zeros = (0,) * (r.ndim - 2)
+                buf = jax.lax.dynamic_update_slice(buf, _mirror(r), (sj, si) + zeros)
+                out.append(jax.lax.dynamic_update_slice(buf, r, (si, sj) + zeros))
             return tuple(out)
 
         return jax.lax.fori_loop(0, pi.shape[0], body, init)
@@ -551,13 +661,13 @@ def _compiled(transform, names: tuple, same: bool, block_size: int | None):
     def run_rows(x1, x2):
         n = x1.shape[0]
         shapes = jax.eval_shape(lambda: one(x1[:bs], x2, None, None))
-        init = tuple(jnp.zeros((n, x2.shape[0]), r.dtype) for r in shapes)
+        init = tuple(jnp.zeros((n,) + r.shape[1:], r.dtype) for r in shapes)
 
         def body(i, bufs):
             si, xi, _ = rows(x1, i, n)
             res = one(xi, x2, None, None)
             return tuple(
-                jax.lax.dynamic_update_slice(buf, r, (si, 0))
+                jax.lax.dynamic_update_slice(buf, r, (si,) + (0,) * (r.ndim - 1))
                 for buf, r in zip(bufs, res, strict=True)
             )
 
@@ -568,6 +678,7 @@ def _compiled(transform, names: tuple, same: bool, block_size: int | None):
 
 _AUTO_BLOCK_ENTRIES = 1 << 16  # CPU: blocks of about 2^16 entries stay in cache
 _AUTO_BLOCK_ENTRIES_ACCEL = 1 << 26  # GPU/TPU: block only to bound memory
+_LIVE_ARRAYS = 10  # intermediates of one block's recursion, in units of its kernel size
 
 
 def _balanced(n: int, target: int) -> int:
@@ -576,13 +687,21 @@ def _balanced(n: int, target: int) -> int:
     return -(-n // -(-n // target))
 
 
-def _auto_block_size(n1: int, n2: int, same: bool) -> int | None:
+def _auto_block_size(n1: int, n2: int, same: bool, per_pair: int = 1) -> int | None:
     target = _AUTO_BLOCK_ENTRIES if jax.default_backend() == "cpu" else _AUTO_BLOCK_ENTRIES_ACCEL
+    target = max(1, target // per_pair)
     if n1 * n2 <= target:
         return None
     if same:
         return _balanced(n1, math.isqrt(target))
     return _balanced(n1, target // n2)
+
+
+def _default_memory_limit() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
 
 
 def kernel_fn(
@@ -591,6 +710,7 @@ def kernel_fn(
     x2: jax.Array | None = None,
     get: str | Sequence[str] = ("nngp", "ntk"),
     block_size: int | str | None = "auto",
+    max_memory_bytes: int | None = None,
 ):
     """Analytic infinite-width NNGP and/or NTK of an architecture between two input sets.
 
@@ -600,50 +720,92 @@ def kernel_fn(
         A :class:`bayesnn.nn.stax.Layer` (e.g. ``serial(Dense(512), Relu(), Dense(1))``) or a
         bare callable ``Kernel -> Kernel``.
     x1
-        ``(n1, d)`` inputs.
+        ``(n1, d)`` inputs or ``(n1, H, W, C)`` images (NHWC).
     x2
-        ``(n2, d)`` inputs, or ``None`` for ``K(x1, x1)`` with an exact diagonal.
+        Inputs like ``x1``, or ``None`` for ``K(x1, x1)`` with an exact diagonal.
     get
         ``"nngp"``, ``"ntk"`` or a sequence of them. The NTK is only computed when asked.
     block_size
         Compute the result in blocks of this many rows of ``x1`` (a ``fori_loop`` over
-        blocks writing into preallocated matrices), so the intermediate memory of the
-        recursion is ``O(block_size * n2)`` instead of several ``O(n1 * n2)`` arrays and,
-        on a CPU, each block's recursion runs in cache. For ``K(X, X)`` (``x2=None``) the
-        blocks are ``block_size x block_size`` and only those on and above the diagonal are
-        computed, each written together with its mirror image (about half the work).
-        ``"auto"`` (default): on a CPU, blocks of about 2^16 entries when the result is
-        larger than that (sizes balanced so that the blocks split ``n1`` evenly); on an
-        accelerator, blocks of about 2^26 entries only when the result is larger; ``None``:
-        never block.
+        blocks writing into preallocated arrays), so the intermediate memory of the
+        recursion is ``O(block_size * n2)`` kernels instead of several ``O(n1 * n2)``
+        ones and, on a CPU, each block's recursion runs in cache. For ``K(X, X)``
+        (``x2=None``) the blocks are ``block_size x block_size`` and only those on and
+        above the diagonal are computed, each written together with its mirror image
+        (about half the work). ``"auto"`` (default): on a CPU, blocks of about 2^16 numbers
+        (counting the spatial entries of each pair of inputs) when the result is larger than
+        that (sizes balanced so that the blocks split ``n1`` evenly); on an accelerator,
+        blocks of about 2^26 numbers only when the result is larger; ``None``: never block.
+    max_memory_bytes
+        Upper bound on the estimated memory (the results plus about ten kernel-sized
+        intermediates of one block); a larger estimate raises ``ValueError`` before anything
+        is allocated. ``None`` (default): half the physical memory.
 
     Returns
     -------
     jax.Array or tuple of jax.Array
-        ``(n1, n2)`` matrices, one per name in ``get`` (a single array if ``get`` is a str).
-        The dtype follows the inputs (float64 inputs need ``jax_enable_x64``).
+        One array per name in ``get`` (a single array if ``get`` is a str): ``(n1, n2)``
+        when the architecture ends without spatial axes (e.g. ``Flatten`` or
+        ``GlobalAvgPool`` then ``Dense``); for a spatial output, ``(n1, n2, H, W, H, W)``
+        covariances of all position pairs (neural-tangents orders these axes
+        ``(H, H, W, W)``). The dtype follows the inputs (float64 inputs need
+        ``jax_enable_x64``).
 
     Notes
     -----
-    The transforms are pure JAX: ``kernel_fn`` may be called under ``jit``/``grad``.
+    Images only get the spatial covariances the architecture needs: per-position variances
+    (``O(n1 n2 H W)`` per layer) when it is read out by ``Flatten``, all position pairs
+    (``O(n1 n2 (H W)^2)``) before ``AvgPool``/``GlobalAvgPool``; see
+    :mod:`bayesnn.nn.spatial`. The transforms are pure JAX: ``kernel_fn`` may be called
+    under ``jit``/``grad``.
     """
     transform = _transform_of(architecture)
     single, names = _normalise_get(get)
     x1 = _check_inputs("x1", x1)
     same = x2 is None
     if not same:
-        x2 = _check_inputs("x2", x2, x1.shape[1])
+        x2 = _check_inputs("x2", x2, x1.shape[1:])
         x2 = x2.astype(jnp.result_type(x1, x2))
         x1 = x1.astype(x2.dtype)
+    spatial = None
+    per_pair = 1
+    if x1.ndim == 4:
+        need = getattr(architecture, "spatial_need", None)
+        spatial = "full" if need is None else need("full")
+        if spatial not in ("diag", "full"):
+            raise ValueError(f"architecture.spatial_need returned {spatial!r}")
+        positions = x1.shape[1] * x1.shape[2]
+        per_pair = positions if spatial == "diag" else positions * positions
     n1 = x1.shape[0]
     n2 = n1 if same else x2.shape[0]
     if isinstance(block_size, str) and block_size == "auto":
-        block_size = _auto_block_size(n1, n2, same)
+        block_size = _auto_block_size(n1, n2, same, per_pair)
     elif block_size is not None:
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
             raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
         block_size = min(block_size, n1)
-    out = _compiled(transform, names, same, block_size)(x1, x2)
+    if max_memory_bytes is None:
+        max_memory_bytes = _default_memory_limit()
+    elif not isinstance(max_memory_bytes, int) or max_memory_bytes < 1:
+        raise ValueError(f"max_memory_bytes must be a positive integer, got {max_memory_bytes!r}")
+    compiled = _compiled(transform, names, same, block_size, spatial)
+    x2_ = None if same else x2
+    out_shapes = jax.eval_shape(compiled, x1, x2_)
+    itemsize = jnp.dtype(x1.dtype).itemsize
+    b1 = n1 if block_size is None else block_size
+    b2 = n2 if block_size is None or not same else block_size
+    estimate = itemsize * (
+        sum(math.prod(r.shape) for r in out_shapes)
+        + _LIVE_ARRAYS * (b1 * b2 + b1 + b2) * per_pair * len(names)
+    )
+    if estimate > max_memory_bytes:
+        raise ValueError(
+            f"kernel_fn: estimated memory {estimate / 2**30:.2f} GiB exceeds max_memory_bytes="
+            f"{max_memory_bytes / 2**30:.2f} GiB (n1={n1}, n2={n2}, spatial={spatial!r}, "
+            f"block_size={block_size}); use a smaller block_size, fewer inputs, or raise "
+            "max_memory_bytes"
+        )
+    out = compiled(x1, x2_)
     return out[0] if single else out
 
 
@@ -713,8 +875,8 @@ def monte_carlo_nngp(
     if not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
     x1 = _check_inputs("x1", x1)
-    xs = x1 if x2 is None else _check_inputs("x2", x2, x1.shape[1])
-    shape = (x1.shape[1],)
+    xs = x1 if x2 is None else _check_inputs("x2", x2, x1.shape[1:])
+    shape = tuple(x1.shape[1:])
 
     def one(key):
         params = architecture.init(key, shape)

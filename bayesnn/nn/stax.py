@@ -22,12 +22,23 @@ Parameters are nested dicts with netCDF-safe names: ``serial`` names its childre
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from bayesnn.nn import kernels as _kernels
+from bayesnn.nn import spatial as _spatial
+from bayesnn.nn.conv import AvgPool, Conv, Flatten, GlobalAvgPool, MaxPool
+from bayesnn.nn.layer import (
+    PARAMETERIZATIONS,
+    Layer,
+    _check_finite,
+    _check_parameterization,
+    _check_positive,
+    _lift,
+    _max_need,
+    spatial_need,
+)
 
 __all__ = [
     "Layer",
@@ -39,58 +50,21 @@ __all__ = [
     "Erf",
     "Gelu",
     "Sigmoid",
+    "Sin",
     "Identity",
     "Elementwise",
+    "LayerNorm",
+    "Conv",
+    "AvgPool",
+    "MaxPool",
+    "GlobalAvgPool",
+    "Flatten",
+    "FanOut",
+    "FanInSum",
+    "parallel",
     "serial",
     "PARAMETERIZATIONS",
 ]
-
-PARAMETERIZATIONS = ("ntk", "standard")
-
-
-class Layer(NamedTuple):
-    """A network layer: finite network and infinite-width kernel transform.
-
-    Attributes
-    ----------
-    init
-        ``init(rng_key, input_shape) -> params``. ``input_shape`` is the shape of one input
-        (without the batch axis), e.g. ``(d,)``.
-    apply
-        ``apply(params, x) -> y`` for ``x`` of shape ``(..., *input_shape)``.
-    output_shape
-        ``output_shape(input_shape) -> shape`` of one output.
-    kernel
-        ``kernel(k: bayesnn.nn.kernels.Kernel) -> Kernel``, the analytic NNGP/NTK transform of
-        the layer in the infinite-width limit (filled by :mod:`bayesnn.nn.kernels`).
-    name
-        Short netCDF-safe name used to label the layer's parameters.
-    """
-
-    init: Callable[[jax.Array, tuple[int, ...]], Any]
-    apply: Callable[[Any, jax.Array], jax.Array]
-    output_shape: Callable[[tuple[int, ...]], tuple[int, ...]]
-    kernel: Callable[[Any], Any]
-    name: str
-
-
-def _check_positive(name: str, value, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or not float(value) > 0.0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-
-
-def _check_parameterization(parameterization: str) -> None:
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(
-            f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}"
-        )
-
-
-def _lift(b, ndim):
-    """Explicitly broadcast a bias over leading axes (no implicit rank promotion)."""
-    return jnp.reshape(b, (1,) * (ndim - 1) + b.shape)
 
 
 def Dense(
@@ -196,11 +170,14 @@ def Relu() -> Layer:
 
 def LeakyRelu(alpha: float = 0.01) -> Layer:
     """Leaky ReLU ``max(x, 0) + alpha min(x, 0)``."""
+    _check_finite("LeakyRelu", "alpha", alpha)
     return ABRelu(alpha, 1.0, name="leaky_relu")
 
 
 def ABRelu(a: float, b: float, name: str = "abrelu") -> Layer:
     """Piecewise-linear unit ``a min(x, 0) + b max(x, 0)`` (neural-tangents' ``ABRelu``)."""
+    _check_finite(name, "a", a)
+    _check_finite(name, "b", b)
     return Elementwise(lambda x: a * jnp.minimum(x, 0.0) + b * jnp.maximum(x, 0.0), name, a=a, b=b)
 
 
@@ -224,9 +201,182 @@ def Sigmoid() -> Layer:
     return Elementwise(jax.nn.sigmoid, "sigmoid")
 
 
+def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
+    """``a sin(b x + c)`` (kernel by the Hermite expansion; neural-tangents has a closed
+    form, which the expansion matches to ~1e-12 since ``sin`` is entire)."""
+    for name, v in (("a", a), ("b", b), ("c", c)):
+        _check_finite("Sin", name, v)
+    return Elementwise(lambda x: a * jnp.sin(b * x + c), "sin")
+
+
 def Identity() -> Layer:
     """Identity map (no parameters, kernel unchanged)."""
     return Elementwise(lambda x: x, "identity")
+
+
+def _norm_axes(axis, ndim: int) -> tuple[int, ...]:
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for a in axes:
+        if not isinstance(a, int) or not -ndim <= a < ndim:
+            raise ValueError(
+                f"LayerNorm: axis {axis!r} is missing from inputs of rank {ndim} "
+                "(axes count the batch axis 0, as in neural-tangents)"
+            )
+        out.append(a % ndim)
+    if 0 in out:
+        raise ValueError(f"LayerNorm: axis {axis!r} includes the batch axis 0 (not supported)")
+    return tuple(sorted(set(out)))
+
+
+def LayerNorm(axis=-1, eps: float = 1e-12) -> Layer:
+    """Layer normalisation ``(x - mean) / sqrt(var + eps)`` over ``axis``.
+
+    ``axis`` counts the batch axis 0 as in neural-tangents: ``-1`` is the channel axis, and
+    ``(1, 2, 3)`` normalises NHWC images over positions and channels. The kernel needs the
+    channel axis in ``axis`` (otherwise there is no infinite-width limit) and treats the
+    channel mean as zero (neural-tangents' limit). neural-tangents' ``batch_axis`` and
+    ``channel_axis`` arguments are fixed at 0 and -1 here; normalising over the batch axis is
+    not supported.
+    """
+    if isinstance(axis, bool) or not (
+        isinstance(axis, int) or (isinstance(axis, tuple | list) and len(axis) > 0)
+    ):
+        raise ValueError(f"LayerNorm: axis must be an int or a non-empty tuple, got {axis!r}")
+    _check_positive("LayerNorm eps", eps)
+
+    def init(rng_key, input_shape):
+        del rng_key
+        _norm_axes(axis, len(tuple(input_shape)) + 1)
+        return {}
+
+    def apply(params, x):
+        del params
+        axes = _norm_axes(axis, x.ndim)
+        mean = jnp.mean(x, axis=axes, keepdims=True)
+        var = jnp.var(x, axis=axes, keepdims=True)
+        return (x - mean) / jnp.sqrt(eps + var)
+
+    def kernel(k):
+        ndim = 2 if k.spatial is None else 4
+        axes = _norm_axes(axis, ndim)
+        if ndim - 1 not in axes:
+            raise ValueError(
+                f"LayerNorm: axis {axis!r} must include the channel axis -1 for an "
+                "infinite-width kernel"
+            )
+        return _spatial.layer_norm_kernel(tuple(a - 1 for a in axes if a < ndim - 1), eps)(k)
+
+    return Layer(init, apply, lambda s: tuple(s), kernel, "layer_norm")
+
+
+def FanOut(num: int) -> Layer:
+    """Copy the input into ``num`` branches (a list), for :func:`parallel`."""
+    if not isinstance(num, int) or isinstance(num, bool) or num < 1:
+        raise ValueError(f"FanOut: num must be a positive integer, got {num!r}")
+
+    def init(rng_key, input_shape):
+        del rng_key, input_shape
+        return {}
+
+    return Layer(
+        init,
+        lambda params, x: [x] * num,
+        lambda s: [s] * num,
+        lambda k: [k] * num,
+        "fan_out",
+    )
+
+
+def _check_branches(layer: str, items, what: str) -> list:
+    if not isinstance(items, list | tuple):
+        raise ValueError(f"{layer}: expects a list of branches (after FanOut), got {what}")
+    return list(items)
+
+
+def FanInSum() -> Layer:
+    """Sum a list of branches of equal shape (the end of a residual block). The kernel is
+    the sum of the branches' kernels: each branch must end in an independent Gaussian layer
+    (Dense, Conv) or be the Identity of one, as in neural-tangents."""
+
+    def output_shape(input_shapes):
+        shapes = [tuple(s) for s in _check_branches("FanInSum", input_shapes, "one shape")]
+        for i, s in enumerate(shapes[1:], start=1):
+            if s != shapes[0]:
+                raise ValueError(f"FanInSum: branch {i} has shape {s}, branch 0 has {shapes[0]}")
+        return shapes[0]
+
+    def init(rng_key, input_shapes):
+        del rng_key
+        output_shape(input_shapes)
+        return {}
+
+    def apply(params, xs):
+        del params
+        xs = _check_branches("FanInSum", xs, "one array")
+        output_shape([x.shape[1:] for x in xs] if xs else [])
+        for i, x in enumerate(xs[1:], start=1):
+            if x.shape != xs[0].shape:
+                raise ValueError(
+                    f"FanInSum: branch {i} has shape {x.shape}, branch 0 has {xs[0].shape}"
+                )
+        return sum(xs[1:], xs[0])
+
+    def kernel(ks):
+        return _spatial.fan_in_sum_kernel(_check_branches("FanInSum", ks, "one kernel"))
+
+    return Layer(init, apply, output_shape, kernel, "fan_in_sum")
+
+
+def parallel(*layers: Layer) -> Layer:
+    """Apply ``layers[i]`` to branch ``i`` of a list input (after :func:`FanOut`).
+
+    Parameters are a dict keyed ``"<name>_<index>"`` like :func:`serial`'s.
+    """
+    if not layers:
+        raise ValueError("parallel needs at least one layer")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"parallel: argument {i} is not a Layer: {layer!r}")
+    keys = [f"{layer.name}_{i}" for i, layer in enumerate(layers)]
+    n = len(layers)
+
+    def branches(items, what):
+        items = _check_branches("parallel", items, what)
+        if len(items) != n:
+            raise ValueError(f"parallel: {n} layers got {len(items)} branches")
+        return items
+
+    def output_shape(input_shapes):
+        shapes = branches(input_shapes, "one shape")
+        return [layer.output_shape(s) for layer, s in zip(layers, shapes, strict=True)]
+
+    def init(rng_key, input_shapes):
+        shapes = branches(input_shapes, "one shape")
+        params = {}
+        for key, layer, shape, sub in zip(
+            keys, layers, shapes, jax.random.split(rng_key, n), strict=True
+        ):
+            p = layer.init(sub, shape)
+            if jax.tree_util.tree_leaves(p):
+                params[key] = p
+        return params
+
+    def apply(params, xs):
+        xs = branches(xs, "one array")
+        return [
+            layer.apply(params.get(key, {}), x)
+            for key, layer, x in zip(keys, layers, xs, strict=True)
+        ]
+
+    def kernel(ks):
+        ks = branches(ks, "one kernel")
+        return [layer.kernel(k) for layer, k in zip(layers, ks, strict=True)]
+
+    def need(out):
+        return _max_need([spatial_need(layer, out) for layer in layers])
+
+    return Layer(init, apply, output_shape, kernel, "parallel", need)
 
 
 def serial(*layers: Layer) -> Layer:
@@ -270,4 +420,9 @@ def serial(*layers: Layer) -> Layer:
             k = layer.kernel(k)
         return k
 
-    return Layer(init, apply, output_shape, kernel, "serial")
+    def need(out):
+        for layer in reversed(layers):
+            out = spatial_need(layer, out)
+        return out
+
+    return Layer(init, apply, output_shape, kernel, "serial", need)
