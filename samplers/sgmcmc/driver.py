@@ -95,12 +95,17 @@ class SampleResult(NamedTuple):
         Gibbs-block draws ``(num_chains, num_samples, ...)`` or ``None``.
     state
         Final :class:`DriverState` (to continue sampling).
+    step_size_info
+        :class:`samplers.sgmcmc.step_size.StepSizeInfo` when the step size was chosen by the
+        engine (``step_size=None``): the step, the curvature and gradient noise that set it,
+        the predicted variance ratio; ``None`` for a given step size.
     """
 
     positions: Any
     info: SGMCMCInfo
     gibbs_states: Any
     state: DriverState
+    step_size_info: Any = None
 
     def to_inference_data(self, **kwargs):
         """ArviZ ``InferenceData`` of the posterior draws (exploration draws dropped)."""
@@ -376,7 +381,7 @@ def sample(
     *,
     num_samples: int,
     batch_size: int,
-    step_size,
+    step_size=None,
     num_burnin: int = 0,
     thinning: int = 1,
     temperature: float = 1.0,
@@ -415,7 +420,11 @@ def sample(
     step_size
         A float or a schedule ``t -> (step_size, explore)`` from
         :mod:`samplers.sgmcmc.schedules`; every step size of the run must be positive and
-        finite (a schedule is evaluated over all steps before sampling).
+        finite (a schedule is evaluated over all steps before sampling). ``None``: chosen
+        by the engine during the first half of the burn-in
+        (:func:`samplers.sgmcmc.step_size.tune_step_size`: largest step whose predicted
+        bias of posterior variances from discretisation and minibatch noise is <= 10%,
+        re-estimated as the chains move); reported in ``result.step_size_info``.
     temperature
         Posterior temperature ``T``, finite and ``>= 0`` (1 samples the posterior, 0
         optimises).
@@ -465,6 +474,33 @@ def sample(
     data_size, num_chains = _validate(data, init_positions, batch_size, temperature)
     if position_template is not None:
         _check_template(init_positions, position_template)
+    step_size_info = None
+    if step_size is None:
+        if gibbs_fn is not None or control_variate_center is not None:
+            raise ValueError(
+                "step_size=None (automatic) is not available with gibbs_fn or "
+                "control_variate_center; pass step_size"
+            )
+        if num_burnin < 8 or not float(temperature) > 0:
+            raise ValueError(
+                "step_size=None (automatic) needs num_burnin >= 8 and temperature > 0, got "
+                f"num_burnin={num_burnin!r}, temperature={temperature!r}; pass step_size"
+            )
+        from samplers.sgmcmc.step_size import tune_step_size
+
+        tune_steps = num_burnin // 2
+        init_positions, step_size_info = tune_step_size(
+            jax.random.fold_in(rng_key, 2**30),
+            kernel,
+            logdensity_fn,
+            data,
+            init_positions,
+            batch_size=batch_size,
+            num_steps=tune_steps,
+            temperature=float(temperature),
+            batches=batches,
+        )
+        step_size, num_burnin = step_size_info.step_size, num_burnin - tune_steps
     _check_step_size(step_size, num_burnin + num_samples * thinning)
     step_args = (
         kernel,
@@ -539,4 +575,4 @@ def sample(
     )
     _check_final_positions(out.state.kernel_state.position, total_steps, message)
     positions, gibbs_states = out.trace
-    return SampleResult(positions, out.info, gibbs_states, out.state)
+    return SampleResult(positions, out.info, gibbs_states, out.state, step_size_info)
