@@ -18,6 +18,7 @@ the likelihood is scaled by ``N/|B|`` (Welling and Teh 2011). Hierarchical prior
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -57,8 +58,13 @@ def check_data(x, y=None, *, name_x="x", name_y="y", input_shape=None):
             f"{name_x} must have a batch axis and a feature axis, got shape {x.shape}"
         )
     if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
+        layout = (
+            f" (NHWC images: shape (n, {', '.join(map(str, input_shape))}))"
+            if len(input_shape) == 3
+            else ""
+        )
         raise ValueError(
-            f"{name_x} has example shape {x.shape[1:]}, expected {tuple(input_shape)}"
+            f"{name_x} has example shape {x.shape[1:]}, expected {tuple(input_shape)}{layout}"
         )
     if not bool(jnp.all(jnp.isfinite(x))):
         raise ValueError(f"{name_x} contains NaN or inf")
@@ -174,6 +180,65 @@ class BayesianNeuralNet:
         """Minibatch estimate of the log posterior: prior once, likelihood times ``N/B``."""
         ll = self.log_likelihood(position, batch)
         return self.log_prior(position, prior_state) + data_size * jnp.mean(ll)
+
+    def sample(
+        self,
+        rng_key,
+        kernel,
+        x,
+        y,
+        init_positions,
+        *,
+        temperature: float = 1.0,
+        **kwargs,
+    ):
+        """Sample the (tempered) posterior with :func:`samplers.sgmcmc.sample`.
+
+        The target is :math:`p_T(\\theta \\mid \\mathcal D) \\propto
+        \\exp(\\log p(\\theta, \\mathcal D) / T)`: ``temperature < 1`` is a cold posterior
+        (Wenzel et al., ICML 2020), ``1`` the Bayes posterior. ``x`` and ``y`` are checked by
+        :meth:`check_data` and ``temperature`` must be positive and finite, all before
+        anything is compiled. A hierarchical prior adds its exact Gibbs block (the layer
+        variances, initialised at :meth:`init_prior_state` for every chain). ``kwargs`` go to
+        :func:`samplers.sgmcmc.sample` (``num_samples``, ``batch_size``, ``step_size``, ...).
+        """
+        from samplers import sgmcmc
+
+        try:
+            temp = float(temperature)
+        except (TypeError, ValueError):
+            raise TypeError(f"temperature must be a number, got {temperature!r}") from None
+        if not (math.isfinite(temp) and temp > 0):
+            raise ValueError(f"temperature must be positive and finite, got {temperature!r}")
+        x, y = self.check_data(x, y)
+        leaves = jax.tree_util.tree_leaves(init_positions)
+        if not leaves or any(jnp.ndim(a) < 1 for a in leaves):
+            raise ValueError("init_positions needs a leading chain axis on every leaf")
+        lead = jnp.shape(leaves[0])[0]
+        example = jax.tree.map(lambda a: a[0], init_positions)
+        try:
+            check_params(self.prior.template, example["net"], "init_positions['net']")
+        except (AttributeError, KeyError, TypeError):
+            if not isinstance(example, dict) or "net" not in example:
+                raise ValueError(
+                    "init_positions must be {'net': ..., 'likelihood': ...} with a leading "
+                    "chain axis (e.g. jax.vmap(model.init)(keys))"
+                ) from None
+        if self.is_hierarchical and "gibbs_fn" not in kwargs:
+            state = self.init_prior_state()
+            kwargs["gibbs_fn"] = self.gibbs
+            kwargs["init_gibbs_state"] = jax.tree.map(
+                lambda v: jnp.broadcast_to(v, (lead, *jnp.shape(v))), state
+            )
+        return sgmcmc.sample(
+            rng_key,
+            kernel,
+            self.logdensity,
+            (x, y),
+            init_positions,
+            temperature=temp,
+            **kwargs,
+        )
 
     def gibbs(self, rng_key, position, prior_state):
         """Exact Gibbs update of the hierarchical prior state given the weights."""
