@@ -336,16 +336,17 @@ class NumpyroModel:
         return fn(position)
 
 
-def numpyro_model(model: Callable, example_batch, rng_key=None) -> NumpyroModel:
+def numpyro_model(model: Callable, example_batch, rng_key) -> NumpyroModel:
     """Adapt a numpyro model ``model(*batch)`` to the SG-MCMC log-density interface.
 
     The model must take the minibatch arrays as positional arguments and mark the
     likelihood with ``obs=``; observed sites are scaled by ``N / B`` (the prior is not).
     Do not use ``plate(..., subsample_size=...)``: subsampling is the sampler's job.
+    ``rng_key`` draws numpyro's initial position (uniform in ``(-2, 2)`` in the
+    unconstrained space).
     """
     from numpyro.infer.util import initialize_model
 
-    rng_key = jax.random.key(0) if rng_key is None else rng_key
     example_batch = tuple(jnp.asarray(a) for a in example_batch)
     for i, a in enumerate(example_batch):
         if jnp.issubdtype(a.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(a))):
@@ -358,7 +359,3 @@ def numpyro_model(model: Callable, example_batch, rng_key=None) -> NumpyroModel:
         info.postprocess_fn,
         example_batch,
     )
-
-
-def _np_finite(a) -> bool:  # pragma: no cover - small helper
-    return bool(np.all(np.isfinite(np.asarray(a))))

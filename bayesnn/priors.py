@@ -365,7 +365,7 @@ def _inverse_gamma_draws(rng_key, concentrations, rates):
     """One ``InvGamma(a_i, b_i)`` draw per scalar pair, as ``b / Gamma(a, 1)`` in one call.
 
     A single vectorised gamma rejection loop compiles several times faster than one per
-    layer and parameter kind (measured in benchmarks/results/fprior.md, session 3).
+    layer and parameter kind.
     """
     a = jnp.stack([jnp.asarray(x, jnp.float32) for x in concentrations])
     b = jnp.stack([jnp.asarray(x, jnp.float32) for x in rates])

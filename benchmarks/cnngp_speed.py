@@ -19,6 +19,12 @@ each library against its own float64 result.
     python benchmarks/cnngp_speed.py            # N = 1000 (flatten), 200 (gap): long on CPU
     python benchmarks/cnngp_speed.py --quick    # N = 200 (flatten), 20 (gap)
     python benchmarks/cnngp_speed.py --smoke    # seconds: N = 8, 12 x 12 crops
+    python benchmarks/cnngp_speed.py --conv-grad  # finite Conv: weight gradient inside scan
+
+``--conv-grad`` times the weight gradient of one convolution (batch 128, 14 x 14, 16 -> 32
+channels, 3 x 3 SAME) jitted alone and inside ``lax.scan`` (10 steps), for
+``lax.conv_general_dilated`` and for ``bayesnn.nn.conv2d`` (im2col + matmul, what ``Conv``
+uses).
 """
 
 from __future__ import annotations
@@ -115,6 +121,49 @@ def worker(args) -> None:
     )
 
 
+def conv_grad_in_scan() -> None:
+    """Weight gradient of a convolution, alone and inside lax.scan (pinned, this process)."""
+    os.sched_setaffinity(0, {0})
+    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    sys.path.insert(0, str(ROOT))
+    from bayesnn.nn import conv2d
+
+    x = jax.random.normal(jax.random.key(0), (128, 14, 14, 16))
+    W = jax.random.normal(jax.random.key(1), (3, 3, 16, 32))
+    dn = ("NHWC", "HWIO", "NHWC")
+    fns = {
+        "lax.conv_general_dilated": lambda x, W: jax.lax.conv_general_dilated(
+            x, W, (1, 1), "SAME", dimension_numbers=dn
+        ),
+        "bayesnn.nn.conv2d (im2col)": lambda x, W: conv2d(x, W, (1, 1), "SAME"),
+    }
+    print("| convolution | weight grad alone: wall / cpu (ms) | inside scan, per step (ms) |")
+    print("|---|---|---|")
+    for name, f in fns.items():
+        g = jax.grad(lambda W, x, f=f: jnp.sum(f(x, W) ** 2))
+        alone = jax.jit(g)
+
+        def body(W, _, g=g):
+            return W - 1e-6 * g(W, x), None
+
+        loop = jax.jit(lambda W, body=body: jax.lax.scan(body, W, None, length=10)[0])
+        jax.block_until_ready(alone(W, x))
+        jax.block_until_ready(loop(W))
+        t, c = time.perf_counter(), time.process_time()
+        for _ in range(5):
+            jax.block_until_ready(alone(W, x))
+        ta, ca = (time.perf_counter() - t) / 5, (time.process_time() - c) / 5
+        t, c = time.perf_counter(), time.process_time()
+        jax.block_until_ready(loop(W))
+        tl, cl = (time.perf_counter() - t) / 10, (time.process_time() - c) / 10
+        print(f"| {name} | {1e3 * ta:.1f} / {1e3 * ca:.1f} | {1e3 * tl:.1f} / {1e3 * cl:.1f} |")
+
+
 def measure(lib, arch, n, crop, dtype, tmp, nt_python, nt_batch):
     out = os.path.join(tmp, f"{lib}_{arch}_{n}_{dtype}.npz")
     py = nt_python if lib == "nt" else sys.executable
@@ -139,6 +188,7 @@ def main():
     ap.add_argument("--nt-python", default=NT_PYTHON)
     ap.add_argument("--nt-batch", type=int, default=50)
     ap.add_argument("--skip-nt", action="store_true")
+    ap.add_argument("--conv-grad", action="store_true")
     # worker mode (internal)
     ap.add_argument("--worker", choices=["ours", "nt"])
     ap.add_argument("--dtype", default="float32")
@@ -146,6 +196,8 @@ def main():
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    if args.conv_grad:
+        return conv_grad_in_scan()
     if not DATA.exists():
         raise SystemExit(f"Fashion-MNIST not found at {DATA}")
     sizes = {"flatten": 1000, "gap": 200}

@@ -202,12 +202,12 @@ def micro(repeats=3, steps=200, n_fn=128, n_data=100):
         _torch_critic_steps(critic, copt, fb, fg, steps)
 
     opt = optax.adagrad(0.02)
-    params = fp.init_critic(jax.random.key(0), n_data)
-    state = fp.CriticState(params, opt.init(params))
+    params = fp.critic.init_critic(jax.random.key(0), n_data)
+    state = fp.critic.CriticState(params, opt.init(params))
     fbj, fgj = jnp.asarray(fb_np), jnp.asarray(fg_np)
 
     def jax_loop(key):
-        out = fp.train_critic(state, fbj, fgj, key, optimizer=opt, num_steps=steps)
+        out = fp.critic.train_critic(state, fbj, fgj, key, optimizer=opt, num_steps=steps)
         jax.block_until_ready(out)
 
     c0 = time.process_time()
@@ -239,9 +239,9 @@ def run_jax(arch, target, ms, iters, every, **kw):
         arch,
         gp,
         ms,
-        "gaussian",
+        jax.random.key(0),
+        family="gaussian",
         steps=iters,
-        key=jax.random.key(0),
         num_functions=128,
         check_every=every,
         callback=lambda i, w, theta: snaps.append(
@@ -314,22 +314,22 @@ def main():
         (
             f"jax-ref (reset, Adagrad, {ref_steps} steps)",
             dict(
-                warm_start=False,
-                critic_steps=ref_steps,
-                critic_optimizer=optax.adagrad(0.02),
+                estimator=fp.CriticW1(
+                    steps=ref_steps, optimizer=optax.adagrad(0.02), warm_start=False
+                )
             ),
         ),
         (
             f"jax-warm (Adam, {first_steps} then {args.warm_steps} steps)",
-            dict(critic_steps=args.warm_steps, first_critic_steps=first_steps),
+            dict(estimator=fp.CriticW1(steps=args.warm_steps, first_steps=first_steps)),
         ),
-        ("jax-sliced (256 projections)", dict(estimator="sliced")),
+        ("jax-sliced (256 projections)", dict(estimator=fp.SlicedW1())),
     ]
     wanted = set(args.runs.split(","))
     if not wanted <= {"ref", "warm", "sliced", "torch"}:
         raise SystemExit(f"--runs: unknown names in {args.runs!r}")
     specs = [sp for sp, tag in zip(specs, ("ref", "warm", "sliced"), strict=True) if tag in wanted]
-    fam = fp.make_family("gaussian", template_of(arch.init(jax.random.key(0), (D,))))
+    fam = fp.families.make_family("gaussian", template_of(arch.init(jax.random.key(0), (D,))))
     for name, kw in specs:
         n_it = args.warm_iters if (name.startswith("jax-warm") and args.warm_iters) else iters
         steady, total, cps, fam = run_jax(arch, target, ms, n_it, every, **kw)
@@ -445,10 +445,12 @@ def nll_table(arch, fam, thetas, quick=False):
             arch,
             fam.prior(theta),
             (x, y),
-            key=jax.random.key(11),
-            num_burnin=kw.get("num_burnin", 2000),
-            num_samples=kw.get("num_samples", 40),
-            thinning=kw.get("thinning", 100),
+            jax.random.key(11),
+            sampler=fp.SamplerConfig(
+                num_burnin=kw.get("num_burnin", 2000),
+                num_samples=kw.get("num_samples", 40),
+                thinning=kw.get("thinning", 100),
+            ),
             x_eval=xt,
         )
         met = fp.regression_metrics(post, xt, yt, y_std=sy)

@@ -101,12 +101,11 @@ def make_prior(name, arch, d, gp, ms, args, key):
         arch,
         gp,
         ms,
-        family,
+        key,
+        family=family,
         steps=args.prior_steps,
-        key=key,
         num_functions=128,
-        critic_steps=args.critic_steps,
-        first_critic_steps=500,
+        estimator=fp.CriticW1(steps=args.critic_steps, first_steps=500),
         # hierarchical start InvGamma(3, 2) (mean variance 1); from InvGamma(1, 1) the fit
         # diverged on yacht split 1 (a -> 0 gives infinite variance draws)
     )
@@ -128,11 +127,13 @@ def run_posterior(arch, prior, x, y, x_test, args, key):
         arch,
         prior,
         (x, y),
-        key=key,
-        num_chains=4,
-        num_samples=args.samples,
-        num_burnin=args.burnin,
-        thinning=args.thinning,
+        key,
+        sampler=fp.SamplerConfig(
+            num_chains=4,
+            num_samples=args.samples,
+            num_burnin=args.burnin,
+            thinning=args.thinning,
+        ),
         x_eval=x_test[:200],
         shard=False,
     )

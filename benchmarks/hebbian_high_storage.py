@@ -75,7 +75,7 @@ def main():
     print("\n| N | alpha | K | MC m_1 | s.e. | escaped | RS m_1 | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     for alpha in alphas:
-        _, m_rs, _ = hb.high_storage_rs(1 / TEMP, alpha, ORDER, law, "distinct")
+        m_rs = hb.high_storage_rs(1 / TEMP, alpha, ORDER, law, "distinct").m
         for n in ns:
             k, m, se, esc, dt = run_cell(n, alpha, samples, chains, sweeps)
             print(

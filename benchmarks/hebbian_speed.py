@@ -107,7 +107,7 @@ def _step(model, impl, generator):
 def jax_rate(k, chains, sweeps, impl, generator, repeats, devices=1):
     """Flips/s (wall, CPU) and the final mean magnetisation of ``chains`` chains."""
     ds, net = _network(k)
-    model = hb.spin_model(net)
+    model = hb.model.spin_model(net)
     step = _step(model, impl, generator)
     s0 = jnp.broadcast_to(ds.archetypes[0], (chains, N))
 

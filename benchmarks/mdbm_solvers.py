@@ -29,6 +29,7 @@ from bayesnn import boltzmann as bm
 from bayesnn.datasets import load_fashion_mnist
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
 
 CANDIDATES = {
     "anderson a=1 mem5": dict(method="anderson", alpha=1.0, memory=5, mixing=1.0),
@@ -51,6 +52,14 @@ def load_params(path, spec):
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), leaves)
 
 
+def _fashion_available():
+    try:
+        load_fashion_mnist("test")
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -64,10 +73,17 @@ def main():
     ap.add_argument("--max-iter", type=int, default=100)
     ap.add_argument("--margins", default="0.1,0.3")
     ap.add_argument("--only", default=None, help="comma-separated candidate names")
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
     if args.quick:
         args.hidden, args.train, args.train_steps, args.batch = 16, 300, 3, 50
         args.only, args.margins = "anderson a=1 mem5,anderson a=1 mem5 mix0.5", ""
+    if args.smoke:
+        args.hidden, args.train, args.train_steps, args.batch = 4, 40, 2, 8
+        args.only, args.margins, args.max_iter = "anderson a=1 mem5", "", 20
+        if not _fashion_available():
+            print("# smoke: Fashion-MNIST IDX files not found; nothing to run")
+            return
     xtr, ytr = load_fashion_mnist("train")
     xte, _ = load_fashion_mnist("test")
     rng = np.random.default_rng(0)

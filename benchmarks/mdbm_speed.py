@@ -39,6 +39,8 @@ import numpy as np  # noqa: E402
 from bayesnn import boltzmann as bm  # noqa: E402
 from bayesnn.boltzmann.model import clamp as _clamp  # noqa: E402
 
+SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
+
 
 def _timeit(fn, reps):
     out = fn()
@@ -138,9 +140,11 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
-    hidden = 100 if args.quick else args.hidden
-    batch = 32 if args.quick else args.batch
+    args.quick = args.quick or args.smoke
+    hidden = 8 if args.smoke else 100 if args.quick else args.hidden
+    batch = 4 if args.smoke else 32 if args.quick else args.batch
     reps = 1 if args.quick else args.reps
     m = 0.01
     spec = bm.fully_connected_spec(784, 2, hidden, 10)
@@ -168,7 +172,7 @@ def main():
         ("pr", 0.5, 1.0),
     ]
     if args.quick:
-        configs = configs[:3]
+        configs = configs[:1] if args.smoke else configs[:3]
     for method, alpha, mixing in configs:
         cfg = bm.SolverConfig(
             method=method, alpha=alpha, mixing=mixing, tol=1e-4, max_iter=300, fallback=None

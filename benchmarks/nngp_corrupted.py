@@ -16,7 +16,7 @@ Models (the first and the last share ``eta``, hence the posterior mean and the a
   the t-process fit;
 * NNGP, ``(sigma^2, eta)`` by type-II maximum likelihood on the training set;
 * Student-t process, ``(alpha, beta, eta)`` by type-II ML on the training set
-  (:func:`bayesnn.nngp.fit_tp_hyperparameters`).
+  (:func:`bayesnn.nngp.tp.fit_hyperparameters`).
 
 NLL: the negative log predictive density of the whole (centred) one-hot vector of a test
 point, averaged over test points (nats). For the t-process the ``C`` outputs of one point
@@ -94,27 +94,27 @@ def run(seed, n_train, quick):
     with jax.enable_x64(True):
         xtr = feats(images[tr])
         K = kernel_fn(ARCH, xtr, get="nngp")
-        Y = nngp.one_hot(jnp.asarray(labels[tr]), C)
-        hp, _ = nngp.fit_tp_hyperparameters(K, Y, num_steps=300, learning_rate=3e-2)
+        Y = nngp.classification.one_hot(jnp.asarray(labels[tr]), C)
+        hp, _ = nngp.tp.fit_hyperparameters(K, Y, num_steps=300, learning_rate=3e-2)
         a, b, eta = (float(hp[k]) for k in ("alpha", "beta", "eta"))
         s2, eta_gp = gp_type2(np.asarray(K), np.asarray(Y), np.logspace(-7, 1, 160))
-        gp_fixed = nngp.gp_fit(K, Y, eta)
-        gp_ml = nngp.gp_fit(K, Y, eta_gp)
-        tp = nngp.tp_fit(K, Y, a, b, eta)
+        gp_fixed = nngp.gp.fit(K, Y, eta)
+        gp_ml = nngp.gp.fit(K, Y, eta_gp)
+        tp = nngp.tp.fit(K, Y, a, b, eta)
         levels = LEVELS[::3] if quick else LEVELS
         for kind, level in levels:
             xte = feats(corrupt(images[te], kind, level, np.random.default_rng(100 + seed)))
             Kx = kernel_fn(ARCH, xte, xtr, get="nngp")
             kd = jnp.diag(kernel_fn(ARCH, xte, get="nngp"))
-            yte = np.asarray(nngp.one_hot(jnp.asarray(labels[te]), C))
+            yte = np.asarray(nngp.classification.one_hot(jnp.asarray(labels[te]), C))
             row = {}
-            p = nngp.gp_predict(gp_fixed, Kx, kd, 1.0)
+            p = nngp.gp.predict(gp_fixed, Kx, kd, 1.0)
             row["acc"] = float(np.mean(np.argmax(np.asarray(p.mean), -1) == labels[te]))
             row["NNGP, sigma^2=1"] = gaussian_nll(yte, np.asarray(p.loc), np.asarray(p.scale))
-            p = nngp.gp_predict(gp_ml, Kx, kd, s2)
+            p = nngp.gp.predict(gp_ml, Kx, kd, s2)
             row["acc_ml"] = float(np.mean(np.argmax(np.asarray(p.mean), -1) == labels[te]))
             row["NNGP, type-II ML"] = gaussian_nll(yte, np.asarray(p.loc), np.asarray(p.scale))
-            t = nngp.tp_predict(tp, Kx, kd)
+            t = nngp.tp.predict(tp, Kx, kd)
             row["acc_t"] = float(np.mean(np.argmax(np.asarray(t.loc), -1) == labels[te]))
             df = float(np.asarray(t.df).reshape(-1)[0])
             row["Student-t process"] = mvt_nll(yte, np.asarray(t.loc), np.asarray(t.scale), df)

@@ -16,7 +16,7 @@ test part:
 * NNGP: ``(sigma^2, eta)`` by type-II maximum likelihood on train (profile likelihood over a
   grid of ``eta`` using one eigendecomposition; ``sigma^2 = q / n`` in closed form).
 * Inverse gamma (Student-t process): ``(alpha, beta, eta)`` by type-II ML on train
-  (:func:`bayesnn.nngp.fit_tp_hyperparameters`).
+  (:func:`bayesnn.nngp.tp.fit_hyperparameters`).
 * Burr XII: ``eta`` from the t-process fit; ``(c, d)`` in ``{1, 2, 3}^2`` (the reference
   grid) and the scale in a log grid, chosen by validation NLL; posterior by importance
   sampling (1000 draws, Laplace proposal). ``--quick``: one split, a 2 x 2 x 1 grid.
@@ -103,16 +103,16 @@ def run_split(name, seed, n_is=1000, quick=False):
         yte_, yva_ = J(yte)[:, None], J(yva)[:, None]
 
         s2, eta_gp = gp_type2(K, ytr)
-        gp = nngp.gp_fit(K, J(ytr), eta_gp)
-        out["NNGP"] = -float(jnp.mean(nngp.gp_predict(gp, Kte, kdte, s2).log_prob(yte_)))
+        gp = nngp.gp.fit(K, J(ytr), eta_gp)
+        out["NNGP"] = -float(jnp.mean(nngp.gp.predict(gp, Kte, kdte, s2).log_prob(yte_)))
 
-        hp, _ = nngp.fit_tp_hyperparameters(K, J(ytr), num_steps=400, learning_rate=3e-2)
+        hp, _ = nngp.tp.fit_hyperparameters(K, J(ytr), num_steps=400, learning_rate=3e-2)
         a, b, eta = (float(hp[k]) for k in ("alpha", "beta", "eta"))
-        tp = nngp.tp_predict(nngp.tp_fit(K, J(ytr), a, b, eta), Kte, kdte)
+        tp = nngp.tp.predict(nngp.tp.fit(K, J(ytr), a, b, eta), Kte, kdte)
         out["Inverse Gamma"] = -float(jnp.mean(tp.log_prob(yte_)))
         out["alpha"] = a
 
-        gp_t = nngp.gp_fit(K, J(ytr), eta)
+        gp_t = nngp.gp.fit(K, J(ytr), eta)
         key = jax.random.key(seed)
         best = None
         grid = (
@@ -121,12 +121,14 @@ def run_split(name, seed, n_is=1000, quick=False):
             else ((1.0, 2.0, 3.0),) * 2 + ((0.3, 1.0, 3.0),)
         )
         for c, d, f in itertools.product(*grid):
-            post = nngp.importance_posterior(gp_t, nngp.BurrXII(c, d, f * b / a), key, n_is)
-            v = -float(jnp.mean(nngp.mixture_predict(post, Kva, kdva).log_prob(yva_)))
+            post = nngp.mixtures.importance_posterior(
+                gp_t, nngp.BurrXII(c, d, f * b / a), key, n_is
+            )
+            v = -float(jnp.mean(nngp.mixtures.predict(post, Kva, kdva).log_prob(yva_)))
             if best is None or v < best[0]:
                 best = (v, post, (c, d, f))
         post = best[1]
-        out["Burr XII"] = -float(jnp.mean(nngp.mixture_predict(post, Kte, kdte).log_prob(yte_)))
+        out["Burr XII"] = -float(jnp.mean(nngp.mixtures.predict(post, Kte, kdte).log_prob(yte_)))
         out["ess"] = float(post.ess)
         out["burr"] = best[2]
     return out

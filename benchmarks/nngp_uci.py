@@ -53,23 +53,25 @@ def run_split(name, split, arch, root=None, fit_subsample=3000, fit_steps=400):
         # step: O(n^3) each); the posterior below uses all of them
         n = len(ytr)
         sub = np.sort(np.random.default_rng(split).permutation(n)[: min(n, fit_subsample)])
-        hp, _ = nngp.fit_tp_hyperparameters(
+        hp, _ = nngp.tp.fit_hyperparameters(
             K[sub][:, sub], jnp.asarray(ytr[sub]), num_steps=fit_steps, learning_rate=3e-2
         )
         a, b, eta = (float(hp[k]) for k in ("alpha", "beta", "eta"))
         y = jnp.asarray(yte)[:, None]
         log_sy = math.log(float(np.asarray(d.y_std).reshape(-1)[0]))
-        gp = nngp.gp_fit(K, jnp.asarray(ytr), eta)  # one factorisation for all three models
+        gp = nngp.gp.fit(K, jnp.asarray(ytr), eta)  # one factorisation for all three models
         del K
         s2 = b / (a - 1) if a > 1 else b / a
         out = {}
-        out["NNGP"] = -float(jnp.mean(nngp.gp_predict(gp, Kx, kd, s2).log_prob(y))) + log_sy
-        tp = nngp.TPosterior(gp, jnp.asarray(a + 0.5 * n), jnp.asarray(b) + 0.5 * gp.quad)
-        t = nngp.tp_predict(tp, Kx, kd)
+        out["NNGP"] = -float(jnp.mean(nngp.gp.predict(gp, Kx, kd, s2).log_prob(y))) + log_sy
+        tp = nngp.tp.TPosterior(gp, jnp.asarray(a + 0.5 * n), jnp.asarray(b) + 0.5 * gp.quad)
+        t = nngp.tp.predict(tp, Kx, kd)
         out["Inverse Gamma"] = -float(jnp.mean(t.log_prob(y))) + log_sy
         prior = nngp.BurrXII(2.0, a / 2.0, b / a)
-        post = nngp.importance_posterior(gp, prior, jax.random.key(split), 1000)
-        out["Burr XII"] = -float(jnp.mean(nngp.mixture_predict(post, Kx, kd).log_prob(y))) + log_sy
+        post = nngp.mixtures.importance_posterior(gp, prior, jax.random.key(split), 1000)
+        out["Burr XII"] = (
+            -float(jnp.mean(nngp.mixtures.predict(post, Kx, kd).log_prob(y))) + log_sy
+        )
         out["ess"] = float(post.ess)
         out["log_sy"] = log_sy
         out["n"] = n

@@ -205,7 +205,7 @@ def test_contract_shapes_dtype_range_and_determinism(name):
 
 def test_severity_moves_images_further(clean):
     for name in RANDOM + ["contrast"]:
-        x = clean[:30] if name == "fog" else clean  # fog: 256x256 fractal per image
+        x = clean[:30] if name == "fog" else clean[:60]  # fog: 256x256 fractal per image
         dist = [np.abs(C.corrupt(x, name, s, rng=0) - x).mean() for s in range(1, 6)]
         assert all(a < b for a, b in zip(dist[:-1], dist[1:], strict=True)), (name, dist)
 

@@ -14,7 +14,13 @@ from bayesnn.nn import stax
 from bayesnn.priors import HierarchicalGaussian, LayerwiseGaussian, template_of
 
 ARCH = stax.serial(stax.Dense(16, b_std=1.0), stax.Tanh(), stax.Dense(1, b_std=1.0))
-RUN = dict(num_chains=2, num_samples=10, num_burnin=600, thinning=20, batch_size=32, shard=False)
+RUN = dict(
+    sampler=post.SamplerConfig(
+        num_chains=2, num_samples=10, num_burnin=600, thinning=20, batch_size=32
+    ),
+    shard=False,
+)
+KEY = jax.random.key(0)
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +36,12 @@ def template():
     return template_of(ARCH.init(jax.random.key(0), (1,)))
 
 
+FAMILY_KW = {"flow": {"rng_key": jax.random.key(0)}}
+
+
 def _prior(family, template):
     # a "tuned" prior as fit_functional_prior returns it: family.prior(theta), theta moved
-    fam = fp.make_family(family, template)
+    fam = fp.families.make_family(family, template, **FAMILY_KW.get(family, {}))
     theta = jax.tree.map(lambda a: a + 0.1, fam.init())
     return fam.prior(theta)
 
@@ -44,7 +53,7 @@ def _prior(family, template):
 def test_sample_posterior_each_family_fits_toy(family, template, toy):
     x, y = toy
     prior = _prior(family, template)
-    res = post.sample_posterior(ARCH, prior, (x, y), key=jax.random.key(1), **RUN)
+    res = post.sample_posterior(ARCH, prior, (x, y), jax.random.key(1), **RUN)
     assert res.result.info.is_finite.all()
     assert res.idata.posterior["f"].shape == (2, 10, 64, 1)
     assert res.rhat.shape == (64, 1) and np.all(np.isfinite(res.rhat))
@@ -72,7 +81,7 @@ def test_sample_posterior_classification_multioutput():
         arch,
         LayerwiseGaussian.create(tmpl, 1.0, 1.0),
         (xm.astype(np.float32), labels.astype(np.int32)),
-        key=jax.random.key(2),
+        jax.random.key(2),
         **RUN,
     )
     m = post.classification_metrics(res, xm.astype(np.float32), labels)
@@ -84,17 +93,17 @@ def test_sample_posterior_bad_input(template, toy):
     x, y = toy
     prior = LayerwiseGaussian.create(template)
     with pytest.raises(ValueError, match="architecture"):
-        post.sample_posterior("mlp", prior, (x, y))
+        post.sample_posterior("mlp", prior, (x, y), KEY)
     with pytest.raises(ValueError, match="data"):
-        post.sample_posterior(ARCH, prior, x)
+        post.sample_posterior(ARCH, prior, x, KEY)
     with pytest.raises(ValueError, match="NaN"):
-        post.sample_posterior(ARCH, prior, (x.at[0, 0].set(jnp.nan), y))
+        post.sample_posterior(ARCH, prior, (x.at[0, 0].set(jnp.nan), y), KEY)
     with pytest.raises(ValueError, match="init"):
-        post.sample_posterior(ARCH, prior, (x, y), init="zeros")
+        post.sample_posterior(ARCH, prior, (x, y), KEY, init="zeros")
     with pytest.raises(ValueError, match="noise_var"):
-        post.sample_posterior(ARCH, prior, (x, y), noise_var=0.0)
+        post.sample_posterior(ARCH, prior, (x, y), KEY, noise_var=0.0)
     with pytest.raises(ValueError, match="grad_clip"):
-        post.sample_posterior(ARCH, prior, (x, y), grad_clip=-1.0)
+        post.sample_posterior(ARCH, prior, (x, y), KEY, sampler=post.SamplerConfig(grad_clip=-1.0))
 
 
 def test_public_names_have_docstrings():

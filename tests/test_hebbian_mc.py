@@ -72,7 +72,7 @@ def test_zero_temperature_dynamics_gives_mean_sign():
     Same shapes as the P = 4 low-storage test (one compile for both)."""
     r, m = 0.3, 15
     mags = _low_storage_runs(4, r, m, jnp.inf, seed=3)
-    theory = float(hb.zero_temperature_magnetization(_law(r, m)))
+    theory = float(hb.theory.zero_temperature_magnetization(_law(r, m)))
     se = mags[:, 0].std() / np.sqrt(NUM_SAMPLES - 1)
     assert abs(mags[:, 0].mean() - theory) < 3 * se + 0.01, (mags[:, 0], theory)
 
@@ -127,7 +127,7 @@ def test_multitasking_cascade_below_and_above_threshold():
     trace, _ = _run(xis, xis, s0s, jax.random.key(1), 1 / temperature, 2, sweeps)
     m = np.asarray(trace[burn:].mean(0))
     m0 = np.asarray(jax.vmap(hb.mattis_magnetization)(xis, s0s))
-    np.testing.assert_allclose(m[0], hb.cascade_amplitudes(d_lo, 3), atol=0.01)
+    np.testing.assert_allclose(m[0], hb.theory.cascade_amplitudes(d_lo, 3), atol=0.01)
     np.testing.assert_allclose(m[0], m0[0], atol=3e-3)
     drop = m0[1, 0] - m[1, 0]
     predicted = 2 * (1 - d_hi) ** 3 / 4
@@ -156,7 +156,7 @@ def test_p2_high_storage_mc_matches_rs_at_two_points():
     trace, _ = _run(rows, xis, xis[:, 0], jax.random.key(5), betas, 2, 60)
     mags = np.asarray(trace[20:, :, 0].mean(0)).reshape(2, 4)
     np.testing.assert_allclose(mags.mean(1), theory, atol=0.015)
-    m0, _ = hb.p2_zero_temperature(alpha, hb.exact_law(0.4, 20))
+    m0, _ = hb.theory.p2_zero_temperature(alpha, hb.exact_law(0.4, 20))
     assert abs(theory[1] - float(m0)) < 2e-3
 
 

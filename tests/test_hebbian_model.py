@@ -37,11 +37,11 @@ def test_energy_and_flips_match_brute_force(order, convention, rule):
     build = hb.supervised_network if rule == "supervised" else hb.unsupervised_network
     net = build(ds.examples, order, quality=0.6, convention=convention)
     rows = np.asarray(net.rows, np.float64)
-    model = hb.spin_model(net)
+    model = hb.model.spin_model(net)
     s = np.array([1.0, -1.0, -1.0, 1.0, 1.0])
     e_ref = _brute_energy(rows, net.weight, order, convention, s)
-    np.testing.assert_allclose(hb.energy(net, jnp.asarray(s)), e_ref, rtol=1e-5, atol=1e-6)
-    de_vec = np.asarray(hb.delta_energy(net, jnp.asarray(s)))
+    np.testing.assert_allclose(hb.model.energy(net, jnp.asarray(s)), e_ref, rtol=1e-5, atol=1e-6)
+    de_vec = np.asarray(hb.model.delta_energy(net, jnp.asarray(s)))
     cache = model.init_cache(jnp.asarray(s))
     for i in range(N_TINY):
         s2 = s.copy()
@@ -64,8 +64,8 @@ def test_local_fields_are_minus_gradient_and_flip_rule():
 
     @jax.jit  # one program per convention instead of many eager op compiles
     def fields(net, s):
-        grad = jax.grad(lambda x: hb.energy(net, x))(s)
-        return grad, hb.local_fields(net, s), hb.delta_energy(net, s)
+        grad = jax.grad(lambda x: hb.model.energy(net, x))(s)
+        return grad, hb.model.local_fields(net, s), hb.model.delta_energy(net, s)
 
     for conv in ("all", "distinct"):
         net = hb.supervised_network(ds.examples, 4, quality=0.5, convention=conv)
@@ -85,13 +85,13 @@ def test_supervised_overlap_form():
     s = ds.archetypes[0]
     big_r = r**2 + (1 - r**2) / m
     n_mu = ds.examples.mean(1) @ s / (50 * np.sqrt(big_r))
-    np.testing.assert_allclose(hb.energy(net, s), -25.0 * np.sum(n_mu**6), rtol=1e-5)
+    np.testing.assert_allclose(hb.model.energy(net, s), -25.0 * np.sum(n_mu**6), rtol=1e-5)
 
 
 def test_example_law_moments_and_data_statistics():
     """Exact binomial law: E X = r, Var X = (1 - r^2)/M; generated data follow it."""
     r, m = 0.3, 9
-    x, w = hb.example_mean_law(r, m)
+    x, w = hb.data.example_mean_law(r, m)
     np.testing.assert_allclose(np.sum(w), 1.0, rtol=1e-6)
     np.testing.assert_allclose(np.sum(w * x), r, rtol=1e-5)
     np.testing.assert_allclose(np.sum(w * x**2) - r**2, (1 - r**2) / m, rtol=1e-4)
@@ -103,11 +103,11 @@ def test_example_law_moments_and_data_statistics():
     se = np.sqrt((1 - r**2) / m / xbar.size)
     assert abs(xbar.mean() - r) < 4 * se
     np.testing.assert_allclose(
-        np.mean(xbar**2), hb.second_moment(r, m), rtol=4 * np.sqrt(2.0 / xbar.size) * 3
+        np.mean(xbar**2), hb.data.second_moment(r, m), rtol=4 * np.sqrt(2.0 / xbar.size) * 3
     )
     rho = hb.dataset_entropy(r, m)
     np.testing.assert_allclose(hb.quality_from_entropy(rho, m), r, rtol=1e-6)
-    np.testing.assert_allclose(hb.second_moment(r, m), r**2 * (1 + rho), rtol=1e-6)
+    np.testing.assert_allclose(hb.data.second_moment(r, m), r**2 * (1 + rho), rtol=1e-6)
 
 
 def test_dilution_fraction():
@@ -123,10 +123,12 @@ def test_observables():
     m = hb.mattis_magnetization(xi, s)
     np.testing.assert_allclose(m[0, 1], 1.0)
     np.testing.assert_allclose(m[1, 2], -1.0)
-    np.testing.assert_array_equal(hb.retrieved_pattern(m), [1, 2])
-    np.testing.assert_allclose(hb.replica_overlap(s[0], s[0]), 1.0)
+    np.testing.assert_array_equal(hb.observables.retrieved_pattern(m), [1, 2])
+    np.testing.assert_allclose(hb.observables.replica_overlap(s[0], s[0]), 1.0)
     trace = jnp.stack([s, s, -s])
-    np.testing.assert_allclose(hb.edwards_anderson_overlap(trace), [1 / 9, 1 / 9], rtol=1e-6)
+    np.testing.assert_allclose(
+        hb.observables.edwards_anderson_overlap(trace), [1 / 9, 1 / 9], rtol=1e-6
+    )
     mm = np.array([[0.9, 0.0], [0.8, 0.1], [0.05, 0.9]])
     summ = hb.summarize_retrieval(mm, target=0)
     assert summ.num_escaped == 1 and summ.escaped_to.tolist() == [1]
@@ -146,9 +148,9 @@ def test_simulate_records_several_observables():
     sp = res.records["spins"].astype(jnp.float32)
     assert sp.shape == (6, 4, 64) and res.records["spins"].dtype == jnp.int8
     np.testing.assert_allclose(res.trace, hb.mattis_magnetization(ds.archetypes, sp), atol=1e-6)
-    np.testing.assert_allclose(res.records["n"], hb.overlaps(net, sp), atol=1e-6)
+    np.testing.assert_allclose(res.records["n"], hb.model.overlaps(net, sp), atol=1e-6)
     np.testing.assert_allclose(
-        res.records["energy"], jax.vmap(jax.vmap(lambda s: hb.energy(net, s)))(sp), rtol=1e-5
+        res.records["energy"], jax.vmap(jax.vmap(lambda s: hb.model.energy(net, s)))(sp), rtol=1e-5
     )
     q = res.records["q"]
     assert q.shape == (6, 2)
@@ -163,7 +165,7 @@ def test_simulate_records_several_observables():
 
 
 def test_bad_inputs():
-    ex = hb.noisy_examples(jax.random.key(0), hb.archetypes(jax.random.key(1), 2, 10), 3, 0.5)
+    ex = hb.data.noisy_examples(jax.random.key(0), hb.archetypes(jax.random.key(1), 2, 10), 3, 0.5)
     with pytest.raises(ValueError, match="order P"):
         hb.supervised_network(ex, 3)
     with pytest.raises(ValueError, match="order P"):
@@ -171,9 +173,9 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="quality"):
         hb.supervised_network(ex, 2, quality=1.5)
     with pytest.raises(ValueError, match="quality"):
-        hb.noisy_examples(jax.random.key(0), jnp.ones((2, 3)), 3, 0.0)
+        hb.data.noisy_examples(jax.random.key(0), jnp.ones((2, 3)), 3, 0.0)
     with pytest.raises(ValueError, match="num_examples"):
-        hb.noisy_examples(jax.random.key(0), jnp.ones((2, 3)), 0, 0.5)
+        hb.data.noisy_examples(jax.random.key(0), jnp.ones((2, 3)), 0, 0.5)
     with pytest.raises(ValueError, match="dilution"):
         hb.archetypes(jax.random.key(0), 2, 3, dilution=1.0)
     with pytest.raises(ValueError, match="dilution"):
@@ -192,37 +194,37 @@ def test_image_helpers_and_bad_input():
     img = np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4)
     x = hb.binarize(img, threshold=10.0)
     assert x.shape == (2, 16) and set(np.unique(x).tolist()) == {-1.0, 1.0}
-    eta = hb.class_examples(x, np.array([0, 1]), 1, jax.random.key(0))
+    eta = hb.images.class_examples(jax.random.key(0), x, np.array([0, 1]), 1)
     assert eta.shape == (2, 1, 16)
     with pytest.raises(ValueError, match="NaN"):
         hb.binarize(np.full((2, 3), np.nan))
     with pytest.raises(ValueError, match="binary"):
-        hb.class_examples(img.reshape(2, -1), np.array([0, 1]), 1, jax.random.key(0))
+        hb.images.class_examples(jax.random.key(0), img.reshape(2, -1), np.array([0, 1]), 1)
     with pytest.raises(ValueError, match="num_examples"):
-        hb.class_examples(x, np.array([0, 1]), 2, jax.random.key(0))
+        hb.images.class_examples(jax.random.key(0), x, np.array([0, 1]), 2)
     with pytest.raises(ValueError, match="rule"):
         hb.relax_and_classify(jax.random.key(0), eta, x, 2, rule="hybrid")
     # per-pixel (centred) binarisation: +1 exactly where a pixel exceeds its training mean
     flat = img.reshape(2, -1)
-    thr = hb.pixel_thresholds(img)
+    thr = hb.images.pixel_thresholds(img)
     np.testing.assert_allclose(thr, flat.mean(0))
     np.testing.assert_array_equal(hb.binarize(img, thr), np.where(flat > thr, 1.0, -1.0))
     with pytest.raises(ValueError, match="threshold"):
         hb.binarize(img, np.zeros(5))
     # archetype read-out: each example set's own sign-mean is its nearest archetype
-    np.testing.assert_array_equal(np.asarray(hb.nearest_archetype(eta, eta[:, 0])), [0, 1])
+    np.testing.assert_array_equal(np.asarray(hb.images.nearest_archetype(eta, eta[:, 0])), [0, 1])
     # corruption: flip fraction and occluded tail
     big = np.ones((200, 100), np.float32)
-    noisy = hb.corrupt(big, jax.random.key(1), flip=0.2)
+    noisy = hb.images.corrupt(jax.random.key(1), big, flip=0.2)
     assert abs((noisy == -1).mean() - 0.2) < 4 * np.sqrt(0.2 * 0.8 / noisy.size)
-    part = hb.corrupt(big, jax.random.key(2), occlude=0.3)
+    part = hb.images.corrupt(jax.random.key(2), big, occlude=0.3)
     assert np.all(part[:, :70] == 1) and abs((part[:, 70:] == -1).mean() - 0.5) < 0.03
     with pytest.raises(ValueError, match="flip"):
-        hb.corrupt(big, jax.random.key(0), flip=1.5)
+        hb.images.corrupt(jax.random.key(0), big, flip=1.5)
     with pytest.raises(ValueError, match="occlude"):
-        hb.corrupt(big, jax.random.key(0), occlude=-0.1)
+        hb.images.corrupt(jax.random.key(0), big, occlude=-0.1)
     with pytest.raises(ValueError, match="spins"):
-        hb.corrupt(img.reshape(2, -1), jax.random.key(0))
+        hb.images.corrupt(jax.random.key(0), img.reshape(2, -1))
 
 
 def test_simulate_chain_parallel_samples_boltzmann():
@@ -239,7 +241,7 @@ def test_simulate_chain_parallel_samples_boltzmann():
         lambda k: hb.simulate(k, net, jnp.ones((chains, n)), beta, 40, kernel="chain_parallel")
     )(jax.random.key(4))
     states = sp.enumerate_states(n)
-    probs = np.asarray(jax.nn.softmax(-beta * jax.vmap(lambda s: hb.energy(net, s))(states)))
+    probs = np.asarray(jax.nn.softmax(-beta * jax.vmap(lambda s: hb.model.energy(net, s))(states)))
     p, _ = chi2_pvalue(state_codes(res.spins), probs)
     assert p > 1e-3, p
     with pytest.raises(ValueError, match="kernel"):

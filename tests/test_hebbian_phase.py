@@ -49,7 +49,7 @@ def test_t_alpha_finite_m_low_t_matches_closed_form():
     a_m = hb.phase_boundary(alphas, d.exists, axis=1)[0]
     ac = float(hb.p2_critical_load(law).alpha)
     assert abs(a_m - ac) <= 0.005, (a_m, ac)
-    m0, _ = hb.p2_zero_temperature(0.02, law)
+    m0, _ = hb.theory.p2_zero_temperature(0.02, law)
     np.testing.assert_allclose(d.m[0, 4], m0, atol=5e-3)
 
 
@@ -61,11 +61,13 @@ def test_high_storage_free_energy_is_stationary_at_rs_solution(order, temp, alph
     n, _, q, _ = hb.high_storage_rs(1 / temp, alpha, order, law, num_iter=800)
     assert float(n) > 0.5
     grad = jax.jit(
-        jax.grad(lambda nq: hb.high_storage_free_energy(nq[0], nq[1], 1 / temp, alpha, order, law))
+        jax.grad(
+            lambda nq: hb.phase.high_storage_free_energy(nq[0], nq[1], 1 / temp, alpha, order, law)
+        )
     )(jnp.array([n, q]))
     np.testing.assert_allclose(grad, 0.0, atol=2e-3)
     # n = q = 0 and P = 2: AGS paramagnet -T log 2 + (alpha T / 2) log(1 - beta).
-    f0 = hb.high_storage_free_energy(0.0, 0.0, 0.5, 0.1, 2, law)
+    f0 = hb.phase.high_storage_free_energy(0.0, 0.0, 0.5, 0.1, 2, law)
     np.testing.assert_allclose(f0, -2 * np.log(2) + 0.1 * np.log(0.5), rtol=1e-5)
 
 
@@ -99,12 +101,12 @@ def test_m_r_memorization_boundary_and_snr_consistency():
     qs = np.array([0.5, 0.6, 0.7, 0.8])
     d = hb.phase_diagram_m_r(np.arange(1, 26), qs, 4, rule="unsupervised")
     b = hb.phase_boundary(d.num_examples, ~d.archetype_stable, axis=0)
-    refined = np.array([hb.refined_memorization_threshold(r, 4) for r in qs])
+    refined = np.array([hb.theory.refined_memorization_threshold(r, 4) for r in qs])
     np.testing.assert_allclose(b + 0.5, refined)
     assert np.all(np.abs(refined - (1 + qs**-4.0)) <= 1.5)
     assert bool(jnp.all(d.retrieval[-1]))  # archetype state retrieved at T = 0, low storage
     np.testing.assert_allclose(
-        d.m_snr[4, 1], hb.snr_magnetization_unsupervised(0.0, 0.6, 5, 4), rtol=1e-5
+        d.m_snr[4, 1], hb.theory.snr_magnetization_unsupervised(0.0, 0.6, 5, 4), rtol=1e-5
     )
 
     ms = np.array([5, 10, 30, 100])

@@ -22,7 +22,7 @@ def test_zero_temperature_magnetization_is_mean_sign_for_all_orders(r, m):
     k = np.arange(m + 1)
     ref = np.sum(stats.binom.pmf(k, m, (1 + r) / 2) * np.sign(2 * k - m))
     law = _pad(hb.exact_law(r, m))
-    np.testing.assert_allclose(hb.zero_temperature_magnetization(law), ref, rtol=1e-5)
+    np.testing.assert_allclose(hb.theory.zero_temperature_magnetization(law), ref, rtol=1e-5)
     for order in (2, 4, 6):
         sol = hb.solve_low_storage(jnp.inf, order, law)
         assert bool(sol.retrieval)
@@ -49,8 +49,8 @@ def test_p4_first_order_transition():
     law = _pad(hb.exact_law(0.6, 10))
     tc, ts = (float(t) for t in hb.transition_temperatures(4, law))
     assert 0.2 < tc < ts
-    n, _, _ = hb.low_storage_fixed_point(1 / tc, 4, law)
-    f = hb.low_storage_free_energy(n, 1 / tc, 4, law)
+    n, _, _ = hb.theory.low_storage_fixed_point(1 / tc, 4, law)
+    f = hb.theory.low_storage_free_energy(n, 1 / tc, 4, law)
     np.testing.assert_allclose(f, -tc * np.log(2), atol=2e-3)
     mid = hb.solve_low_storage(2 / (tc + ts), 4, law)
     assert bool(mid.metastable) and not bool(mid.retrieval)
@@ -74,7 +74,9 @@ def test_gaussian_form_and_large_m_limit():
         errs.append(abs(float(hb.solve_low_storage(beta, order, law).m - sol.m)))
     assert errs[2] < errs[0] and errs[2] < 5e-3
     np.testing.assert_allclose(
-        hb.zero_temperature_magnetization(hb.exact_law(hb.quality_from_entropy(rho, 2001), 2001)),
+        hb.theory.zero_temperature_magnetization(
+            hb.exact_law(hb.quality_from_entropy(rho, 2001), 2001)
+        ),
         special.erf(1 / np.sqrt(2 * rho)),
         atol=5e-4,
     )
@@ -92,12 +94,15 @@ def test_high_storage_closed_forms():
             order * special.erf(x) ** (2 * (order - 1)) / (2 * special.factorial(order) * x**2)
         )
         np.testing.assert_allclose(hb.dense_critical_load(order, 0.0).alpha, ref, rtol=1e-3)
-        assert hb.dense_critical_load(order, 0.0, "all").alpha < hb.dense_critical_load(order, 0.0).alpha
+        assert (
+            hb.dense_critical_load(order, 0.0, "all").alpha
+            < hb.dense_critical_load(order, 0.0).alpha
+        )
     law = hb.exact_law(0.6, 30)
-    m0, _ = hb.p2_zero_temperature(0.02, law)
+    m0, _ = hb.theory.p2_zero_temperature(0.02, law)
     m_lowt = hb.high_storage_rs(1 / 0.01, 0.02, 2, law).m
     np.testing.assert_allclose(m_lowt, m0, atol=2e-3)
-    m_above, _ = hb.p2_zero_temperature(1.2 * float(hb.p2_critical_load(law).alpha), law)
+    m_above, _ = hb.theory.p2_zero_temperature(1.2 * float(hb.p2_critical_load(law).alpha), law)
     assert float(m_above) == 0.0
 
 
@@ -120,7 +125,10 @@ def test_gaussian_law_resolves_sign_integrands_and_converges():
     normalisation E p^2 = 1 holds; bad node counts and rho raise."""
     for rho in (0.05, 0.2625, 2.0):
         ref = special.erf(1 / np.sqrt(2 * rho))
-        vals = [float(hb.zero_temperature_magnetization(hb.gaussian_law(rho, k))) for k in (3, 6)]
+        vals = [
+            float(hb.theory.zero_temperature_magnetization(hb.gaussian_law(rho, k)))
+            for k in (3, 6)
+        ]
         np.testing.assert_allclose(vals, ref, atol=2e-6)
         law = hb.gaussian_law(rho)
         assert bool(jnp.all(jnp.isfinite(law[1]))) and bool(jnp.all(law[1] >= 0))
@@ -143,7 +151,7 @@ def test_high_storage_rs_low_temperature_limit():
     (Gaussian law, rho = 0.1) m -> erf(u/sqrt 2) of the parametric T = 0 solution below
     alpha_c and no retrieval just above alpha_c (was retrieval up to 1.37 alpha_c)."""
     law = hb.exact_law(0.4, 20)
-    m0, _ = hb.p2_zero_temperature(0.01, law)
+    m0, _ = hb.theory.p2_zero_temperature(0.01, law)
     sol = hb.high_storage_rs(100.0, 0.01, 2, law)
     assert bool(sol.retrieval)
     np.testing.assert_allclose(sol.m, m0, atol=1e-3)
@@ -159,7 +167,7 @@ def test_high_storage_rs_low_temperature_limit():
     u = np.linspace(1e-3, 1 / np.sqrt(rho), 200001)
     n = (special.erf(u / np.sqrt(2)) + 2 * rho * u * stats.norm.pdf(u)) / np.sqrt(1 + rho)
     alpha_u = (order / 2 * n ** (order - 1)) ** 2 / (1 + rho) * (u**-2.0 - rho)
-    alpha_u /= (order / 2) ** 2 * hb.noise_constant(order, "distinct")
+    alpha_u /= (order / 2) ** 2 * hb.theory.noise_constant(order, "distinct")
     np.testing.assert_allclose(alpha_u.max(), ac, rtol=1e-4)
     u_root = u[np.max(np.nonzero(alpha_u >= 0.8 * ac))]
     np.testing.assert_allclose(sols.m[0], special.erf(u_root / np.sqrt(2)), atol=2e-3)
@@ -174,7 +182,7 @@ def test_high_storage_rs_low_temperature_limit():
     ags_law = (jnp.ones(1), jnp.ones(1))
     ags = hb.p2_critical_load(ags_law)
     np.testing.assert_allclose(ags.m, 0.967, atol=1e-3)
-    m_below, _ = hb.p2_zero_temperature(0.999 * float(ags.alpha), ags_law)
+    m_below, _ = hb.theory.p2_zero_temperature(0.999 * float(ags.alpha), ags_law)
     np.testing.assert_allclose(m_below, ags.m, atol=5e-3)
 
 
@@ -182,17 +190,19 @@ def test_snr_and_unsupervised_thresholds():
     """SNR reduces to erf(1/sqrt(2 rho)) at alpha = 0; memorisation threshold M* = 1 + r^-P
     where archetype and example energies cross; refined threshold equal for P >= 4."""
     np.testing.assert_allclose(
-        hb.snr_magnetization_supervised(0.0, 0.25, 4), special.erf(1 / np.sqrt(0.5)), rtol=1e-5
+        hb.theory.snr_magnetization_supervised(0.0, 0.25, 4),
+        special.erf(1 / np.sqrt(0.5)),
+        rtol=1e-5,
     )
     r, order = 0.5, 4
     mstar = hb.memorization_threshold(r, order)
     for m in (int(np.floor(mstar)) - 1, int(np.ceil(mstar)) + 1):
-        e_arch, e_ex = hb.unsupervised_energies(r, m, order)
+        e_arch, e_ex = hb.theory.unsupervised_energies(r, m, order)
         assert (e_arch < e_ex) == (m > mstar)
-    assert abs(hb.refined_memorization_threshold(r, order) - mstar) <= 1.5
-    assert hb.refined_memorization_threshold(r, 2) < 0.7 * hb.memorization_threshold(r, 2)
-    assert hb.unsupervised_variance_inflation(1.0, 5, 4) == pytest.approx(1.0)
-    assert hb.unsupervised_variance_inflation(0.3, 5, 4) > 10
+    assert abs(hb.theory.refined_memorization_threshold(r, order) - mstar) <= 1.5
+    assert hb.theory.refined_memorization_threshold(r, 2) < 0.7 * hb.memorization_threshold(r, 2)
+    assert hb.theory.unsupervised_variance_inflation(1.0, 5, 4) == pytest.approx(1.0)
+    assert hb.theory.unsupervised_variance_inflation(0.3, 5, 4) > 10
 
 
 def test_cascade_thresholds():
@@ -202,9 +212,9 @@ def test_cascade_thresholds():
     np.testing.assert_allclose(hb.cascade_threshold(3, 4), ((np.sqrt(5) - 1) / 2) ** (1 / 3))
     assert hb.cascade_threshold(2) == 1.0
     dc = hb.cascade_threshold(4)
-    assert float(hb.cascade_stability_margin(dc - 1e-3, 4)) > 0
-    assert float(hb.cascade_stability_margin(dc + 1e-3, 4)) < 0
-    np.testing.assert_allclose(hb.cascade_amplitudes(0.3, 3), [0.7, 0.21, 0.063], rtol=1e-6)
+    assert float(hb.theory.cascade_stability_margin(dc - 1e-3, 4)) > 0
+    assert float(hb.theory.cascade_stability_margin(dc + 1e-3, 4)) < 0
+    np.testing.assert_allclose(hb.theory.cascade_amplitudes(0.3, 3), [0.7, 0.21, 0.063], rtol=1e-6)
 
 
 def test_theory_bad_inputs():
@@ -215,11 +225,26 @@ def test_theory_bad_inputs():
     with pytest.raises(ValueError, match="num_examples"):
         hb.exact_law(0.5, 0)
     with pytest.raises(ValueError, match="dilution"):
-        hb.cascade_amplitudes(1.2, 3)
+        hb.theory.cascade_amplitudes(1.2, 3)
     with pytest.raises(ValueError, match="P must be > 2"):
         hb.dense_critical_load(2, 0.1)
     with pytest.raises(ValueError, match="convention"):
-        hb.noise_constant(4, "pairs")
+        hb.theory.noise_constant(4, "pairs")
+    law = hb.exact_law(0.5, 3)
+    for beta in (float("nan"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="beta"):
+            hb.solve_low_storage(beta, 2, law)
+        with pytest.raises(ValueError, match="beta"):
+            hb.high_storage_rs(beta, 0.01, 2, law)
+    with pytest.raises(ValueError, match="beta"):
+        hb.high_storage_rs(jnp.inf, 0.01, 2, law)  # finite-T solver
+    with pytest.raises(ValueError, match="alpha"):
+        hb.high_storage_rs(10.0, -0.1, 2, law)
+    nan_law = (law[0], law[1].at[0].set(jnp.nan))
+    with pytest.raises(ValueError, match="law"):
+        hb.solve_low_storage(2.0, 2, nan_law)
+    with pytest.raises(ValueError, match="sum to 1"):
+        hb.high_storage_rs(2.0, 0.01, 2, (law[0], 2 * law[1]))
 
 
 def test_one_index_convention_default_everywhere():

@@ -140,7 +140,7 @@ def test_numpyro_model_scales_only_the_likelihood():
 
     x = jax.random.normal(jax.random.key(0), (40, 2))
     y = x @ jnp.array([1.0, -1.0])
-    m = numpyro_model(linreg, (x, y))
+    m = numpyro_model(linreg, (x, y), jax.random.key(0))
     pos = {"w": jnp.array([0.2, 0.1]), "s": jnp.array(0.0)}  # s unconstrained (log)
     got = m.logdensity(pos, (x[:10], y[:10]), 40)
     s = 1.0
@@ -156,7 +156,7 @@ def test_numpyro_model_sampled_by_engine():
 
     x = jax.random.normal(jax.random.key(4), (200, 2))
     y = x @ jnp.array([1.0, -1.0]) + 0.5 * jax.random.normal(jax.random.key(5), (200,))
-    m = numpyro_model(linreg, (x, y))
+    m = numpyro_model(linreg, (x, y), jax.random.key(0))
     init = jax.tree.map(lambda a: jnp.stack([a] * 4), m.init(None))
     result = sgmcmc.sample(
         jax.random.key(6),

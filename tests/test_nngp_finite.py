@@ -39,7 +39,7 @@ def test_fixed_noise_mixture_limits():
     _, _, y, _, (K, Kx, kd) = _problem(8)
     c = 1.3
     mean, sd, s2m = finite.fixed_noise_mixture_moments(K, Kx, kd, y, 1e6, c * 1e6, NOISE**2)
-    g = nngp.gp_predict(nngp.gp_fit(K, y, NOISE**2 / c), Kx, kd, scale=c, include_noise=False)
+    g = nngp.gp.predict(nngp.gp.fit(K, y, NOISE**2 / c), Kx, kd, scale=c, include_noise=False)
     np.testing.assert_allclose(mean, g.loc, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(sd, g.scale, rtol=1e-4)
     assert s2m == pytest.approx(c, rel=1e-4)

@@ -29,7 +29,7 @@ def kl_setup():
     with jax.enable_x64(True):
         kzz = np.asarray(kernel_fn(arch, jnp.asarray(z), get="nngp"))
     kzz = kzz + 1e-3 * np.eye(5)
-    params = svtp.SVTPParams(
+    params = svtp.VariationalParams(
         jnp.asarray(rng.normal(size=(5, 3)), jnp.float32),
         jnp.asarray(0.3 * rng.normal(size=(5, 3)) - 0.5, jnp.float32),
         jnp.log(jnp.asarray(3.5, jnp.float32)),
@@ -54,7 +54,7 @@ def test_kl_against_monte_carlo(kl_setup):
     kzz, params = kl_setup
     alpha, beta = 2.0, 1.2
     L = jnp.asarray(np.linalg.cholesky(kzz), jnp.float32)
-    kl = float(svtp.svtp_kl(params, L, alpha, beta))
+    kl = float(svtp.kl(params, L, alpha, beta))
     m = np.asarray(params.mean, np.float64)
     s = np.exp(np.asarray(params.log_sd, np.float64))
     aq, bq = float(jnp.exp(params.log_alpha)), float(jnp.exp(params.log_beta))
@@ -85,7 +85,7 @@ def test_gp_kl_closed_form(kl_setup):
     kzz, params = kl_setup
     scale = 0.7
     L = jnp.asarray(np.linalg.cholesky(kzz), jnp.float32)
-    kl = float(svtp.svtp_kl(params, L, 2.0, 2.0, model="gp", scale=scale))
+    kl = float(svtp.kl(params, L, 2.0, 2.0, model="gp", scale=scale))
     kinv = np.linalg.inv(kzz)
     ref = 0.0
     for c in range(3):
@@ -113,14 +113,12 @@ def test_svtp_fits_three_classes():
     kxz = kernel_fn(arch, jnp.asarray(x), jnp.asarray(xtr[z_idx]), get="nngp")
     kd = jnp.diagonal(kernel_fn(arch, jnp.asarray(x), get="nngp"))
     kzz = kernel_fn(arch, jnp.asarray(xtr[z_idx]), get="nngp")
-    kern = svtp.svtp_kernels(kzz, kxz[:150], kd[:150])
-    params, losses = svtp.svtp_fit(
-        kern, jnp.asarray(ytr), 3, jax.random.key(1), num_steps=300, batch_size=50,
-        learning_rate=0.05,
-    )  # fmt: skip
+    kern = svtp.prepare_kernels(kzz, kxz[:150], kd[:150])
+    config = svtp.TrainConfig(num_steps=300, batch_size=50, learning_rate=0.05)
+    params, losses = svtp.fit(kern, jnp.asarray(ytr), 3, jax.random.key(1), config=config)
     losses = np.asarray(losses)
     assert np.all(np.isfinite(losses)) and losses[-20:].mean() < 0.2 * losses[:20].mean()
-    p = svtp.svtp_predict(params, kern.chol_zz, kxz[150:], kd[150:], jax.random.key(2), 500)
+    p = svtp.predict(params, kern.chol_zz, kxz[150:], kd[150:], jax.random.key(2), 500)
     np.testing.assert_allclose(np.asarray(p.sum(-1)), 1.0, rtol=1e-5)
     acc = float(jnp.mean(p.argmax(-1) == jnp.asarray(yte)))
     nll = -float(jnp.mean(jnp.log(p[jnp.arange(90), jnp.asarray(yte)])))
@@ -132,22 +130,23 @@ def test_bad_inputs(kl_setup):
     kzz, _ = kl_setup
     kxz = jnp.ones((4, 5))
     with pytest.raises(ValueError, match="k_xz"):
-        svtp.svtp_kernels(kzz, jnp.ones((4, 3)), jnp.ones(4))
+        svtp.prepare_kernels(kzz, jnp.ones((4, 3)), jnp.ones(4))
     with pytest.raises(ValueError, match="positive definite"):
-        svtp.svtp_kernels(-jnp.eye(5), kxz, jnp.ones(4), jitter=0.0)
-    kern = svtp.svtp_kernels(kzz, kxz, jnp.ones(4))
+        svtp.prepare_kernels(-jnp.eye(5), kxz, jnp.ones(4), jitter=0.0)
+    kern = svtp.prepare_kernels(kzz, kxz, jnp.ones(4))
     with pytest.raises(ValueError, match="model"):
-        svtp.svtp_fit(kern, jnp.zeros(4, jnp.int32), 2, jax.random.key(0), model="x")
+        svtp.fit(kern, jnp.zeros(4, jnp.int32), 2, jax.random.key(0), model="x")
     with pytest.raises(ValueError, match="labels"):
-        svtp.svtp_fit(kern, jnp.zeros(3, jnp.int32), 2, jax.random.key(0))
+        svtp.fit(kern, jnp.zeros(3, jnp.int32), 2, jax.random.key(0))
     with pytest.raises(ValueError, match="batch_size"):
-        svtp.svtp_fit(kern, jnp.zeros(4, jnp.int32), 2, jax.random.key(0), batch_size=10)
+        config = svtp.TrainConfig(batch_size=10)
+        svtp.fit(kern, jnp.zeros(4, jnp.int32), 2, jax.random.key(0), config=config)
     with pytest.raises(ValueError, match="alpha"):
-        svtp.svtp_fit(kern, jnp.zeros(4, jnp.int32), 2, jax.random.key(0), alpha=0.0)
+        svtp.fit(kern, jnp.zeros(4, jnp.int32), 2, jax.random.key(0), alpha=0.0)
     with pytest.raises(ValueError, match="num_inducing"):
         svtp.inducing_points(jax.random.key(0), np.zeros(4, int), 5)
     x, lab = jnp.ones((4, 2)), jnp.zeros(4, jnp.int32)
-    fit = svtp.svtp_fit_hyperparameters
+    fit = svtp.fit_hyperparameters
     with pytest.raises(ValueError, match="kernel_init"):
         fit(_relu_builder, {"W_std": -1.0}, x, x[:2], lab, 2, jax.random.key(0))
     with pytest.raises(ValueError, match="kernel_init"):
@@ -155,8 +154,9 @@ def test_bad_inputs(kl_setup):
     with pytest.raises(ValueError, match="z"):
         fit(_relu_builder, {"W_std": 1.0}, x, jnp.ones((2, 3)), lab, 2, jax.random.key(0))
     with pytest.raises(ValueError, match="warmup_steps"):
-        fit(_relu_builder, {"W_std": 1.0}, x, x[:2], lab, 2, jax.random.key(0), batch_size=4,
-            num_steps=5, warmup_steps=6)  # fmt: skip
+        fit(_relu_builder, {"W_std": 1.0}, x, x[:2], lab, 2, jax.random.key(0),
+            learning=svtp.KernelLearning(warmup_steps=6),
+            config=svtp.TrainConfig(num_steps=5, batch_size=4))  # fmt: skip
 
 
 def _relu_builder(h):
@@ -182,10 +182,11 @@ def test_svtp_learns_kernel_hyperparameters():
     z = jnp.asarray(x)[np.asarray(svtp.inducing_points(jax.random.key(0), y, 16))]
 
     def fit(learn_kernel, learn_prior):
-        q, h, losses = svtp.svtp_fit_hyperparameters(
+        q, h, losses = svtp.fit_hyperparameters(
             _relu_builder, {"W_std": w_true / 3}, jnp.asarray(x), z, jnp.asarray(y), c,
-            jax.random.key(1), alpha=20.0, beta=19.0, learn_prior=learn_prior,
-            learn_kernel=learn_kernel, num_steps=1000, learning_rate=0.05,
+            jax.random.key(1), alpha=20.0, beta=19.0,
+            learning=svtp.KernelLearning(learn_prior=learn_prior, learn_kernel=learn_kernel),
+            config=svtp.TrainConfig(num_steps=1000, learning_rate=0.05),
         )  # fmt: skip
         return q, h, float(np.mean(np.asarray(losses)[-100:]))  # -ELBO per point
 

@@ -16,7 +16,7 @@ penalties are summed over outputs.
 
 The inner loop is one ``lax.scan``; the penalty gradient is ``vmap(grad(c))``. Critic weights
 and optimiser state live together in :class:`CriticState`, so warm starts and resets keep
-them consistent (the reference resets the weights but not Adagrad's accumulators).
+them consistent (the authors' code resets the weights but not Adagrad's accumulators).
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ __all__ = [
     "train_critic",
     "estimate_w1",
     "critic_w1_values",
+    "output_rows",
+    "CriticW1",
     "PENALTIES",
 ]
 
@@ -82,8 +84,8 @@ def apply_critic(params, f):
     return (h @ W + b.reshape(lead + b.shape))[..., 0]
 
 
-def _rows(f):
-    """(n, m) -> ((n, m), 1); (n, m, k) -> ((k n, m), k): outputs share the critic."""
+def output_rows(f):
+    """``(n, m) -> ((n, m), 1)``; ``(n, m, k) -> ((k n, m), k)``: outputs share the critic."""
     if f.ndim == 2:
         return f, 1
     if f.ndim == 3:
@@ -93,15 +95,15 @@ def _rows(f):
 
 def dual_w1(params, f_p, f_q):
     """Dual estimate ``sum_outputs (mean c(F_p) - mean c(F_q))``."""
-    rp, k = _rows(f_p)
-    rq, _ = _rows(f_q)
+    rp, k = output_rows(f_p)
+    rq, _ = output_rows(f_q)
     return k * (jnp.mean(apply_critic(params, rp)) - jnp.mean(apply_critic(params, rq)))
 
 
 def critic_objective(params, f_p, f_q, rng_key, penalty="two-sided"):
     """``(w, pen)``: dual estimate and gradient penalty (mean over interpolates x outputs)."""
-    rp, k = _rows(f_p)
-    rq, _ = _rows(f_q)
+    rp, k = output_rows(f_p)
+    rq, _ = output_rows(f_q)
     if rp.shape != rq.shape:
         raise ValueError(f"f_p and f_q must have the same shape, got {f_p.shape}, {f_q.shape}")
     w = k * (jnp.mean(apply_critic(params, rp)) - jnp.mean(apply_critic(params, rq)))
@@ -275,3 +277,79 @@ def critic_w1_values(
         return dual_w1(state.params, sample_p(kp, num_samples), sample_q(kq, num_samples))
 
     return jax.vmap(ev)(jax.random.split(eval_key, num_eval_batches))
+
+
+class CriticW1(NamedTuple):
+    """The critic (dual) W1 estimator of :func:`~bayesnn.functional_prior.fit_functional_prior`.
+
+    Each prior iteration trains the critic by ``steps`` ascent steps (:func:`critic_step`) on
+    a BNN/GP batch pair, then the prior objective is :func:`dual_w1` on fresh batches.
+
+    Attributes
+    ----------
+    steps, first_steps
+        Critic steps per prior iteration, and for the first one when warm-starting.
+    hidden
+        Hidden widths of the critic MLP.
+    optimizer
+        optax optimiser of the critic (``None``: ``adam(1e-3, b1=0.5, b2=0.9)``).
+    penalty, penalty_weight
+        ``"two-sided"``, ``"one-sided"`` or ``"none"`` (weight clipping); lambda.
+    warm_start
+        Keep the critic (weights and optimiser state) across iterations; if ``False`` both
+        are re-initialised each iteration and ``first_steps`` is unused.
+    """
+
+    steps: int = 20
+    first_steps: int = 500
+    hidden: tuple = (200, 200)
+    optimizer: optax.GradientTransformation | None = None
+    penalty: str = "two-sided"
+    penalty_weight: float = 10.0
+    warm_start: bool = True
+
+    def resolved(self) -> CriticW1:
+        """Checked settings with the default optimiser filled in."""
+        for name in ("steps", "first_steps"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"CriticW1.{name} must be a positive int, got {v!r}")
+        if self.penalty not in PENALTIES:
+            raise ValueError(f"CriticW1.penalty must be one of {PENALTIES}, got {self.penalty!r}")
+        opt = self.optimizer or optax.adam(1e-3, b1=0.5, b2=0.9)
+        return self._replace(hidden=tuple(self.hidden), optimizer=opt)
+
+    def num_steps(self, iteration: int) -> int:
+        """Critic steps at prior iteration ``iteration``."""
+        return self.first_steps if (iteration == 0 and self.warm_start) else self.steps
+
+    def init(self, rng_key, num_points: int) -> CriticState:
+        """A fresh critic on ``num_points`` function values and its optimiser state."""
+        params = init_critic(rng_key, num_points, self.hidden)
+        return CriticState(params, self.optimizer.init(params))
+
+    def train(self, state: CriticState, sample_bnn, f_gp, rng_key, reset_key, num_steps):
+        """``num_steps`` critic steps (a traced count) on ``sample_bnn()`` against ``f_gp``.
+
+        Returns the new state and the last ``(loss, penalty)``.
+        """
+        if not self.warm_start:
+            state = self.init(reset_key, f_gp.shape[1])
+        f_bnn = sample_bnn()
+        settings = dict(
+            optimizer=self.optimizer, penalty=self.penalty, penalty_weight=self.penalty_weight
+        )
+
+        def body(t, carry):  # fori_loop: the long first run and the others share one program
+            st, _ = carry
+            key = jax.random.fold_in(rng_key, t)
+            st, (loss, _, pen) = critic_step(st, f_bnn, f_gp, key, **settings)
+            return st, (loss, pen)
+
+        zero = jnp.zeros((), f_bnn.dtype)
+        return jax.lax.fori_loop(0, num_steps, body, (state, (zero, zero)))
+
+    def distance(self, state: CriticState, rng_key, f_p, f_q):
+        """Dual estimate :func:`dual_w1` of the trained critic (``rng_key`` unused)."""
+        del rng_key
+        return dual_w1(state.params, f_p, f_q)

@@ -9,8 +9,8 @@ optimiser updates) to draws of network parameters and to a bayesnn prior object:
   variances, ``a = a_min + softplus(theta_a)`` (shape bounded below, default ``a_min = 1``),
   ``b = softplus(theta_b)`` -> :class:`bayesnn.priors.HierarchicalGaussian`. Variances are
   drawn **per function sample** (``sigma^2 = b / Gamma(a, 1)``, implicit reparameterisation
-  gradients), so a batch of functions is i.i.d. from the marginal prior (the reference draws
-  one variance per batch);
+  gradients), so a batch of functions is i.i.d. from the marginal prior (the authors' code
+  draws one variance per batch);
 * ``"flow"`` (GPi-NF): per-layer normalizing flows with exact densities ->
   :class:`bayesnn.functional_prior.flows.FlowPrior`.
 """
@@ -81,7 +81,7 @@ def _layer_keys(template):
 def gaussian_family(template: Template, weight_scale=1.0, bias_scale=1.0) -> PriorFamily:
     """Layer-wise Gaussian family ``W_l ~ N(0, s_{w,l}^2)``, ``b_l ~ N(0, s_{b,l}^2)``.
 
-    Starts at the given scales (``1.0``: the fixed N(0, 1) "scaled" prior; the reference
+    Starts at the given scales (``1.0``: the fixed N(0, 1) "scaled" prior; the authors' code
     starts at ``softplus(1) = 1.313``).
     """
     layers = tuple(_layer_keys(template))
@@ -123,10 +123,9 @@ def hierarchical_family(
     weight is Student-t with ``2a`` degrees of freedom, so a BNN function value has a finite
     mean absolute value only for ``a > 1/2`` (the W1 to the GP is finite) and a finite
     variance only for ``a > 1`` (``E sigma^2 = b / (a - 1)``); the Monte Carlo W1 objective
-    and its gradient ``E[c(F)]`` then have finite variance. Without a bound the shape drifted
-    towards 0 from ``InvGamma(1, 1)`` and a draw ``b / Gamma(a, 1)`` overflowed (NaN at
-    prior step 99 on yacht). ``min_concentration = 1`` (default) keeps the variance finite;
-    ``0`` recovers the unbounded family.
+    and its gradient ``E[c(F)]`` then have finite variance. Without a bound the shape can
+    drift towards 0, where a draw ``b / Gamma(a, 1)`` overflows. ``min_concentration = 1``
+    (default) keeps the variance finite; ``0`` recovers the unbounded family.
 
     Parameters
     ----------
@@ -179,15 +178,18 @@ def hierarchical_family(
 
 def flow_family(
     template: Template,
-    rng_key=None,
+    rng_key,
     layers=("affine", "coupling", "coupling"),
     scale=1.0,
     rank=8,
     bins=8,
     bound=4.0,
 ) -> PriorFamily:
-    """Per-layer normalizing-flow family (identity-initialised at ``N(0, scale^2)``)."""
-    rng_key = jax.random.key(0) if rng_key is None else rng_key
+    """Per-layer normalizing-flow family (identity-initialised at ``N(0, scale^2)``).
+
+    ``rng_key`` draws the coupling conditioners' first-layer weights (the flows start at the
+    identity whatever it is); see :class:`~bayesnn.functional_prior.flows.FlowPrior`.
+    """
     base = FlowPrior.create(template, rng_key, layers, scale, rank, bins, bound)
 
     def init():

@@ -4,17 +4,17 @@ Tran, Rossi, Milios & Filippone, "All You Need is a Good Functional Prior for Ba
 Learning", JMLR 2022. Each prior iteration ``t``:
 
 1. draw a measurement set ``X_t`` and ``n`` GP function values at ``X_t``;
-2. update the critic ``c`` by ``critic_steps`` gradient-penalised ascent steps on
-   ``E_BNN[c(F)] - E_GP[c(F)]`` (one ``lax.fori_loop`` with a traced trip count, so the
-   longer first run and the regular ones share one program); the critic is **warm-started**
-   across
-   iterations (weights and optimiser state together), with a longer first run;
+2. with the default :class:`~bayesnn.functional_prior.CriticW1`, update the critic ``c`` by
+   ``steps`` gradient-penalised ascent steps on ``E_BNN[c(F)] - E_GP[c(F)]`` (one
+   ``lax.fori_loop`` with a traced trip count, so the longer first run and the regular ones
+   share one program); the critic is warm-started across iterations (weights and optimiser
+   state together);
 3. on fresh BNN and GP batches, ``W_t = mean c(F_BNN(theta)) - mean c(F_GP)``; one
    prior-optimiser step on ``grad_theta W_t`` (reparameterised BNN draws).
 
-With ``estimator="sliced"`` steps 2-3 use the sliced W1 of :mod:`.sliced` instead (no
-critic). ``warm_start=False`` resets the critic weights *and* optimiser state every
-iteration (the reference resets only the weights).
+With :class:`~bayesnn.functional_prior.SlicedW1` steps 2-3 use the sliced W1 of
+:mod:`.sliced` instead (no critic). ``CriticW1(warm_start=False)`` resets the critic weights
+*and* optimiser state every iteration (the authors' code resets only the weights).
 
 The reported ``w1`` trace is the step-3 value on fresh samples: noisy, not a bound, for
 trends only. For an honest before/after comparison use :func:`evaluate_w1` (an independent
@@ -37,14 +37,13 @@ from bayesnn._training import gradient_step
 from bayesnn.functional_prior.critic import (
     PENALTIES,
     CriticState,
-    critic_step,
+    CriticW1,
     critic_w1_values,
-    dual_w1,
     init_critic,
 )
 from bayesnn.functional_prior.families import PriorFamily, make_family
 from bayesnn.functional_prior.measurement import MeasurementSampler
-from bayesnn.functional_prior.sliced import sliced_w1
+from bayesnn.functional_prior.sliced import SlicedW1
 from bayesnn.gp.sampling import GPPrior, GPSampleError
 from bayesnn.nn.stax import Layer
 from bayesnn.priors import template_of
@@ -122,9 +121,7 @@ def gp_function_sampler(gp_prior: GPPrior, num_outputs: int = 1):
     return sample
 
 
-def _check_args(
-    architecture, gp_prior, sampler, steps, num_functions, critic_steps, penalty, estimator
-):
+def _check_args(architecture, gp_prior, sampler, steps, num_functions, estimator, check_every):
     if not isinstance(architecture, Layer):
         raise ValueError(f"architecture must be a bayesnn.nn Layer, got {architecture!r}")
     if not isinstance(gp_prior, GPPrior):
@@ -134,42 +131,36 @@ def _check_args(
     for name, v in (
         ("steps", steps),
         ("num_functions", num_functions),
-        ("critic_steps", critic_steps),
+        ("check_every", check_every),
     ):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
     if num_functions < 2:
         raise ValueError("num_functions must be at least 2")
-    if penalty not in PENALTIES:
-        raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
-    if estimator not in ("critic", "sliced"):
-        raise ValueError(f"estimator must be 'critic' or 'sliced', got {estimator!r}")
+    if not isinstance(estimator, CriticW1 | SlicedW1):
+        raise ValueError(f"estimator must be a CriticW1 or SlicedW1, got {estimator!r}")
+    return estimator.resolved()
 
 
 def fit_functional_prior(
     architecture: Layer,
     gp_prior: GPPrior,
     measurement_sampler: MeasurementSampler,
+    rng_key,
+    *,
     family="gaussian",
     steps: int = 200,
-    key=None,
-    *,
     num_functions: int = 128,
-    critic_steps: int = 20,
-    first_critic_steps: int = 500,
-    critic_hidden=(200, 200),
-    critic_optimizer: optax.GradientTransformation | None = None,
+    estimator: CriticW1 | SlicedW1 | None = None,
     prior_optimizer: optax.GradientTransformation | None = None,
-    penalty: str = "two-sided",
-    penalty_weight: float = 10.0,
-    warm_start: bool = True,
-    estimator: str = "critic",
-    num_projections: int = 256,
     family_kwargs: dict | None = None,
     check_every: int = 10,
     callback: Callable | None = None,
 ):
     """Tune ``family``'s hyperparameters so the BNN's function prior matches ``gp_prior``.
+
+    Minimises ``W_1(p_BNN(theta), p_GP)`` over the prior hyperparameters ``theta`` on random
+    measurement sets (Tran et al. 2022, algorithm 1).
 
     Parameters
     ----------
@@ -180,31 +171,23 @@ def fit_functional_prior(
         Target :class:`bayesnn.gp.GPPrior` (fixed hyperparameters or log-normal hyperpriors).
     measurement_sampler
         A :class:`MeasurementSampler` (its ``dim`` is the network's input dimension).
+    rng_key
+        PRNG key (network initialisation, critic, measurement sets, function draws).
     family
         ``"gaussian"``, ``"hierarchical"``, ``"flow"`` or a :class:`PriorFamily`.
     steps
         Prior iterations.
-    key
-        PRNG key.
     num_functions
         Functions per side and batch (128 in the paper's UCI setting).
-    critic_steps, first_critic_steps
-        Critic steps per prior iteration, and for the first one (warm start).
-    critic_optimizer, prior_optimizer
-        optax optimisers; defaults ``adam(1e-3, b1=0.5, b2=0.9)`` and ``rmsprop(0.05)``
-        (the paper's prior optimiser and UCI learning rate). RMSprop moves each raw
-        hyperparameter by up to ~``lr`` per step whatever the gradient's size, so keep
-        ``lr * steps`` near 10 (the default 0.05 x 200): in the 1-D notebook setting a
-        hidden-layer weight sd grows ~``lr`` per step along a flat direction of W1 (9.7 after
-        200 steps at 0.05, 47 after 1000, with W1 21.1 -> 19.6 only;
-        ``benchmarks/fprior_drift.py``).
-    penalty, penalty_weight
-        ``"two-sided"``, ``"one-sided"`` or ``"none"`` (weight clipping); lambda.
-    warm_start
-        Keep the critic (weights and optimiser state) across iterations; if ``False`` both
-        are re-initialised each iteration and ``first_critic_steps`` is unused.
     estimator
-        ``"critic"`` (dual W1) or ``"sliced"`` (sliced W1, no critic).
+        :class:`CriticW1` (default: the dual W1 with a warm-started critic) or
+        :class:`SlicedW1` (sliced W1, no critic).
+    prior_optimizer
+        optax optimiser of ``theta``; default ``rmsprop(0.05)`` (the paper's optimiser and
+        UCI learning rate). RMSprop moves each raw hyperparameter by up to ~``lr`` per step
+        whatever the gradient's size, so keep ``lr * steps`` near 10: along a flat direction
+        of W1 a hidden-layer weight sd keeps growing by ~``lr`` per step
+        (``benchmarks/fprior_drift.py``).
     family_kwargs
         Passed to the family constructor (e.g. ``weight_scale``).
     check_every
@@ -218,20 +201,18 @@ def fit_functional_prior(
         The tuned prior (``LayerwiseGaussian``, ``HierarchicalGaussian`` or ``FlowPrior``)
         and a :class:`FitHistory`.
     """
-    _check_args(
+    estimator = _check_args(
         architecture,
         gp_prior,
         measurement_sampler,
         steps,
         num_functions,
-        critic_steps,
-        penalty,
-        estimator,
+        CriticW1() if estimator is None else estimator,
+        check_every,
     )
-    key = jax.random.key(0) if key is None else key
     d = measurement_sampler.dim
     m = measurement_sampler.num_points
-    init_key, fam_key, loop_key = jax.random.split(key, 3)
+    init_key, fam_key, loop_key = jax.random.split(rng_key, 3)
     params0 = architecture.init(init_key, (d,))
     out_shape = architecture.output_shape((d,))
     num_outputs = int(np.prod(out_shape)) if len(out_shape) else 1
@@ -242,21 +223,16 @@ def fit_functional_prior(
     fam = make_family(family, template, **kw)
     sample_fns = function_sampler(architecture, fam)
     gp_sample = gp_function_sampler(gp_prior, num_outputs)
-    copt = critic_optimizer or optax.adam(1e-3, b1=0.5, b2=0.9)
     popt = prior_optimizer or optax.rmsprop(0.05)
     n = num_functions
-    critic_settings = dict(optimizer=copt, penalty=penalty, penalty_weight=penalty_weight)
     gp_in_jit = gp_prior.precision == "float32"
 
-    x_probe = measurement_sampler.sample(jax.random.key(0))
+    x_probe = jax.eval_shape(measurement_sampler.sample, jax.random.key(0))
     if x_probe.shape != (m, d):
         raise ValueError(f"measurement_sampler returned shape {x_probe.shape}, expected {(m, d)}")
 
     theta0 = fam.init()
-    critic0 = None
-    if estimator == "critic":
-        cp = init_critic(fam_key, m, critic_hidden)
-        critic0 = CriticState(cp, copt.init(cp))
+    critic0 = estimator.init(fam_key, m)
     # strong dtypes: weak-typed leaves would change type after one update and recompile
     theta0 = jax.tree.map(lambda a: jnp.array(a, dtype=jnp.asarray(a).dtype), theta0)
     state = FitState(theta0, popt.init(theta0), critic0)
@@ -264,39 +240,19 @@ def fit_functional_prior(
         lambda a: jnp.array(a, dtype=a.dtype) if isinstance(a, jax.Array) else a, state
     )
 
-    def critic_scan(cstate, f_bnn, f_gp, rng_key, num_steps):
-        # traced trip count: the long first run and the regular runs share one program
-        def body(t, carry):
-            st, _ = carry
-            key = jax.random.fold_in(rng_key, t)
-            st, (loss, _, pen) = critic_step(st, f_bnn, f_gp, key, **critic_settings)
-            return st, (loss, pen)
-
-        zero = jnp.zeros((), f_bnn.dtype)
-        return jax.lax.fori_loop(0, num_steps, body, (cstate, (zero, zero)))
-
     def prior_step(state, rng_key, x, f_gp_train, f_gp_eval, num_critic):
         k_bnn, k_crit, k_eval, k_reset = jax.random.split(rng_key, 4)
-        if estimator == "critic":
-            cstate = state.critic
-            if not warm_start:
-                cp = init_critic(k_reset, m, critic_hidden)
-                cstate = CriticState(cp, copt.init(cp))
-            f_bnn = jax.lax.stop_gradient(sample_fns(state.theta, k_bnn, x, n))
-            cstate, (closs, pen) = critic_scan(cstate, f_bnn, f_gp_train, k_crit, num_critic)
 
-            def objective(theta):
-                return dual_w1(cstate.params, sample_fns(theta, k_eval, x, n), f_gp_eval)
+        def sample_bnn():
+            return jax.lax.stop_gradient(sample_fns(state.theta, k_bnn, x, n))
 
-        else:
-            cstate = None
+        cstate, (closs, pen) = estimator.train(
+            state.critic, sample_bnn, f_gp_train, k_crit, k_reset, num_critic
+        )
 
-            def objective(theta):
-                return sliced_w1(
-                    k_crit, sample_fns(theta, k_eval, x, n), f_gp_eval, num_projections
-                )
+        def objective(theta):
+            return estimator.distance(cstate, k_crit, sample_fns(theta, k_eval, x, n), f_gp_eval)
 
-            closs = pen = jnp.zeros(())
         theta, popt_state, w1 = gradient_step(objective, popt, state.theta, state.prior_opt_state)
         return FitState(theta, popt_state, cstate), (w1, closs, pen)
 
@@ -316,7 +272,7 @@ def fit_functional_prior(
     keys = jax.random.split(loop_key, steps)
     pending = []
     for i in range(steps):
-        nc = jnp.int32(first_critic_steps if (i == 0 and warm_start) else critic_steps)
+        nc = jnp.int32(estimator.num_steps(i))
         if gp_in_jit:
             state, info = jit_full(state, keys[i], nc)
         else:

@@ -19,9 +19,8 @@ The density is the change of variables
     \\log p(w) = \\log N(T^{-1}(w); 0, I) - \\log |\\det J_T(T^{-1}(w))|,
 
 evaluated through the analytic inverse with the log-determinant kept in the graph, so
-``log_prob`` is exactly the density of ``sample`` (the reference's planar-flow density is not;
-Tran et al. 2022, pitfall 7 of our reference note). Every flow starts at the identity
-(after the affine layer's initial scale), i.e. at a layer-wise Gaussian prior.
+``log_prob`` is exactly the density of ``sample`` (the planar-flow density of the authors'
+code is not). Every flow starts at the identity (after the affine layer's initial scale), i.e. at a layer-wise Gaussian prior.
 """
 
 from __future__ import annotations

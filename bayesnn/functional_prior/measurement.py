@@ -5,7 +5,7 @@ prior iteration; the critic sees the function values at ``X_t``, so ``num_points
 The samplers of Tran et al. (2022): a fixed grid (1-D), training inputs, uniform in a box,
 their 70%/30% mixture (UCI), and minibatches of training inputs (classification).
 
-Samplers are pure JAX (``sample(rng_key)`` traceable under ``jit``). Unlike the reference
+Samplers are pure JAX (``sample(rng_key)`` traceable under ``jit``). Unlike the authors'
 code, the default box spans the training inputs only; pass ``box=`` explicitly to include
 unlabelled test inputs.
 """
@@ -119,7 +119,7 @@ def mixture(x_train, num_points: int = 100, train_fraction: float = 0.7, box=Non
 
     ``round(train_fraction * num_points)`` training inputs (without replacement) and the rest
     uniform in ``box = (lower, upper)``; the default box is the training inputs' bounding box
-    (the reference uses train and test inputs: pass that box explicitly to reproduce it).
+    (the authors' code uses train and test inputs: pass that box explicitly to reproduce it).
     """
     x = _as_inputs(x_train, "x_train")
     n = _check_n(num_points)

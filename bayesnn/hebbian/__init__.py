@@ -1,6 +1,16 @@
 """Dense Hebbian networks: supervised / unsupervised P-body associative memories, their
 Monte Carlo simulation (via :mod:`samplers.spins`) and replica-symmetric theory.
 
+The names below are what a typical study calls; everything else lives in the submodules:
+:mod:`~bayesnn.hebbian.data` (data generators, example-mean law),
+:mod:`~bayesnn.hebbian.model` (networks, energies, fields, the spin-model adapter),
+:mod:`~bayesnn.hebbian.observables` (magnetisations, overlaps, retrieval summaries, observers
+for the chain runner), :mod:`~bayesnn.hebbian.theory` (RS solvers, closed forms,
+signal-to-noise estimates, thresholds), :mod:`~bayesnn.hebbian.phase` (phase diagrams) and
+:mod:`~bayesnn.hebbian.images` (binarised-image experiments).
+
+Every function that draws random numbers takes a required ``rng_key`` as its first argument.
+
 Agliari et al., "Dense Hebbian neural networks: a replica symmetric picture of supervised
 learning" (arXiv 2212.00606) and "... of unsupervised learning" (arXiv 2211.14067);
 Agliari, Alessandrelli, Barra, Ricci-Tersenghi, "Parallel learning by multitasking neural
@@ -8,48 +18,11 @@ networks" (arXiv 2308.04106).
 """
 
 from . import data, images, model, observables, phase, theory
-from .data import (
-    HebbianDataset,
-    archetypes,
-    dataset_entropy,
-    example_mean_law,
-    make_dataset,
-    noisy_examples,
-    quality_from_entropy,
-    second_moment,
-)
-from .images import (
-    binarize,
-    class_examples,
-    corrupt,
-    nearest_archetype,
-    pixel_thresholds,
-    relax_and_classify,
-)
-from .model import (
-    HebbianNetwork,
-    delta_energy,
-    energy,
-    hebbian_network,
-    local_fields,
-    overlaps,
-    spin_model,
-    supervised_network,
-    unsupervised_network,
-)
-from .observables import (
-    RetrievalSummary,
-    edwards_anderson_overlap,
-    mattis_magnetization,
-    replica_overlap,
-    retrieved_pattern,
-    summarize_retrieval,
-)
+from .data import archetypes, dataset_entropy, make_dataset, quality_from_entropy
+from .images import binarize, relax_and_classify
+from .model import HebbianNetwork, hebbian_network, supervised_network, unsupervised_network
+from .observables import mattis_magnetization, summarize_retrieval
 from .phase import (
-    MRDiagram,
-    TAlphaDiagram,
-    TRhoDiagram,
-    high_storage_free_energy,
     phase_boundary,
     phase_diagram_m_r,
     phase_diagram_t_alpha,
@@ -58,103 +31,58 @@ from .phase import (
 )
 from .simulate import SimulationResult, simulate
 from .theory import (
-    CriticalLoad,
-    HighStorageSolution,
-    LowStorageSolution,
-    cascade_amplitudes,
-    cascade_stability_margin,
     cascade_threshold,
     dense_critical_load,
     exact_law,
     gaussian_law,
     high_storage_rs,
-    low_storage_fixed_point,
-    low_storage_free_energy,
     memorization_threshold,
-    noise_constant,
     p2_critical_load,
-    p2_zero_temperature,
     pad_law,
-    refined_memorization_threshold,
-    snr_magnetization_supervised,
-    snr_magnetization_unsupervised,
     solve_low_storage,
     transition_temperatures,
-    unsupervised_energies,
-    unsupervised_variance_inflation,
-    zero_temperature_magnetization,
 )
 
 __all__ = [
+    # submodules
     "data",
+    "images",
     "model",
     "observables",
     "phase",
     "theory",
-    "images",
-    "binarize",
-    "class_examples",
-    "relax_and_classify",
-    "pixel_thresholds",
-    "corrupt",
-    "nearest_archetype",
-    "HebbianDataset",
+    # data and networks
+    "make_dataset",
     "archetypes",
     "dataset_entropy",
-    "example_mean_law",
-    "make_dataset",
-    "noisy_examples",
     "quality_from_entropy",
-    "second_moment",
     "HebbianNetwork",
-    "delta_energy",
-    "energy",
     "hebbian_network",
-    "local_fields",
-    "overlaps",
-    "spin_model",
     "supervised_network",
     "unsupervised_network",
-    "RetrievalSummary",
-    "edwards_anderson_overlap",
-    "mattis_magnetization",
-    "replica_overlap",
-    "retrieved_pattern",
-    "summarize_retrieval",
-    "MRDiagram",
-    "TAlphaDiagram",
-    "TRhoDiagram",
-    "high_storage_free_energy",
-    "phase_boundary",
-    "phase_diagram_m_r",
-    "phase_diagram_t_alpha",
-    "phase_diagram_t_rho",
-    "plot_phase_diagram",
-    "SimulationResult",
+    # Monte Carlo
     "simulate",
-    "HighStorageSolution",
-    "LowStorageSolution",
-    "cascade_amplitudes",
-    "cascade_stability_margin",
-    "cascade_threshold",
-    "dense_critical_load",
-    "CriticalLoad",
+    "SimulationResult",
+    "mattis_magnetization",
+    "summarize_retrieval",
+    # theory
     "exact_law",
-    "pad_law",
     "gaussian_law",
-    "high_storage_rs",
-    "low_storage_fixed_point",
-    "low_storage_free_energy",
-    "noise_constant",
-    "memorization_threshold",
-    "p2_critical_load",
-    "p2_zero_temperature",
-    "refined_memorization_threshold",
-    "snr_magnetization_supervised",
-    "snr_magnetization_unsupervised",
+    "pad_law",
     "solve_low_storage",
     "transition_temperatures",
-    "unsupervised_energies",
-    "unsupervised_variance_inflation",
-    "zero_temperature_magnetization",
+    "high_storage_rs",
+    "p2_critical_load",
+    "dense_critical_load",
+    "memorization_threshold",
+    "cascade_threshold",
+    # phase diagrams
+    "phase_diagram_t_alpha",
+    "phase_diagram_t_rho",
+    "phase_diagram_m_r",
+    "phase_boundary",
+    "plot_phase_diagram",
+    # images
+    "binarize",
+    "relax_and_classify",
 ]

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Z_MAX", "normal_nodes", "check_nodes_per_panel"]
+__all__ = ["Z_MAX", "normal_nodes", "normal_nodes_batch", "check_nodes_per_panel"]
 
 Z_MAX = 8.5  # N(0, 1) tail mass beyond is 2e-17
 _NUM_REFINE = 8  # kink offsets 4^0 .. 4^-7 (6e-5)
@@ -30,11 +30,6 @@ def check_nodes_per_panel(nodes_per_panel) -> int:
     if int(nodes_per_panel) != nodes_per_panel or not 2 <= int(nodes_per_panel) <= 64:
         raise ValueError(f"nodes_per_panel must be an integer in [2, 64], got {nodes_per_panel}")
     return int(nodes_per_panel)
-
-
-def num_nodes(nodes_per_panel: int) -> int:
-    """Number of nodes returned by :func:`normal_nodes`."""
-    return (_UNIT_GRID.size + 2 * _NUM_REFINE) * int(nodes_per_panel)
 
 
 def normal_nodes(kink, nodes_per_panel: int = 6):

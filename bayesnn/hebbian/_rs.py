@@ -1,7 +1,16 @@
-r"""The high-storage replica-symmetric map of the supervised rule (one copy, used by
-:func:`bayesnn.hebbian.theory.high_storage_rs`, the free energy and the phase diagrams).
+r"""The replica-symmetric maps of the supervised rule, one copy each: low storage
+(:func:`low_storage_map`, :func:`low_storage_f`; used by
+:func:`bayesnn.hebbian.theory.solve_low_storage` and the (T, rho) diagram) and high storage
+(:func:`iterate`; used by :func:`bayesnn.hebbian.theory.high_storage_rs`, the free energy and
+the (T, alpha) diagram).
 
-With :math:`p` from a law (atoms ``vals``, weights ``w``) and :math:`z \sim N(0, 1)`, the
+Low storage: :math:`h = \frac P2 n^{P-1} p`, :math:`n' = E[p\tanh\beta h]`,
+:math:`m = E\tanh\beta h`, :math:`q = E\tanh^2\beta h`, :math:`f = \frac{P-1}2 n^P -
+\beta^{-1}E\log 2\cosh\beta h` (``beta = inf`` allowed: ``tanh -> sign``,
+``T log 2cosh -> |h|``).
+
+High storage: with
+:math:`p` from a law (atoms ``vals``, weights ``w``) and :math:`z \sim N(0, 1)`, the
 effective field is :math:`h = a\,p + b\,z` with
 
 - P = 2 (:math:`K = \alpha N`, Amit-Gutfreund-Sompolinsky): :math:`a = n`,
@@ -25,7 +34,41 @@ import jax.numpy as jnp
 
 from ._quadrature import normal_nodes_batch
 
-__all__ = ["Moments", "field_coefficients", "moments", "iterate"]
+__all__ = [
+    "Moments",
+    "field_coefficients",
+    "moments",
+    "iterate",
+    "low_storage_map",
+    "low_storage_f",
+]
+
+
+def _tanh_beta(beta, h):
+    """tanh(beta h), with beta = inf giving sign(h)."""
+    inf = jnp.isinf(beta)
+    return jnp.where(inf, jnp.sign(h), jnp.tanh(jnp.where(inf, 0.0, beta) * h))
+
+
+def _t_log2cosh(beta, h):
+    """T log 2cosh(beta h) (-> |h| at T = 0)."""
+    inf = jnp.isinf(beta)
+    b = jnp.where(inf, 1.0, beta)
+    return jnp.where(inf, jnp.abs(h), jnp.logaddexp(b * h, -b * h) / b)
+
+
+def low_storage_map(n, beta, order: int, law):
+    """One low-storage RS map: ``(E p t, E t, E t^2)`` with ``t = tanh(beta P/2 n^(P-1) p)``."""
+    vals, w = law
+    t = _tanh_beta(beta, 0.5 * order * n ** (order - 1) * vals)
+    return jnp.sum(w * vals * t), jnp.sum(w * t), jnp.sum(w * t**2)
+
+
+def low_storage_f(n, beta, order: int, law):
+    """Low-storage RS free energy ``(P-1)/2 n^P - T E log 2cosh(beta P/2 n^(P-1) p)``."""
+    vals, w = law
+    h = 0.5 * order * n ** (order - 1) * vals
+    return 0.5 * (order - 1) * n**order - jnp.sum(w * _t_log2cosh(beta, h))
 
 
 class Moments(NamedTuple):

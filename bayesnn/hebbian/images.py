@@ -101,7 +101,7 @@ def pixel_thresholds(images):
     return x.reshape(x.shape[0], -1).mean(0)
 
 
-def corrupt(spins, rng_key, flip: float = 0.0, occlude: float = 0.0):
+def corrupt(rng_key, spins, flip: float = 0.0, occlude: float = 0.0):
     """Noisy / partial probes: flip a random fraction of pixels, then replace the last
     ``occlude`` fraction of every image (the bottom rows in raster order) by random +-1.
 
@@ -110,10 +110,10 @@ def corrupt(spins, rng_key, flip: float = 0.0, occlude: float = 0.0):
 
     Parameters
     ----------
-    spins : array_like, shape (n, D)
-        Binarised images.
     rng_key : PRNGKey
         Key.
+    spins : array_like, shape (n, D)
+        Binarised images.
     flip : float
         Probability of flipping each pixel, in [0, 1].
     occlude : float
@@ -139,19 +139,19 @@ def corrupt(spins, rng_key, flip: float = 0.0, occlude: float = 0.0):
     return out.astype(np.float32)
 
 
-def class_examples(spins, labels, num_examples: int, rng_key):
+def class_examples(rng_key, spins, labels, num_examples: int):
     """Pick ``M`` random training images per class: examples ``(K, M, D)`` grouped by label.
 
     Parameters
     ----------
+    rng_key : PRNGKey
+        Selection key.
     spins : array_like, shape (n, D)
         Binarised images (+-1).
     labels : array_like of int, shape (n,)
         Class labels ``0..K-1``.
     num_examples : int
         ``M`` per class (must not exceed the smallest class size).
-    rng_key : PRNGKey
-        Selection key.
 
     Returns
     -------
@@ -173,7 +173,14 @@ def class_examples(spins, labels, num_examples: int, rng_key):
 
 
 def relax_and_classify(
-    rng_key, examples, probes, order, rule="supervised", beta=jnp.inf, num_sweeps=5
+    rng_key,
+    examples,
+    probes,
+    order,
+    rule="supervised",
+    beta=jnp.inf,
+    num_sweeps=5,
+    convention="distinct",
 ):
     r"""Relax probe images in the network and classify them by the closest archetype estimate.
 
@@ -197,6 +204,9 @@ def relax_and_classify(
         Inverse temperature (``inf``: zero-temperature dynamics).
     num_sweeps : int
         Sequential sweeps.
+    convention : {"distinct", "all"}
+        Index convention of the network (:mod:`bayesnn.hebbian.model`); at finite N and
+        P >= 4 the self-interaction terms of ``"all"`` change the relaxed states.
 
     Returns
     -------
@@ -208,7 +218,7 @@ def relax_and_classify(
     build = {"supervised": supervised_network, "unsupervised": unsupervised_network}
     if rule not in build:
         raise ValueError(f"rule must be 'supervised' or 'unsupervised', got {rule!r}")
-    net = build[rule](eta, order)
+    net = build[rule](eta, order, convention=convention)
     res = _relax(rng_key, net, jnp.asarray(probes, jnp.float32), beta, int(num_sweeps))
     return np.asarray(nearest_archetype(eta, res)), np.asarray(res)
 

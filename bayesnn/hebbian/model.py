@@ -32,9 +32,10 @@ Rules (Agliari et al., arXiv 2212.00606 (supervised), arXiv 2211.14067 (unsuperv
   ``c = 1/M``;
 - dense Hopfield / multitasking: :math:`X = \xi`, ``c = 1``.
 
-The group's teaching code divides the example mean by :math:`r(1+\rho) = R/r` instead of
-:math:`\sqrt R`; the overlaps then differ by :math:`1/\sqrt{1+\rho}`. Papers that write
-:math:`H = -\frac{1}{P!\,N^{P-1}}\sum\cdots` correspond to :math:`\beta' = 2\beta/P!` here.
+The group's public teaching code (GitHub ``AndreaAlessandrelli4/Coding_Lessons``) divides the
+example mean by :math:`r(1+\rho) = R/r` instead of :math:`\sqrt R`; the overlaps then differ
+by :math:`1/\sqrt{1+\rho}`. Papers that write :math:`H = -\frac{1}{P!\,N^{P-1}}\sum\cdots`
+correspond to :math:`\beta' = 2\beta/P!` here.
 
 Exact single-flip energy differences cost O(R) (all tuples) or O(R P^2) (distinct) per flip
 from a cache of overlaps / odd power sums; :func:`spin_model` packages them for

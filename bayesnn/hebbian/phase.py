@@ -204,10 +204,6 @@ def _temperatures(temperatures):
     return t
 
 
-def _log2cosh(x):
-    return jnp.logaddexp(x, -x)
-
-
 @partial(jax.jit, static_argnames=("order", "convention", "nodes_per_panel"))
 def high_storage_free_energy(
     n, q, beta, alpha, order: int, law, convention="distinct", nodes_per_panel: int = 6
@@ -420,20 +416,17 @@ def phase_diagram_t_alpha(
 @partial(jax.jit, static_argnames=("order", "num_iter", "nodes_per_panel"))
 def _t_rho(temps, rhos, order, num_iter, nodes_per_panel, tol):
     def per_rho(rho):
-        vals, w = gaussian_law(rho, nodes_per_panel)
-
-        def g(n, beta):
-            t = jnp.tanh(beta * 0.5 * order * n ** (order - 1) * vals)
-            return jnp.sum(w * vals * t), jnp.sum(w * t), jnp.sum(w * t**2)
+        law = gaussian_law(rho, nodes_per_panel)
+        vals, w = law
 
         def step(n0, temp):
             beta = 1.0 / temp
-            n = jax.lax.fori_loop(0, num_iter, lambda _, n: g(n, beta)[0], n0)
-            n1, m, q = g(n, beta)
+            n = jax.lax.fori_loop(
+                0, num_iter, lambda _, n: _rs.low_storage_map(n, beta, order, law)[0], n0
+            )
+            n1, m, q = _rs.low_storage_map(n, beta, order, law)
             exists = (n > tol) & (jnp.abs(n1 - n) < tol)
-            h = 0.5 * order * n ** (order - 1) * vals
-            f_ret = 0.5 * (order - 1) * n**order - jnp.sum(w * _log2cosh(beta * h)) / beta
-            f_ret = jnp.where(exists, f_ret, jnp.inf)
+            f_ret = jnp.where(exists, _rs.low_storage_f(n, beta, order, law), jnp.inf)
             f_para = -temp * jnp.log(2.0)
             phase = jnp.where(exists, jnp.where(f_ret < f_para, 3, 2), 0).astype(jnp.int32)
             z = jnp.zeros_like(n)

@@ -6,7 +6,8 @@ jittable; ``jax.vmap`` over networks (stacked ``rows``) for disorder samples.
 
 Sequential Glauber dynamics samples :math:`e^{-\beta H}` exactly; the parallel
 ``"synchronous"`` kernel is Little dynamics (different stationary law at finite N), as in
-the public teaching code of Agliari et al. (arXiv 2212.00606).
+the public teaching code of the group of Agliari et al. (arXiv 2212.00606; GitHub
+``AndreaAlessandrelli4/Coding_Lessons``).
 """
 
 from __future__ import annotations

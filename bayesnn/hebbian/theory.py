@@ -41,6 +41,7 @@ __all__ = [
     "LowStorageSolution",
     "exact_law",
     "pad_law",
+    "check_law",
     "gaussian_law",
     "low_storage_fixed_point",
     "low_storage_free_energy",
@@ -91,6 +92,21 @@ def exact_law(quality, num_examples: int):
     x, w = example_mean_law(quality, num_examples)
     r = jnp.asarray(quality, jnp.float32)
     return x / jnp.sqrt(r**2 + (1 - r**2) / num_examples), w
+
+
+def _check_scalar(name, value, *, lo=0.0, strict=False, allow_inf=False):
+    """Validate a concrete scalar parameter (tracers pass: grids are validated by callers)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    v = np.asarray(value, np.float64)
+    if v.ndim != 0:
+        raise ValueError(f"{name} must be a scalar (vmap for grids), got shape {v.shape}")
+    ok = (v > lo if strict else v >= lo) and (np.isfinite(v) or (allow_inf and v == np.inf))
+    if not ok:
+        bound = f"> {lo}" if strict else f">= {lo}"
+        raise ValueError(
+            f"{name} must be {bound}{' (inf allowed)' if allow_inf else ''}, got {value}"
+        )
 
 
 def pad_law(law, size: int):
@@ -153,20 +169,6 @@ def gaussian_law(rho, nodes_per_panel: int = 6):
     return (1.0 + jnp.sqrt(rho) * z) / jnp.sqrt(1.0 + rho), w
 
 
-def _tanh_beta(beta, h):
-    """tanh(beta h), with beta = inf giving sign(h)."""
-    return jnp.where(
-        jnp.isinf(beta), jnp.sign(h), jnp.tanh(jnp.where(jnp.isinf(beta), 0.0, beta) * h)
-    )
-
-
-def _logcosh_t(beta, h):
-    """T log 2cosh(beta h) (-> |h| at T = 0)."""
-    b = jnp.where(jnp.isinf(beta), 1.0, beta)
-    val = (jnp.logaddexp(b * h, -b * h)) / b
-    return jnp.where(jnp.isinf(beta), jnp.abs(h), val)
-
-
 class LowStorageSolution(NamedTuple):
     """Low-storage RS solution.
 
@@ -220,15 +222,12 @@ def low_storage_fixed_point(beta, order: int, law, num_iter: int = 3000):
     p_order = check_order(order)
     vals, w = law
     beta = jnp.asarray(beta, jnp.float32)
-
-    def g(n):
-        t = _tanh_beta(beta, 0.5 * p_order * n ** (p_order - 1) * vals)
-        return jnp.sum(w * vals * t)
-
     n0 = jnp.sum(w * jnp.abs(vals))
-    n = jax.lax.fori_loop(0, num_iter, lambda _, n: g(n), n0)
-    t = _tanh_beta(beta, 0.5 * p_order * n ** (p_order - 1) * vals)
-    return n, jnp.sum(w * t), jnp.sum(w * t**2)
+    n = jax.lax.fori_loop(
+        0, num_iter, lambda _, n: _rs.low_storage_map(n, beta, p_order, law)[0], n0
+    )
+    _, m, q = _rs.low_storage_map(n, beta, p_order, law)
+    return n, m, q
 
 
 @partial(jax.jit, static_argnames=("order",))
@@ -252,17 +251,41 @@ def low_storage_free_energy(n, beta, order: int, law):
     Array
     """
     p_order = check_order(order)
-    vals, w = law
-    beta = jnp.asarray(beta, jnp.float32)
-    h = 0.5 * p_order * n ** (p_order - 1) * vals
-    return 0.5 * (p_order - 1) * n**p_order - jnp.sum(w * _logcosh_t(beta, h))
+    return _rs.low_storage_f(n, jnp.asarray(beta, jnp.float32), p_order, law)
 
 
 def _paramagnet_f(beta):
     return jnp.where(jnp.isinf(beta), 0.0, -jnp.log(2.0) / jnp.where(jnp.isinf(beta), 1.0, beta))
 
 
-@partial(jax.jit, static_argnames=("order", "num_iter", "tol"))
+def check_law(law):
+    """Validate a law ``(values, weights)``: two 1-d arrays of one length, finite values,
+    non-negative weights summing to 1 (concrete laws; traced ones pass).
+
+    Parameters
+    ----------
+    law : tuple
+        ``(values, weights)``.
+
+    Returns
+    -------
+    law : tuple of Array
+    """
+    try:
+        vals, w = (jnp.asarray(a) for a in law)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"law must be a pair (values, weights) of arrays: {err}") from None
+    if vals.ndim != 1 or vals.shape != w.shape or vals.size == 0:
+        raise ValueError(f"law must be two 1-d arrays of one length, got {vals.shape}, {w.shape}")
+    if not isinstance(w, jax.core.Tracer) and not isinstance(vals, jax.core.Tracer):
+        vn, wn = np.asarray(vals, np.float64), np.asarray(w, np.float64)
+        if not (np.all(np.isfinite(vn)) and np.all(np.isfinite(wn)) and np.all(wn >= 0)):
+            raise ValueError("law has NaN/inf values or negative/NaN weights")
+        if abs(wn.sum() - 1.0) > 1e-4:
+            raise ValueError(f"law weights must sum to 1, got {wn.sum():.6g}")
+    return vals, w
+
+
 def solve_low_storage(beta, order: int, law, num_iter: int = 3000, tol: float = 1e-3):
     r"""Stable low-storage RS state: retrieval branch vs paramagnet by free energy.
 
@@ -287,6 +310,12 @@ def solve_low_storage(beta, order: int, law, num_iter: int = 3000, tol: float = 
     -------
     LowStorageSolution
     """
+    _check_scalar("beta", beta, strict=True, allow_inf=True)
+    return _solve_low_storage(beta, check_order(order), check_law(law), int(num_iter), tol)
+
+
+@partial(jax.jit, static_argnames=("order", "num_iter", "tol"))
+def _solve_low_storage(beta, order, law, num_iter, tol):
     n, m, q = low_storage_fixed_point(beta, order, law, num_iter)
     f_ret = low_storage_free_energy(n, beta, order, law)
     f_para = _paramagnet_f(jnp.asarray(beta, jnp.float32))
@@ -484,6 +513,9 @@ def high_storage_rs(
     p_order = check_order(order)
     noise_constant(p_order, convention)
     npp = check_nodes_per_panel(nodes_per_panel)
+    _check_scalar("beta", beta, strict=True)
+    _check_scalar("alpha", alpha)
+    law = check_law(law)
     if not 0.0 <= float(damping) < 1.0:
         raise ValueError(f"damping must be in [0, 1), got {damping}")
     return _high_storage_rs(

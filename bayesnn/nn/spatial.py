@@ -80,7 +80,9 @@ def _window_sum(x, axes, window, stride, padding):
     length): ``y[.., i, .., j, ..] = sum_d x[.., s i + d, .., s j + d, ..]``."""
     size = x.shape[axes[0]]
     out, lo, hi = same_padding(size, window, stride, padding)
-    x = _pad_axes(x, axes, lo, hi)
+    # materialise the (padded) input: XLA would otherwise fuse the producer into each of the
+    # `window` shifted reads, and through stacked layers recompute it window^depth times
+    x = jax.lax.optimization_barrier(_pad_axes(x, axes, lo, hi))
     total = None
     for d in range(window):
         term = x

@@ -3,7 +3,7 @@
 The "regression on one-hot labels" classifier of Lee et al. (2018), with the ``C`` outputs
 sharing one last-layer variance ``sigma^2 ~ IG(alpha, beta)`` (Lee, Yun, Yang, Lee, ICLR
 2022): the posterior is the multi-output Student-t process of
-:func:`bayesnn.nngp.regression.tp_fit` with ``2 alpha + nC`` degrees of freedom. The class
+:func:`bayesnn.nngp.tp.fit` with ``2 alpha + nC`` degrees of freedom. The class
 prediction is the argmax of the posterior mean, identical for the NNGP and the t-process,
 so the two differ only in calibration.
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from bayesnn.nngp.regression import gp_fit, gp_predict, tp_fit, tp_predict
+from bayesnn.nngp import gp, tp
 
-__all__ = ["one_hot", "gaussian_classifier_predict"]
+__all__ = ["one_hot", "predict"]
 
 
 def one_hot(labels, num_classes: int, centred: bool = True) -> jax.Array:
@@ -27,7 +27,7 @@ def one_hot(labels, num_classes: int, centred: bool = True) -> jax.Array:
     return y - 1.0 / num_classes if centred else y
 
 
-def gaussian_classifier_predict(
+def predict(
     k_train,
     labels,
     k_test_train,
@@ -64,5 +64,5 @@ def gaussian_classifier_predict(
         raise ValueError(f"model must be 't' or 'gp', got {model!r}")
     y = one_hot(labels, num_classes)
     if model == "gp":
-        return gp_predict(gp_fit(k_train, y, eta), k_test_train, k_test_diag, scale)
-    return tp_predict(tp_fit(k_train, y, alpha, beta, eta), k_test_train, k_test_diag)
+        return gp.predict(gp.fit(k_train, y, eta), k_test_train, k_test_diag, scale)
+    return tp.predict(tp.fit(k_train, y, alpha, beta, eta), k_test_train, k_test_diag)

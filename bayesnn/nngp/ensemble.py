@@ -26,20 +26,20 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 
 from bayesnn._linalg import regularised_cholesky
-from bayesnn.nngp.regression import (
-    _as_2d_targets,
-    _check_matrix,
-    _check_test_diag,
-    _out,
-    _positive,
-    _scaled_sd,
-    gp_fit,
+from bayesnn.nngp._common import (
+    as_2d_targets,
+    check_matrix,
+    check_test_diag,
+    positive,
+    scaled_sd,
+    to_default_float,
 )
+from bayesnn.nngp.gp import fit as fit_gp
 
-__all__ = ["gd_ensemble_moments", "gd_ensemble_predict"]
+__all__ = ["moments", "predict"]
 
 
-def gd_ensemble_moments(
+def moments(
     k_train,
     k_test_train,
     k_test_diag,
@@ -71,24 +71,24 @@ def gd_ensemble_moments(
     """
     if mode not in ("nngp", "ntk"):
         raise ValueError(f"mode must be 'nngp' or 'ntk', got {mode!r}")
-    eta = _positive("eta", eta)
+    eta = positive("eta", eta)
     with jax.enable_x64(True):
-        K = _check_matrix("k_train", k_train, square=True).astype(jnp.float64)
+        K = check_matrix("k_train", k_train, square=True).astype(jnp.float64)
         n = K.shape[0]
-        y = _as_2d_targets(y, n).astype(jnp.float64)
-        kxX = _check_matrix("k_test_train", k_test_train).astype(jnp.float64)
-        kxx = _check_test_diag(k_test_diag, kxX.shape[0])
+        y = as_2d_targets(y, n).astype(jnp.float64)
+        kxX = check_matrix("k_test_train", k_test_train).astype(jnp.float64)
+        kxx = check_test_diag(k_test_diag, kxX.shape[0])
         if mode == "nngp":
             L = regularised_cholesky(K, eta, "k_train")
             mean, var = _nngp_moments(L, y, kxX, kxx)
         else:
             if ntk_train is None or ntk_test_train is None:
                 raise ValueError("mode='ntk' needs ntk_train and ntk_test_train")
-            T = _check_matrix("ntk_train", ntk_train, square=True).astype(jnp.float64)
-            txX = _check_matrix("ntk_test_train", ntk_test_train).astype(jnp.float64)
+            T = check_matrix("ntk_train", ntk_train, square=True).astype(jnp.float64)
+            txX = check_matrix("ntk_test_train", ntk_test_train).astype(jnp.float64)
             L = regularised_cholesky(T, eta, "ntk_train")
             mean, var = _ntk_moments(L, K, y, kxX, kxx, txX)
-    return _out(mean, var)
+    return to_default_float(mean, var)
 
 
 @jax.jit
@@ -105,7 +105,7 @@ def _ntk_moments(L, K, y, kxX, kxx, txX):
     return A @ y, jnp.maximum(var, 0.0)
 
 
-def gd_ensemble_predict(
+def predict(
     k_train,
     k_test_train,
     k_test_diag,
@@ -122,7 +122,7 @@ def gd_ensemble_predict(
 
     .. math:: f(x_*) \\sim t_{2\\alpha}(\\mu, (\\beta/\\alpha)\\, \\Sigma)
 
-    with ``(mu, Sigma)`` from :func:`gd_ensemble_moments`; ``posterior=True`` uses
+    with ``(mu, Sigma)`` from :func:`moments`; ``posterior=True`` uses
     ``(alpha + nC/2, beta + q/2)``.
 
     Returns
@@ -130,16 +130,16 @@ def gd_ensemble_predict(
     numpyro.distributions.StudentT
         Batch shape ``(m, C)`` (latent ``f``: no observation noise).
     """
-    alpha, beta = _positive("alpha", alpha), _positive("beta", beta)
-    mean, var = gd_ensemble_moments(
+    alpha, beta = positive("alpha", alpha), positive("beta", beta)
+    mean, var = moments(
         k_train, k_test_train, k_test_diag, y, mode, ntk_train, ntk_test_train, eta
     )
     with jax.enable_x64(True):
         mean, var = jnp.asarray(mean, jnp.float64), jnp.asarray(var, jnp.float64)
         a, b = jnp.asarray(alpha, jnp.float64), jnp.asarray(beta, jnp.float64)
         if posterior:
-            gp = gp_fit(k_train, y, eta)
+            gp = fit_gp(k_train, y, eta)
             a, b = a + 0.5 * gp.n * gp.n_out, b + 0.5 * gp.quad
-        sd = _scaled_sd(var, 0.0, b / a, mean.shape[1])
+        sd = scaled_sd(var, 0.0, b / a, mean.shape[1])
         df = 2.0 * a
-    return dist.StudentT(*_out(df, mean, sd))
+    return dist.StudentT(*to_default_float(df, mean, sd))

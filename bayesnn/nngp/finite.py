@@ -36,7 +36,7 @@ import numpy as np
 
 from bayesnn import likelihoods, priors
 from bayesnn.model import BayesianNeuralNet
-from bayesnn.nngp.regression import _as_2d_targets, _check_matrix, _positive
+from bayesnn.nngp._common import as_2d_targets, check_matrix, positive
 
 __all__ = [
     "FinitePredictive",
@@ -67,9 +67,9 @@ def scale_mixture_bnn(architecture, input_shape, alpha, beta, noise_std) -> Baye
     -------
     bayesnn.model.BayesianNeuralNet
     """
-    _positive("alpha", alpha)
-    _positive("beta", beta)
-    _positive("noise_std", noise_std)
+    positive("alpha", alpha)
+    positive("beta", beta)
+    positive("noise_std", noise_std)
     model = BayesianNeuralNet.create(
         architecture,
         input_shape,
@@ -224,11 +224,11 @@ def fixed_noise_mixture_moments(
         ``(mean (m, C), sd (m, C), sigma2_mean)``: moments of the latent ``f(x*)`` (add
         ``noise_var`` to the variance for ``y*``) and ``E[sigma^2 | y]``.
     """
-    alpha, beta = _positive("alpha", alpha), _positive("beta", beta)
-    noise_var = _positive("noise_var", noise_var)
-    K = np.asarray(_check_matrix("k_train", k_train, square=True), np.float64)
-    Y = np.asarray(_as_2d_targets(y, K.shape[0]), np.float64)
-    kx = np.asarray(_check_matrix("k_test_train", k_test_train), np.float64)
+    alpha, beta = positive("alpha", alpha), positive("beta", beta)
+    noise_var = positive("noise_var", noise_var)
+    K = np.asarray(check_matrix("k_train", k_train, square=True), np.float64)
+    Y = np.asarray(as_2d_targets(y, K.shape[0]), np.float64)
+    kx = np.asarray(check_matrix("k_test_train", k_test_train), np.float64)
     kd = np.asarray(k_test_diag, np.float64)
     n, c = Y.shape
     lam, U = np.linalg.eigh(0.5 * (K + K.T))

@@ -10,9 +10,9 @@ With one Cholesky of ``K = Kbar + eta I`` (``q = tr(Y^T K^{-1} Y)``, ``log|K|``)
     \\log p(Y \\mid \\sigma^2) = -\\tfrac{nC}{2}\\log(2\\pi\\sigma^2)
     - \\tfrac{C}{2}\\log|K| - \\tfrac{q}{2\\sigma^2}.
 
-Importance sampling (Lee et al., ICLR 2022, section 3 of the reference note) draws
+Importance sampling (Lee et al., ICLR 2022, section 3) draws
 ``sigma_s^2`` from a proposal and weights them by prior x likelihood / proposal; the
-predictive is the mixture ``sum_s w_s N(mu*, sigma_s^2 (Sigma* + eta))``. The reference code
+predictive is the mixture ``sum_s w_s N(mu*, sigma_s^2 (Sigma* + eta))``. The authors' code
 proposes from the prior (tiny ESS for large n); the default here is a Student-t proposal in
 ``log sigma^2`` centred at the posterior mode with the Laplace curvature, and the effective
 sample size is reported. A finite discrete prior ``sum_k pi_k delta_{s_k}`` is handled
@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-from bayesnn.nngp.regression import GPPosterior, _latent, _out
+from bayesnn.nngp._common import to_default_float
+from bayesnn.nngp.gp import GPPosterior, latent_moments
 
 __all__ = [
     "BurrXII",
@@ -39,7 +40,7 @@ __all__ = [
     "ScaleMixturePosterior",
     "scale_log_likelihood",
     "importance_posterior",
-    "mixture_predict",
+    "predict",
 ]
 
 
@@ -110,7 +111,7 @@ class ScaleMixturePosterior(NamedTuple):
     Attributes
     ----------
     gp
-        :class:`bayesnn.nngp.regression.GPPosterior`.
+        :class:`bayesnn.nngp.gp.GPPosterior`.
     sigma2
         ``(S,)`` variances.
     log_weights
@@ -159,7 +160,7 @@ def importance_posterior(
     Parameters
     ----------
     gp
-        :func:`bayesnn.nngp.regression.gp_fit` of ``Kbar`` (unit last-layer scale).
+        :func:`bayesnn.nngp.gp.fit` of ``Kbar`` (unit last-layer scale).
     prior
         numpyro distribution on ``sigma^2`` (``InverseGamma``, :class:`BurrXII`,
         ``LogNormal``, a ``TransformedDistribution`` of ``HalfCauchy`` on ``sigma``, ...), a
@@ -172,7 +173,7 @@ def importance_posterior(
     proposal
         ``"laplace"`` (default): Student-t with ``df`` degrees of freedom in
         ``log sigma^2``, located at the posterior mode and scaled by the Laplace curvature
-        (x1.5); ``df`` must be a positive integer. ``"prior"``: the prior itself (the reference code; needs ``prior.sample``).
+        (x1.5); ``df`` must be a positive integer. ``"prior"``: the prior itself (as in the authors' code; needs ``prior.sample``).
 
     Returns
     -------
@@ -187,7 +188,7 @@ def importance_posterior(
             lw = jnp.log(p / jnp.sum(p)) + scale_log_likelihood(gp, v)
             lw = lw - jax.scipy.special.logsumexp(lw)
             ess = 1.0 / jnp.sum(jnp.exp(2 * lw))
-        return ScaleMixturePosterior(gp, *_out(v, lw, ess))
+        return ScaleMixturePosterior(gp, *to_default_float(v, lw, ess))
     _prior_log_prob(prior)
     if not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
@@ -206,7 +207,7 @@ def importance_posterior(
         s2, lw, ess, t, h = _importance_core(prior, stats, rng_key, z, num_samples, proposal, df)
         if proposal == "laplace" and (not bool(jnp.isfinite(t)) or not bool(h < 0)):
             raise ValueError("could not locate the posterior mode of log sigma^2")
-    return ScaleMixturePosterior(gp, *_out(s2, lw, ess))
+    return ScaleMixturePosterior(gp, *to_default_float(s2, lw, ess))
 
 
 def _scale_ll(stats, sigma2):
@@ -265,7 +266,7 @@ def _mixture_params(mean, var, eta, sigma2, log_weights):
     return loc, sd, logits
 
 
-def mixture_predict(
+def predict(
     post: ScaleMixturePosterior, k_test_train, k_test_diag, include_noise: bool = True
 ) -> dist.MixtureSameFamily:
     """Marginal predictive ``sum_s w_s N(mu*, sigma_s^2 (Sigma* + eta))`` per test point.
@@ -276,8 +277,8 @@ def mixture_predict(
         Batch shape ``(m, C)``, mixing over the ``S`` draws (``log_prob`` is a log-sum-exp).
     """
     with jax.enable_x64(True):
-        mean, var = _latent(post.gp, k_test_train, k_test_diag)
+        mean, var = latent_moments(post.gp, k_test_train, k_test_diag)
         eta = post.gp.eta if include_noise else 0.0
         loc, sd, logits = _mixture_params(mean, var, eta, post.sigma2, post.log_weights)
-    loc, sd, logits = _out(loc, sd, logits)
+    loc, sd, logits = to_default_float(loc, sd, logits)
     return dist.MixtureSameFamily(dist.Categorical(logits=logits), dist.Normal(loc, sd))

@@ -1,7 +1,7 @@
 """Sparse variational Student-t process (SVTP) classification with a softmax likelihood.
 
 Lee, Yun, Yang, Lee, "Scale Mixtures of Neural Network Gaussian Processes", ICLR 2022
-(appendix; reference code ``spax/models.py: SVSP``). With ``Kbar`` the NNGP kernel at unit
+(appendix; the authors' ``spax`` code, ``models.py: SVSP``). With ``Kbar`` the NNGP kernel at unit
 readout scale, the prior is ``sigma^2 ~ IG(alpha, beta)``, ``f_c | sigma^2 ~ GP(0, sigma^2
 Kbar)`` for each of ``C`` classes, ``y ~ Categorical(softmax(f))``. With ``M`` inducing
 inputs ``Z`` (``u_c = f_c(Z)``) the variational family is
@@ -29,8 +29,8 @@ so that ``q(f_c(x) | sigma^2) = N(A m_c, sigma^2 (A S_c A^T + Kbar_xx - A Kbar_Z
 The expected log-likelihood is a Monte Carlo average over reparameterised draws of
 ``sigma^2`` (implicit gamma gradients) and of the marginals ``f_c(x_i)``, estimated on
 minibatches; Adam (optax) maximises the ELBO. ``model="gp"`` gives the SVGP baseline
-(``sigma^2`` fixed at ``scale``, no IG term). :func:`svtp_fit` takes kernel matrices computed
-once from a fixed architecture (rows indexed per minibatch); :func:`svtp_fit_hyperparameters`
+(``sigma^2`` fixed at ``scale``, no IG term). :func:`fit` takes kernel matrices computed
+once from a fixed architecture (rows indexed per minibatch); :func:`fit_hyperparameters`
 recomputes them at every step, so that the kernel hyperparameters (``W_std``, ``b_std``)
 and the prior ``IG(alpha, beta)`` are learned with the same ELBO.
 """
@@ -48,25 +48,73 @@ import optax
 from bayesnn._linalg import cholesky_relative_jitter
 from bayesnn._training import minimize
 from bayesnn.nn.kernels import input_kernel
-from bayesnn.nngp.regression import _check_matrix, _positive
+from bayesnn.nngp._common import check_matrix, positive
 
 __all__ = [
-    "SVTPParams",
-    "SVTPKernels",
-    "svtp_kernels",
-    "svtp_init",
-    "svtp_kl",
+    "VariationalParams",
+    "KernelBlocks",
+    "prepare_kernels",
+    "init",
+    "kl",
     "ig_kl",
-    "svtp_elbo",
-    "svtp_fit",
-    "svtp_predict",
+    "elbo",
+    "fit",
+    "predict",
     "inducing_points",
-    "svtp_kernel_blocks",
-    "svtp_fit_hyperparameters",
+    "kernel_blocks",
+    "fit_hyperparameters",
 ]
 
 
-class SVTPParams(NamedTuple):
+class TrainConfig(NamedTuple):
+    """Adam settings of the ELBO maximisation.
+
+    Attributes
+    ----------
+    num_steps
+        Adam steps.
+    batch_size
+        Minibatch size ``B`` (rows drawn without replacement each step).
+    num_samples
+        Monte Carlo draws of ``(sigma^2, f)`` per step.
+    learning_rate
+        Adam step size.
+    """
+
+    num_steps: int = 1000
+    batch_size: int = 100
+    num_samples: int = 16
+    learning_rate: float = 1e-2
+
+
+class KernelLearning(NamedTuple):
+    """What :func:`fit_hyperparameters` learns besides ``q``, and how fast.
+
+    Attributes
+    ----------
+    learn_prior
+        Learn ``alpha`` and ``beta`` of the prior ``IG(alpha, beta)``.
+    learn_kernel
+        Learn the kernel hyperparameters ``h`` (``False``: plain :func:`fit` at the initial
+        ``h``, same compiled program, for comparisons).
+    warmup_steps
+        Steps during which only the variational parameters move (``None``: a quarter of the
+        steps): with ``q`` still at its initialisation the kernel gradient is dominated by the
+        mismatch of ``S_c = I`` with ``Kbar(Z, Z)`` and runs away.
+    kernel_rate
+        Step size of the (log) kernel hyperparameters relative to the Adam step size. At
+        fixed ``q`` a larger kernel scale always lowers the KL (``tr(K^-1 S)``,
+        ``m^T K^-1 m``), so ``q`` must track the kernel; a slower kernel keeps it close to
+        the profile optimum instead of drifting to large ``W_std`` along the flat ELBO.
+    """
+
+    learn_prior: bool = True
+    learn_kernel: bool = True
+    warmup_steps: int | None = None
+    kernel_rate: float = 0.05
+
+
+class VariationalParams(NamedTuple):
     """Variational parameters (unconstrained).
 
     Attributes
@@ -85,7 +133,7 @@ class SVTPParams(NamedTuple):
     log_beta: jax.Array
 
 
-class SVTPKernels(NamedTuple):
+class KernelBlocks(NamedTuple):
     """Fixed kernel blocks of the training set.
 
     Attributes
@@ -103,10 +151,10 @@ class SVTPKernels(NamedTuple):
     k_xx: jax.Array
 
 
-def svtp_kernels(k_zz, k_xz, k_xx, jitter: float = 1e-6) -> SVTPKernels:
+def prepare_kernels(k_zz, k_xz, k_xx, jitter: float = 1e-6) -> KernelBlocks:
     """Validate the kernel blocks and factorise ``K_ZZ + jitter * mean(diag) I``."""
-    k_zz = _check_matrix("k_zz", k_zz, square=True)
-    k_xz = _check_matrix("k_xz", k_xz)
+    k_zz = check_matrix("k_zz", k_zz, square=True)
+    k_xz = check_matrix("k_xz", k_xz)
     k_xx = jnp.asarray(k_xx)
     if k_xz.shape[1] != k_zz.shape[0] or k_xx.shape != (k_xz.shape[0],):
         raise ValueError(
@@ -115,12 +163,12 @@ def svtp_kernels(k_zz, k_xz, k_xx, jitter: float = 1e-6) -> SVTPKernels:
     L = cholesky_relative_jitter(k_zz, jitter)
     if not bool(jnp.all(jnp.isfinite(L))):
         raise ValueError("k_zz is not positive definite; increase jitter or thin Z")
-    return SVTPKernels(L, k_xz, k_xx)
+    return KernelBlocks(L, k_xz, k_xx)
 
 
 def inducing_points(rng_key, labels, num_inducing: int) -> jax.Array:
     """Indices of ``num_inducing`` training points drawn without replacement in class
-    proportion (the reference code's choice of ``Z``)."""
+    proportion (the choice of ``Z`` in the authors' ``spax`` code)."""
     labels = np.asarray(labels)
     if not 0 < num_inducing <= labels.shape[0]:
         raise ValueError(f"num_inducing must be in 1..{labels.shape[0]}, got {num_inducing!r}")
@@ -132,9 +180,9 @@ def inducing_points(rng_key, labels, num_inducing: int) -> jax.Array:
     return jnp.asarray(np.sort(np.concatenate(idx)))
 
 
-def svtp_init(num_inducing: int, num_classes: int, alpha=2.0, beta=2.0) -> SVTPParams:
+def init(num_inducing: int, num_classes: int, alpha=2.0, beta=2.0) -> VariationalParams:
     """Zero means, unit ``S_c`` and ``q(sigma^2)`` at the prior ``IG(alpha, beta)``."""
-    return SVTPParams(
+    return VariationalParams(
         jnp.zeros((num_inducing, num_classes)),
         jnp.zeros((num_inducing, num_classes)),
         jnp.log(jnp.asarray(alpha, jnp.float32)),
@@ -153,7 +201,7 @@ def ig_kl(alpha_q, beta_q, alpha_p, beta_p) -> jax.Array:
     )
 
 
-def svtp_kl(params: SVTPParams, chol_zz, alpha, beta, model: str = "t", scale=1.0):
+def kl(params: VariationalParams, chol_zz, alpha, beta, model: str = "t", scale=1.0):
     """``KL(q(sigma^2, u) || p(sigma^2, u))`` (module formula; ``model="gp"``: fixed
     ``sigma^2 = scale``, Gaussian KL only)."""
     m, c = params.mean.shape
@@ -179,7 +227,7 @@ def svtp_kl(params: SVTPParams, chol_zz, alpha, beta, model: str = "t", scale=1.
     return gauss
 
 
-def _marginals(params: SVTPParams, chol_zz, k_bz, k_bb):
+def _marginals(params: VariationalParams, chol_zz, k_bz, k_bb):
     """Means ``(B, C)`` and variances ``(B, C)`` of ``q(f | sigma^2 = 1)``."""
     A = jax.scipy.linalg.cho_solve((chol_zz, True), k_bz.T).T  # (B, M)
     mean = A @ params.mean
@@ -206,13 +254,13 @@ def _elbo(
     f = mean[None] + jnp.sqrt(s2[:, None, None] * var[None]) * eps
     logp = jax.nn.log_softmax(f, axis=-1)
     ll = jnp.take_along_axis(logp, labels_b[None, :, None], axis=-1)[..., 0]
-    return n * jnp.mean(ll) - svtp_kl(params, chol_zz, alpha, beta, model, scale)
+    return n * jnp.mean(ll) - kl(params, chol_zz, alpha, beta, model, scale)
 
 
-def svtp_elbo(
-    params: SVTPParams,
+def elbo(
+    params: VariationalParams,
     rng_key,
-    kernels: SVTPKernels,
+    kernels: KernelBlocks,
     idx,
     labels,
     alpha,
@@ -254,34 +302,30 @@ def _fit_run(
     def loss(p, key):
         k_idx, k_mc = jax.random.split(key)
         idx = jax.random.choice(k_idx, n, (batch_size,), replace=False)
-        elbo = svtp_elbo(
-            p, k_mc, kernels, idx, labels[idx], alpha, beta, num_samples, model, scale
-        )
-        return -elbo / n
+        value = elbo(p, k_mc, kernels, idx, labels[idx], alpha, beta, num_samples, model, scale)
+        return -value / n
 
     return minimize(loss, optimizer, params, jax.random.split(rng_key, num_steps))
 
 
-def svtp_fit(
-    kernels: SVTPKernels,
+def fit(
+    kernels: KernelBlocks,
     labels,
     num_classes: int,
     rng_key,
+    *,
     alpha: float = 2.0,
     beta: float = 2.0,
-    num_steps: int = 1000,
-    batch_size: int = 100,
-    num_samples: int = 16,
-    learning_rate: float = 1e-2,
     model: str = "t",
     scale: float = 1.0,
+    config: TrainConfig | None = None,
 ):
     """Maximise the SVTP (or SVGP, ``model="gp"``) ELBO with Adam.
 
     Parameters
     ----------
     kernels
-        From :func:`svtp_kernels` (training rows).
+        From :func:`prepare_kernels` (training rows).
     labels
         ``(N,)`` integer classes.
     num_classes
@@ -290,22 +334,27 @@ def svtp_fit(
         PRNG key (minibatches and Monte Carlo draws).
     alpha, beta
         Prior ``IG(alpha, beta)`` on ``sigma^2``.
-    num_steps, batch_size, num_samples, learning_rate
-        Adam steps, minibatch size, Monte Carlo draws per step, step size.
     model
         ``"t"`` (SVTP) or ``"gp"`` (SVGP with ``sigma^2 = scale``).
+    scale
+        ``sigma^2`` of the SVGP.
+    config
+        :class:`TrainConfig` (steps, minibatch size, Monte Carlo draws, step size;
+        ``None``: its defaults).
 
     Returns
     -------
     tuple
-        ``(params, losses)``: :class:`SVTPParams` and the negative ELBO per point per step.
+        ``(params, losses)``: :class:`VariationalParams` and the negative ELBO per point per
+        step.
     """
+    num_steps, batch_size, num_samples, learning_rate = config or TrainConfig()
     if model not in ("t", "gp"):
         raise ValueError(f"model must be 't' or 'gp', got {model!r}")
     alpha, beta, scale = (
-        _positive("alpha", alpha),
-        _positive("beta", beta),
-        _positive("scale", scale),
+        positive("alpha", alpha),
+        positive("beta", beta),
+        positive("scale", scale),
     )
     labels = jnp.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != kernels.k_xz.shape[0]:
@@ -316,7 +365,7 @@ def svtp_fit(
         raise ValueError(f"batch_size must be in 1..{labels.shape[0]}, got {batch_size!r}")
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
-    params = svtp_init(kernels.chol_zz.shape[0], num_classes, alpha, beta)
+    params = init(kernels.chol_zz.shape[0], num_classes, alpha, beta)
     return _fit_run(
         params,
         rng_key,
@@ -334,8 +383,8 @@ def svtp_fit(
 
 
 @functools.partial(jax.jit, static_argnames=("num_samples", "model"))
-def svtp_predict(
-    params: SVTPParams,
+def predict(
+    params: VariationalParams,
     chol_zz,
     k_test_z,
     k_test_diag,
@@ -360,7 +409,7 @@ def svtp_predict(
 # ----------------------------------------------------------------------------- kernel learning
 
 
-def svtp_kernel_blocks(transform, x, z, jitter: float = 1e-6):
+def kernel_blocks(transform, x, z, jitter: float = 1e-6):
     """Kernel blocks of an NNGP transform, differentiable in its hyperparameters.
 
     Computes ``Kbar(Z, Z)`` (exact diagonal), ``Kbar(X, Z)`` and the exact variances
@@ -380,12 +429,12 @@ def svtp_kernel_blocks(transform, x, z, jitter: float = 1e-6):
 
     Returns
     -------
-    SVTPKernels
+    KernelBlocks
         ``(chol_zz, k_xz, k_xx)``.
     """
     k_zz = transform(input_kernel(z, None, compute_ntk=False)).nngp
     k_b = transform(input_kernel(x, z, compute_ntk=False))
-    return SVTPKernels(cholesky_relative_jitter(k_zz, jitter), k_b.nngp, k_b.var1)
+    return KernelBlocks(cholesky_relative_jitter(k_zz, jitter), k_b.nngp, k_b.var1)
 
 
 @functools.partial(
@@ -416,7 +465,7 @@ def _fit_hyper_run(
         idx = jax.random.choice(k_idx, n, (batch_size,), replace=False)
         on = learn & (i >= warmup)
         h = jax.tree_util.tree_map(lambda v: jnp.exp(frozen(v, on[0])), th["kernel"])
-        kern = svtp_kernel_blocks(kernel_builder(h), x[idx], z, jitter)
+        kern = kernel_blocks(kernel_builder(h), x[idx], z, jitter)
         alpha = jnp.exp(frozen(th["log_alpha"], on[1]))
         beta = jnp.exp(frozen(th["log_beta"], on[1]))
         elbo = _elbo(
@@ -429,7 +478,7 @@ def _fit_hyper_run(
     return minimize(loss, optimizer, theta, steps)
 
 
-def svtp_fit_hyperparameters(
+def fit_hyperparameters(
     kernel_builder,
     kernel_init: dict,
     x,
@@ -437,27 +486,22 @@ def svtp_fit_hyperparameters(
     labels,
     num_classes: int,
     rng_key,
+    *,
     alpha: float = 2.0,
     beta: float = 2.0,
-    learn_prior: bool = True,
-    learn_kernel: bool = True,
-    warmup_steps: int | None = None,
-    num_steps: int = 1000,
-    batch_size: int = 100,
-    num_samples: int = 16,
-    learning_rate: float = 1e-2,
-    kernel_rate: float = 0.05,
     model: str = "t",
     scale: float = 1.0,
     jitter: float = 1e-6,
+    learning: KernelLearning | None = None,
+    config: TrainConfig | None = None,
 ):
     """SVTP (or SVGP) with the kernel hyperparameters learned by maximising the ELBO.
 
-    Jointly maximises, by Adam, the minibatch ELBO of :func:`svtp_elbo` over the variational
+    Jointly maximises, by Adam, the minibatch ELBO of :func:`elbo` over the variational
     parameters, the kernel hyperparameters ``h`` (e.g. ``W_std``, ``b_std`` of the hidden
-    layers) and, with ``learn_prior``, the prior ``IG(alpha, beta)`` of ``sigma^2`` (type-II
-    maximum likelihood of the variational bound, as in the reference code's kernel
-    learning; Lee et al., ICLR 2022):
+    layers) and, with ``learning.learn_prior``, the prior ``IG(alpha, beta)`` of ``sigma^2``
+    (type-II maximum likelihood of the variational bound, as in the kernel learning of Lee
+    et al., ICLR 2022):
 
     .. math::
 
@@ -466,7 +510,7 @@ def svtp_fit_hyperparameters(
         - \\mathrm{KL}\\big(q(\\sigma^2, u) \\,\\|\\, p_{h,\\alpha,\\beta}(\\sigma^2, u)\\big),
 
     with ``Kbar_h(Z, Z)``, ``Kbar_h(X_batch, Z)`` recomputed at every step by
-    :func:`svtp_kernel_blocks`. The readout ``W_std`` stays 1: it only enters through
+    :func:`kernel_blocks`. The readout ``W_std`` stays 1: it only enters through
     ``beta`` (not identifiable separately). Kernel hyperparameters are optimised as logs, so
     they stay positive (use a positive ``b_std``).
 
@@ -492,51 +536,41 @@ def svtp_fit_hyperparameters(
     rng_key
         PRNG key.
     alpha, beta
-        Prior ``IG(alpha, beta)`` (initial values when ``learn_prior``).
-    learn_prior
-        Learn ``alpha`` and ``beta`` too.
-    learn_kernel
-        Learn ``h`` (``False``: plain :func:`svtp_fit` at ``kernel_init``, same compiled
-        program, for comparisons).
-    warmup_steps
-        Steps during which only the variational parameters move (default
-        ``num_steps // 4``): with ``q`` still at its initialisation the kernel gradient is
-        dominated by the mismatch of ``S_c = I`` with ``Kbar(Z, Z)`` and runs away.
-    num_steps, batch_size, num_samples, learning_rate
-        Adam steps, minibatch size, Monte Carlo draws per step, step size.
-    kernel_rate
-        Step size of the (log) kernel hyperparameters relative to ``learning_rate``. At
-        fixed ``q`` a larger kernel scale always lowers the KL (``tr(K^-1 S)``,
-        ``m^T K^-1 m``), so ``q`` must track the kernel; a slower kernel keeps it close to
-        the profile optimum instead of drifting to large ``W_std`` (measured: from
-        ``W_std`` 3x too small it reaches 1.3x the true value; from 3x too large it keeps
-        drifting up, where the ELBO is flat; a whitened ``q`` would remove the drift).
+        Prior ``IG(alpha, beta)`` (initial values when ``learning.learn_prior``).
     model
         ``"t"`` (SVTP) or ``"gp"`` (SVGP with ``sigma^2 = scale``; the prior is unused).
     scale
         ``sigma^2`` of the SVGP.
     jitter
         Relative jitter of ``Kbar(Z, Z)``.
+    learning
+        :class:`KernelLearning`: what is learned besides ``q`` and the kernel step size
+        (``None``: its defaults).
+    config
+        :class:`TrainConfig` (steps, minibatch size, Monte Carlo draws, step size;
+        ``None``: its defaults).
 
     Returns
     -------
     tuple
-        ``(params, hyper, losses)``: :class:`SVTPParams`; ``hyper = {"kernel": h, "alpha",
-        "beta"}``; the negative ELBO per point per step.
+        ``(params, hyper, losses)``: :class:`VariationalParams`; ``hyper = {"kernel": h,
+        "alpha", "beta"}``; the negative ELBO per point per step.
     """
+    num_steps, batch_size, num_samples, learning_rate = config or TrainConfig()
+    learn_prior, learn_kernel, warmup_steps, kernel_rate = learning or KernelLearning()
     if model not in ("t", "gp"):
         raise ValueError(f"model must be 't' or 'gp', got {model!r}")
     alpha, beta, scale = (
-        _positive("alpha", alpha),
-        _positive("beta", beta),
-        _positive("scale", scale),
+        positive("alpha", alpha),
+        positive("beta", beta),
+        positive("scale", scale),
     )
     if not isinstance(kernel_init, dict) or not kernel_init:
         raise ValueError(f"kernel_init must be a non-empty dict of floats, got {kernel_init!r}")
     for k, v in kernel_init.items():
-        _positive(f"kernel_init[{k!r}]", v)
-    x = _check_matrix("x", x)
-    z = _check_matrix("z", z)
+        positive(f"kernel_init[{k!r}]", v)
+    x = check_matrix("x", x)
+    z = check_matrix("z", z)
     if z.shape[1] != x.shape[1]:
         raise ValueError(f"z must have {x.shape[1]} columns like x, got {z.shape}")
     labels = jnp.asarray(labels)
@@ -548,7 +582,7 @@ def svtp_fit_hyperparameters(
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
     dt = x.dtype
     theta = {
-        "q": svtp_init(z.shape[0], num_classes, alpha, beta),
+        "q": init(z.shape[0], num_classes, alpha, beta),
         "kernel": {k: jnp.log(jnp.asarray(v, dt)) for k, v in kernel_init.items()},
         "log_alpha": jnp.log(jnp.asarray(alpha, dt)),
         "log_beta": jnp.log(jnp.asarray(beta, dt)),
