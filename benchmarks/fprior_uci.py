@@ -212,7 +212,7 @@ def build_sampler(arch, d, n, likelihood, args):
             batch = (x[split, idx], y[split, idx])
             g = jax.grad(lambda p: m.logdensity(p, batch, n, gs))(st.position)
             g = clip_by_global_norm(g, clip)
-            return kernel.step(kk, st, None, g, h, 1.0, t < args.burnin), gs
+            return kernel.step(kk, st, None, g, h, 1.0, t < args.burnin)[0], gs
 
         def block(b, carry):
             # G SGHMC steps, then one exact Gibbs step of the variances (held fixed where

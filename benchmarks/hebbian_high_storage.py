@@ -40,7 +40,7 @@ def run_cell(n, alpha, samples, chains, sweeps, seed=0):
             net = hb.HebbianNetwork(rows, ORDER, 1.0, "distinct")
             s0 = jnp.broadcast_to(xi[0], (chains, n))
             res = hb.simulate(key, net, s0, 1 / TEMP, sweeps, xi[:1], burn_in=sweeps // 2)
-            return res.mean[:, 0], res.trace[-1, :, 0]
+            return res.mean[:, 0], res.trace[:, -1, 0]
 
         return jax.vmap(one)(rows, xis, jax.random.split(key, samples))
 

@@ -117,7 +117,9 @@ def jax_rate(k, chains, sweeps, impl, generator, repeats, devices=1):
 
     def run(key, s0):
         states = sp.init_chains(model, s0)
-        final, _, _ = sp.run_chains(key, step, states, 1 / TEMP, sweeps // per_step)
+        final, _, _ = sp.run_chains(
+            key, step, states, 1 / TEMP, sweeps // per_step, batched=impl == "chain-par"
+        )
         return final.spins
 
     if devices > 1:

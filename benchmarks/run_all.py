@@ -3,7 +3,8 @@
 Without ``--full`` each script runs with ``--quick`` (minutes in total on 2 cores); with
 ``--full`` the full versions run (hours); ``--smoke`` runs tiny sizes that only check the scripts
 work (what tests/test_benchmarks_smoke.py does). Output goes to stdout and to
-``benchmarks/out/<script>.log``; the recorded tables live in ``benchmarks/README.md``.
+``benchmarks/out/<script>.log``; the recorded tables live in ``benchmarks/results/`` (index:
+``benchmarks/README.md``).
 """
 
 from __future__ import annotations

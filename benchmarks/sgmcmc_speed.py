@@ -1,50 +1,224 @@
-"""SGHMC steps per second: our driver vs a bare jitted scan vs a minimal PyTorch loop.
+"""SGHMC cost per chain-step: our driver, a bare jitted scan and the functional-prior reference.
 
 Model: tanh 1x50 MLP (``serial(Dense(50, b_std=1.0), Tanh(), Dense(1, b_std=1.0))``, NTK
 parameterisation), isotropic Gaussian prior, Gaussian likelihood (noise sd 0.3), synthetic
-regression data ``N = 1000``, ``D = 8``, minibatch 32 drawn with replacement. Timed:
+regression data ``N = 1000``, ``D = 8``, minibatch 32. Timed, side by side in one run:
 
 * ``driver``: ``samplers.sgmcmc.sample`` with ``sghmc`` / ``adaptive_sghmc``
   (``batches="replace"``, ``progress_bar=False``, ``shard=False``; draws thinned so that only
-  a few are stored);
+  ten are stored);
 * ``bare scan``: the same SGHMC update written as one jitted ``lax.scan`` over steps with
-  ``randint`` minibatches, ``vmap`` over chains (the BlackJAX-style hand-written loop);
-* ``torch``: a minimal PyTorch SGHMC loop (plain and the adaptive SGHMC of Springenberg et
-  al. 2016), one chain, if ``torch`` is installed.
+  ``randint`` minibatches, ``vmap`` over chains (the BlackJAX-style hand-written loop); the
+  driver's overhead is measured against it;
+* ``reference``: the SG-MCMC code of the functional-prior paper (Tran et al. 2022, "All you
+  need is a good functional prior for Bayesian deep learning", github
+  tranbahien/you-need-a-good-prior: ``optbnn.sgmcmc_bayes_net.RegressionNet.train`` with its
+  ``AdaptiveSGHMC`` / ``SGHMC`` optimisers, its ``MLP``, ``LikGaussian`` and
+  ``FixedGaussianPrior``), run unchanged under PyTorch with one thread; it runs chains one
+  after the other (``sample_multi_chains`` loops), so its cost per chain-step does not depend
+  on the number of chains;
+* ``torch minimal``: minimal PyTorch SGHMC loops (plain, and adaptive SGHMC from the math of
+  Springenberg et al. 2016), one chain: what PyTorch costs without the reference's plumbing.
 
-Threads are pinned to one (``XLA_FLAGS`` below unless already set; ``torch.set_num_threads(1)``).
-Compilation is excluded (one warm-up call); the median process CPU time of the repeats is
-reported (robust to other jobs on a shared machine).
+The PyTorch rows run in a child process with the interpreter ``--torch-python`` (torch need not
+be installed next to JAX); the reference is imported from the checkout ``--reference`` put on
+``sys.path`` (its setup.py pins torch<2, so it is not pip-installed). Rows whose interpreter or
+checkout is missing are skipped with a message.
 
-Run: ``python benchmarks/sgmcmc_speed.py [--quick] [--chains 1,4] [--no-torch]``.
+Every process pins itself to one core before JAX or PyTorch starts: XLA sizes its CPU thread
+pool from the affinity mask (there is no XLA flag for it), and an unpinned process counts the
+time of threads spinning on the second core. Compilation is excluded (one warm-up call); wall
+and process CPU time are reported per chain-step, as medians of the repeats. On an idle core
+the two agree; on a shared machine CPU time is the less disturbed one, and the ratios (overhead
+over the bare scan, reference / this) are taken on CPU time.
+
+Run: ``python benchmarks/sgmcmc_speed.py [--quick | --smoke] [--chains 1,4,64]
+[--torch-python PYTHON] [--reference PATH]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
-import statistics
-import subprocess
-import time
+import sys
 
-os.environ.setdefault(
-    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-)
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+def _pin_to_one_core():
+    """Restrict this process (and the thread pools started later) to one core."""
+    if hasattr(os, "sched_setaffinity"):
+        allowed = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {0} if 0 in allowed else {min(allowed)})
+
+
+_pin_to_one_core()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
 import numpy as np  # noqa: E402
-
-from bayesnn import likelihoods, nn, priors  # noqa: E402
-from bayesnn.model import BayesianNeuralNet  # noqa: E402
-from samplers import sgmcmc  # noqa: E402
 
 N, D, B, WIDTH = 1000, 8, 32, 50
 NOISE = 0.3
 STEP, ALPHA = 1e-3, 0.1  # SGHMC step size h and friction alpha
 LR, MDECAY = 1e-2, 0.05  # adaptive SGHMC learning rate and momentum decay
-REF_MS = 1.36  # functional-prior reference code, ms per step, one core
+OVERHEAD_GOAL = 0.10  # driver cost over the bare scan, per chain-step
+
+
+def timed(fn, repeats):
+    """Median (wall, CPU) seconds of ``fn()`` over ``repeats`` calls after one warm-up call.
+
+    ``fn`` must block until its work is done.
+    """
+    fn()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+# --------------------------------------------------------------------------------------------
+# PyTorch side: runs in a child process started with ``--torch-worker`` (no JAX imported there)
+# --------------------------------------------------------------------------------------------
+
+
+def _torch_minimal(x, y, steps, repeats):
+    """Minimal PyTorch SGHMC loops (one chain) on the same model and minibatch size."""
+    import torch
+
+    torch.manual_seed(0)
+    params = [
+        torch.randn(D, WIDTH), torch.randn(WIDTH), torch.randn(WIDTH, 1), torch.randn(1)
+    ]  # fmt: skip
+    for p in params:
+        p.requires_grad_(True)
+    c1, c2 = 1.0 / D**0.5, 1.0 / WIDTH**0.5
+
+    def neg_logdensity(batch_x, batch_y):
+        w1, b1, w2, b2 = params
+        f = torch.tanh(batch_x @ w1 * c1 + b1) @ w2 * c2 + b2
+        nll = 0.5 * ((batch_y - f) ** 2).sum() / NOISE**2
+        prior = 0.5 * sum((p**2).sum() for p in params)
+        return prior + N / B * nll
+
+    def grads():
+        idx = torch.randint(0, N, (B,))
+        for p in params:
+            p.grad = None
+        neg_logdensity(x[idx], y[idx]).backward()
+        return [p.grad for p in params]
+
+    momentum = [torch.zeros_like(p) for p in params]
+    scale = (2 * ALPHA * STEP) ** 0.5
+
+    def sghmc_loop():
+        for _ in range(steps):
+            g = grads()
+            with torch.no_grad():
+                for p, m, gg in zip(params, momentum, g, strict=True):
+                    m.mul_(1 - ALPHA * STEP).add_(gg, alpha=-STEP).add_(
+                        torch.randn_like(p), alpha=scale
+                    )
+                    p.add_(m, alpha=STEP)
+
+    tau = [torch.ones_like(p) for p in params]
+    g_avg = [torch.ones_like(p) for p in params]
+    v_avg = [torch.ones_like(p) for p in params]
+    v_mom = [torch.zeros_like(p) for p in params]
+
+    def adaptive_loop():
+        for _ in range(steps):
+            g = grads()
+            with torch.no_grad():
+                for i, p in enumerate(params):
+                    gi = g[i]
+                    r = 1.0 / (tau[i] + 1.0)
+                    tau[i] = tau[i] - tau[i] * g_avg[i] ** 2 / (v_avg[i] + 1e-16) + 1.0
+                    g_avg[i] = g_avg[i] - g_avg[i] * r + r * gi
+                    v_avg[i] = v_avg[i] - v_avg[i] * r + r * gi * gi
+                    minv = 1.0 / (v_avg[i].sqrt() + 1e-16)
+                    var = (2.0 * LR**2 * MDECAY * minv - LR**4).clamp(min=1e-16)
+                    v_mom[i] = (
+                        v_mom[i] - LR**2 * minv * gi - MDECAY * v_mom[i]
+                        + var.sqrt() * torch.randn_like(p)
+                    )  # fmt: skip
+                    p.add_(v_mom[i])
+
+    return {
+        "torch minimal sghmc": timed(sghmc_loop, repeats),
+        "torch minimal adaptive_sghmc": timed(adaptive_loop, repeats),
+    }
+
+
+def _reference(x, y, steps, repeats, reference_path):
+    """The functional-prior reference's own sampler loop, one chain, ``steps`` steps per call.
+
+    ``RegressionNet.train`` with ``num_samples=None`` runs ``num_burn_in_steps`` sampler steps
+    (its DataLoader minibatches, forward pass, ``backward``, gradient-norm clipping and the
+    optimiser step) and stores no draws.
+    """
+    sys.path.insert(0, str(reference_path))
+    from optbnn.bnn.likelihoods import LikGaussian
+    from optbnn.bnn.nets.mlp import MLP
+    from optbnn.bnn.priors import FixedGaussianPrior
+    from optbnn.sgmcmc_bayes_net.regression_net import RegressionNet
+
+    out = {}
+    with tempfile.TemporaryDirectory() as ckpt_dir:
+        for method in ("sghmc", "adaptive_sghmc"):
+            net = MLP(D, 1, [WIDTH], "tanh")
+            bnn = RegressionNet(
+                net, LikGaussian(NOISE**2), FixedGaussianPrior(std=1.0), ckpt_dir,
+                sampling_method=method,
+            )  # fmt: skip
+
+            def run(bnn=bnn):
+                bnn.train(
+                    x_train=x, y_train=y, num_samples=None, num_burn_in_steps=steps,
+                    batch_size=B, lr=LR, mdecay=MDECAY,
+                )  # fmt: skip
+
+            out[f"reference {method}"] = timed(run, repeats)
+    return out
+
+
+def torch_worker(argv):
+    """Child-process entry: time the PyTorch rows, print them as one JSON line."""
+    data_path, reference_path, steps, repeats = argv[0], argv[1], int(argv[2]), int(argv[3])
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+    with np.load(data_path) as f:
+        x_np, y_np = f["x"], f["y"]
+    out = _torch_minimal(torch.as_tensor(x_np), torch.as_tensor(y_np), steps, repeats)
+    if reference_path:
+        out.update(_reference(x_np, y_np, steps, repeats, reference_path))
+    result = {k: [w / steps, c / steps] for k, (w, c) in out.items()}
+    print(json.dumps({"torch": torch.__version__, "rows": result}))
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--torch-worker"]:
+    torch_worker(sys.argv[2:])
+    sys.exit(0)
+
+
+# --------------------------------------------------------------------------------------------
+# JAX side
+# --------------------------------------------------------------------------------------------
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from bayesnn import likelihoods, nn, priors  # noqa: E402
+from bayesnn.model import BayesianNeuralNet  # noqa: E402
+from samplers import sgmcmc  # noqa: E402
 
 
 def make_problem():
@@ -97,28 +271,12 @@ def bare_scan(model, data, steps):
     return jax.jit(jax.vmap(chain))
 
 
-def time_call(fn, repeats):
-    """Median time of ``fn()`` (blocking on its output) after one warm-up call.
-
-    On the CPU, process CPU time, not wall time: with one thread they agree on an idle
-    machine, and CPU time is far less disturbed when other jobs share the cores. On an
-    accelerator the host sleeps while the device works, so wall time is used there.
-    """
-    clock = time.process_time if jax.default_backend() == "cpu" else time.perf_counter
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        t0 = clock()
-        jax.block_until_ready(fn())
-        times.append(clock() - t0)
-    return statistics.median(times)
-
-
 def bench_jax(model, data, chains, steps, repeats):
+    """Per-step (wall, CPU) seconds of the bare scan and the driver at ``chains`` chains."""
     pos = init_positions(model, chains)
     keys = jax.random.split(jax.random.key(2), chains)
     bare = bare_scan(model, data, steps)
-    out = {"bare scan": time_call(lambda: bare(keys, pos), repeats) / steps}
+    runs = {"bare scan sghmc": lambda: jax.block_until_ready(bare(keys, pos))}
     for name, kernel, h in [
         ("driver sghmc", sgmcmc.sghmc(alpha=ALPHA), STEP),
         ("driver adaptive_sghmc", sgmcmc.adaptive_sghmc(mdecay=MDECAY), LR),
@@ -127,94 +285,44 @@ def bench_jax(model, data, chains, steps, repeats):
         def run(kernel=kernel, h=h):
             res = sgmcmc.sample(
                 jax.random.key(3), kernel, model.logdensity, data, pos,
-                num_samples=10, thinning=steps // 10, batch_size=B, step_size=h,
+                num_samples=10, thinning=max(1, steps // 10), batch_size=B, step_size=h,
                 batches="replace", progress_bar=False, shard=False,
             )  # fmt: skip
-            return res.positions
+            return jax.block_until_ready(res.positions)
 
-        out[name] = time_call(run, repeats) / steps
-    return out
+        runs[name] = run
+    return {name: tuple(t / steps for t in timed(fn, repeats)) for name, fn in runs.items()}
 
 
-def bench_torch(data, steps, repeats):
-    """Minimal PyTorch SGHMC loops (one chain), the same model and minibatches."""
+def bench_torch(data, steps, repeats, torch_python, reference):
+    """Run the PyTorch rows in a child process; ``{}`` (and a message) if it cannot."""
+    if not torch_python:
+        print("no --torch-python interpreter with torch: the PyTorch rows are skipped")
+        return {}, None
+    if not reference:
+        print("no --reference checkout: the reference rows are skipped")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "data.npz")
+        np.savez(path, x=np.asarray(data[0]), y=np.asarray(data[1]))
+        cmd = [torch_python, os.path.abspath(__file__), "--torch-worker", path, reference or ""]
+        proc = subprocess.run(
+            cmd + [str(steps), str(repeats)], capture_output=True, text=True, check=False
+        )
+    if proc.returncode:
+        print(f"the PyTorch worker failed, its rows are skipped:\n{proc.stderr[-2000:]}")
+        return {}, None
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {k: tuple(v) for k, v in out["rows"].items()}, out["torch"]
+
+
+def find_torch_python():
+    """This interpreter if it has torch, else ``$BAYESNN_TORCH_PYTHON``, else ``None``."""
     try:
-        import torch
+        import torch  # noqa: F401
+
+        return sys.executable
     except ImportError:
-        return {}
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    x = torch.as_tensor(np.array(data[0]))
-    y = torch.as_tensor(np.array(data[1]))
-    params = [
-        torch.randn(D, WIDTH), torch.randn(WIDTH), torch.randn(WIDTH, 1), torch.randn(1)
-    ]  # fmt: skip
-    for p in params:
-        p.requires_grad_(True)
-    c1, c2 = 1.0 / D**0.5, 1.0 / WIDTH**0.5
-
-    def neg_logdensity(batch_x, batch_y):
-        w1, b1, w2, b2 = params
-        f = torch.tanh(batch_x @ w1 * c1 + b1) @ w2 * c2 + b2
-        nll = 0.5 * ((batch_y - f) ** 2).sum() / NOISE**2
-        prior = 0.5 * sum((p**2).sum() for p in params)
-        return prior + N / B * nll
-
-    def grads():
-        idx = torch.randint(0, N, (B,))
-        for p in params:
-            p.grad = None
-        neg_logdensity(x[idx], y[idx]).backward()
-        return [p.grad for p in params]
-
-    momentum = [torch.zeros_like(p) for p in params]
-    scale = (2 * ALPHA * STEP) ** 0.5
-
-    def sghmc_loop():
-        for _ in range(steps):
-            g = grads()
-            with torch.no_grad():
-                for p, m, gg in zip(params, momentum, g, strict=True):
-                    m.mul_(1 - ALPHA * STEP).add_(gg, alpha=-STEP).add_(
-                        torch.randn_like(p), alpha=scale
-                    )
-                    p.add_(m, alpha=STEP)
-
-    # Adaptive SGHMC (Springenberg et al. 2016), from the math in adaptive_sghmc.py.
-    tau = [torch.ones_like(p) for p in params]
-    g_avg = [torch.ones_like(p) for p in params]
-    v_avg = [torch.ones_like(p) for p in params]
-    v_mom = [torch.zeros_like(p) for p in params]
-
-    def adaptive_loop(burnin=True):
-        for _ in range(steps):
-            g = grads()
-            with torch.no_grad():
-                for i, p in enumerate(params):
-                    gi = g[i]
-                    if burnin:
-                        r = 1.0 / (tau[i] + 1.0)
-                        tau[i] = tau[i] - tau[i] * g_avg[i] ** 2 / (v_avg[i] + 1e-16) + 1.0
-                        g_avg[i] = g_avg[i] - g_avg[i] * r + r * gi
-                        v_avg[i] = v_avg[i] - v_avg[i] * r + r * gi * gi
-                    minv = 1.0 / (v_avg[i].sqrt() + 1e-16)
-                    var = (2.0 * LR**2 * MDECAY * minv - LR**4).clamp(min=1e-16)
-                    v_mom[i] = (
-                        v_mom[i] - LR**2 * minv * gi - MDECAY * v_mom[i]
-                        + var.sqrt() * torch.randn_like(p)
-                    )  # fmt: skip
-                    p.add_(v_mom[i])
-
-    out = {}
-    for name, loop in [("torch sghmc", sghmc_loop), ("torch adaptive_sghmc", adaptive_loop)]:
-        loop()
-        times = []
-        for _ in range(repeats):
-            t0 = time.process_time()
-            loop()
-            times.append(time.process_time() - t0)
-        out[name] = statistics.median(times) / steps
-    return out
+        return os.environ.get("BAYESNN_TORCH_PYTHON")
 
 
 def machine():
@@ -225,7 +333,11 @@ def machine():
         )
     except Exception:  # pragma: no cover - lscpu missing
         name = platform.processor()
-    return f"{name}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+    pinned = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    return (
+        f"{name}, {os.cpu_count()} cores, pinned to {pinned}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
@@ -233,38 +345,73 @@ SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short run (< 1 minute)")
-    parser.add_argument("--chains", default="1,4", help="comma-separated chain counts")
-    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch loops")
+    parser.add_argument("--quick", action="store_true", help="short run (about a minute)")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    parser.add_argument("--chains", default="1,4,64", help="comma-separated chain counts")
+    parser.add_argument(
+        "--torch-python",
+        default=find_torch_python(),
+        help="Python interpreter with torch for the PyTorch rows "
+        "(default: this one if it has torch, else $BAYESNN_TORCH_PYTHON)",
+    )
+    parser.add_argument(
+        "--reference",
+        default=os.environ.get("OPTBNN_PATH"),
+        help="checkout of github tranbahien/you-need-a-good-prior (the folder holding "
+        "optbnn/; default $OPTBNN_PATH)",
+    )
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
     args = parser.parse_args()
     steps, torch_steps, repeats = (2000, 300, 3) if args.quick else (20000, 2000, 5)
     if args.smoke:
         steps, torch_steps, repeats, args.chains = 20, 10, 1, "2"
+    chain_counts = [int(c) for c in args.chains.split(",")]
 
     model, data = make_problem()
     rows = {}
-    for chains in (int(c) for c in args.chains.split(",")):
+    for chains in chain_counts:
         for name, t in bench_jax(model, data, chains, steps, repeats).items():
-            rows[(name, chains)] = t / chains  # per chain-step
+            rows[(name, chains)] = tuple(s / chains for s in t)  # per chain-step
+    torch_rows, torch_version = ({}, None)
     if not args.no_torch:
-        torch_rows = bench_torch(data, torch_steps, repeats)
-        if not torch_rows:
-            print("torch not installed: the PyTorch rows are skipped")
-        for name, t in torch_rows.items():
-            rows[(name, 1)] = t
+        torch_rows, torch_version = bench_torch(
+            data, torch_steps, repeats, args.torch_python, args.reference
+        )
 
-    print(f"machine: {machine()}; jax {jax.__version__}, backend {jax.default_backend()}")
-    print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}; steps {steps} (torch {torch_steps})")
+    print(f"machine: {machine()}")
+    print(
+        f"jax {jax.__version__} ({jax.default_backend()}), torch {torch_version}; "
+        f"steps per call {steps} (PyTorch {torch_steps}), median of {repeats} calls"
+    )
     print()
-    print("| sampler | chains | us per chain-step | vs bare scan | reference / this |")
+    print("| sampler | chains | wall us / chain-step | CPU us / chain-step | vs bare scan (CPU) |")
     print("| --- | --- | --- | --- | --- |")
-    for (name, chains), t in rows.items():
-        bare = rows.get(("bare scan", chains))
-        overhead = f"{100 * (t / bare - 1):+.1f}%" if bare and name != "bare scan" else ""
-        print(f"| {name} | {chains} | {1e6 * t:.1f} | {overhead} | {REF_MS * 1e-3 / t:.0f}x |")
+    for (name, chains), (wall, cpu) in rows.items():
+        bare = rows[("bare scan sghmc", chains)][1]
+        overhead = "" if name.startswith("bare") else f"{100 * (cpu / bare - 1):+.1f}%"
+        print(f"| {name} | {chains} | {1e6 * wall:.1f} | {1e6 * cpu:.1f} | {overhead} |")
+    for name, (wall, cpu) in torch_rows.items():
+        print(f"| {name} | 1 | {1e6 * wall:.1f} | {1e6 * cpu:.1f} | |")
     print()
-    print(f"reference: functional-prior code {REF_MS} ms/step (one core, measured separately)")
+    for c in chain_counts:
+        overhead = rows[("driver sghmc", c)][1] / rows[("bare scan sghmc", c)][1] - 1
+        verdict = "within" if overhead <= OVERHEAD_GOAL else "ABOVE"
+        print(
+            f"driver sghmc overhead over the bare scan, {c} chains: {100 * overhead:+.1f}% "
+            f"({verdict} the {100 * OVERHEAD_GOAL:.0f}% goal; noisy below ~20,000 steps a call)"
+        )
+    ratios = [
+        (kernel, c, torch_rows[f"reference {kernel}"][1] / rows[(f"driver {kernel}", c)][1])
+        for kernel in ("sghmc", "adaptive_sghmc")
+        if f"reference {kernel}" in torch_rows
+        for c in chain_counts
+    ]
+    if ratios:
+        print()
+        print("| kernel | chains | reference / driver, per chain-step (CPU) |")
+        print("| --- | --- | --- |")
+        for kernel, chains, ratio in ratios:
+            print(f"| {kernel} | {chains} | {ratio:.0f}x |")
 
 
 if __name__ == "__main__":

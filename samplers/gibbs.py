@@ -14,18 +14,30 @@ through ``block_logits_fn(state, group, start) -> (chunk, k_g)``; ``group`` is a
 is kept up to date by ``cache_update_fn`` so each chunk update costs O(chunk) instead of a
 full matrix-vector product. Clamped (observed) variables keep their initial values.
 
-Chains are vmapped; burn-in and thinning run inside ``lax.scan``. This module never imports
-``bayesnn``.
+Chains are vmapped and run by the chain runner (:mod:`samplers.runner`): burn-in and
+thinning inside ``lax.scan``, traces laid out ``(chains, draws, ...)``. This module never
+imports ``bayesnn``.
+
+Colour classes: a chromatic sweep over a graph colouring is a block Gibbs sweep whose chunks
+are the colour classes (variables of one class are conditionally independent given the rest).
+Either order the variables by class so each class is a contiguous chunk of one group, or write
+the sweep as ``lax.scan`` over classes with masked updates (as
+:func:`samplers.spins.build_parallel_kernel` does with ``mode="colors"``); either way the
+sweep is one ``kernel(rng_key, state, beta) -> (state, info)`` call and
+:func:`sample_chains` (or :func:`samplers.runner.run` with any key scheme) runs it.
 
 References: Geman and Geman, "Stochastic relaxation, Gibbs distributions, and the Bayesian
 restoration of images", IEEE TPAMI 1984; Salakhutdinov and Hinton, "Deep Boltzmann
 machines", AISTATS 2009 (layer-wise block Gibbs).
 """
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from samplers import runner
 
 __all__ = ["GibbsState", "GibbsInfo", "init", "build_kernel", "sample_chains"]
 
@@ -161,16 +173,54 @@ def build_kernel(block_logits_fn, chunk_sizes, cache_update_fn=None):
     return kernel
 
 
+def _units(state):
+    return state.units
+
+
+@functools.lru_cache(maxsize=32)
+def _chain_key_fn(num_chains: int, num_steps: int):
+    """Key of chain ``c`` at global step ``t``: ``split(rng_key, (C, T))[c, t]``, computed as
+    ``fold_in(rng_key, c * T + t)`` (equal under JAX's default partitionable threefry)."""
+
+    def key_fn(rng_key, t):
+        chains = jnp.arange(num_chains, dtype=jnp.uint32)
+        offsets = chains * jnp.uint32(num_steps) + t.astype(jnp.uint32)
+        return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng_key, offsets)
+
+    return key_fn
+
+
+@functools.lru_cache(maxsize=32)
+def _batched_kernel(kernel):
+    def step(keys, states, beta):
+        return jax.vmap(kernel, in_axes=(0, 0, None))(keys, states, beta)
+
+    return step
+
+
 def sample_chains(
-    rng_key, kernel, initial_states, num_samples, num_burnin=0, thin=1, transform=None, beta=1.0
+    rng_key,
+    kernel,
+    initial_states,
+    num_samples,
+    num_burnin=0,
+    thin=1,
+    transform=None,
+    beta=1.0,
+    *,
+    accumulate=None,
+    progress_bar=False,
 ):
-    """Run many chains (vmapped) with burn-in and thinning inside ``lax.scan``.
+    """Run many chains (vmapped) on the chain runner (:func:`samplers.runner.run`).
 
     Parameters
     ----------
     rng_key : PRNGKey
+        Chain ``c`` at sweep ``t`` (burn-in sweeps first) uses ``split(rng_key, (C, T))[c, t]``
+        with ``T = num_burnin + num_samples * thin``.
     kernel : callable
-        From :func:`build_kernel`.
+        From :func:`build_kernel` (one chain), e.g. a chromatic sweep whose chunks are colour
+        classes (any kernel ``kernel(rng_key, state, beta) -> (state, info)``).
     initial_states : GibbsState
         Batched over chains (leading axis of every leaf), e.g. ``jax.vmap(init)(...)``.
     num_samples : int
@@ -183,6 +233,10 @@ def sample_chains(
         ``state -> pytree`` stored per kept draw (default: ``state.units``).
     beta : float
         Inverse temperature.
+    accumulate : samplers.runner.Accumulator, optional
+        Streaming statistic of the kept draws (e.g. :func:`samplers.runner.online_mean`).
+    progress_bar : bool or None
+        Progress bar of eager runs (``None``: :func:`samplers.runner.progress_default`).
 
     Returns
     -------
@@ -197,35 +251,26 @@ def sample_chains(
     ----------
     Geman and Geman, IEEE TPAMI 1984.
     """
-    if int(num_samples) < 1 or int(num_burnin) < 0 or int(thin) < 1:
-        raise ValueError(
-            f"need num_samples >= 1, num_burnin >= 0, thin >= 1; got {num_samples}, "
-            f"{num_burnin}, {thin}"
-        )
+    for name, value, minimum in (
+        ("num_samples", num_samples, 1),
+        ("num_burnin", num_burnin, 0),
+        ("thin", thin, 1),
+    ):
+        if isinstance(value, bool) or int(value) < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     num_samples, num_burnin, thin = int(num_samples), int(num_burnin), int(thin)
-    if transform is None:
-
-        def transform(s):
-            return s.units
-
     num_chains = jax.tree_util.tree_leaves(initial_states.units)[0].shape[0]
-
-    def one_chain(keys, state):
-        def sweep(st, k):
-            return kernel(k, st, beta)
-
-        if num_burnin > 0:
-            state, _ = jax.lax.scan(sweep, state, keys[:num_burnin])
-
-        def keep(st, ks):
-            st, info = jax.lax.scan(sweep, st, ks)
-            return st, (transform(st), info.num_changed[-1])
-
-        kept = keys[num_burnin:]
-        kept = kept.reshape((num_samples, thin) + kept.shape[1:])
-        state, (trace, changed) = jax.lax.scan(keep, state, kept)
-        return state, trace, GibbsInfo(changed)
-
-    # one split for all chains and sweeps (burn-in keys first, then num_samples * thin)
-    keys = jax.random.split(rng_key, (num_chains, num_burnin + num_samples * thin))
-    return jax.vmap(one_chain)(keys, initial_states)
+    out = runner.run(
+        rng_key,
+        _batched_kernel(kernel),
+        initial_states,
+        num_samples,
+        args=(beta,),
+        num_burnin=num_burnin,
+        thinning=thin,
+        observe=_units if transform is None else transform,
+        accumulate=accumulate,
+        key_fn=_chain_key_fn(num_chains, num_burnin + num_samples * thin),
+        progress_bar=progress_bar,
+    )
+    return out.state, out.trace, out.info

@@ -36,12 +36,17 @@ J. Chem. Phys. 21, 1087 (1953).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from samplers import runner
+from samplers._validate import check
 
 __all__ = [
     "SpinModel",
@@ -51,7 +56,9 @@ __all__ = [
     "model_from_delta_energy_fn",
     "model_from_local_field_fn",
     "pair_model",
+    "validate_beta",
     "validate_spins",
+    "validate_states",
     "init",
     "build_sequential_kernel",
     "build_parallel_kernel",
@@ -295,7 +302,7 @@ def pair_model(couplings: jax.Array, fields: jax.Array | None = None) -> SpinMod
 
 
 def validate_spins(spins: jax.Array, name: str = "spins") -> jax.Array:
-    """Check that ``spins`` is a floating array of +-1 entries and return it.
+    """Check that ``spins`` is an array of +-1 entries and return it as a float array.
 
     Parameters
     ----------
@@ -312,16 +319,50 @@ def validate_spins(spins: jax.Array, name: str = "spins") -> jax.Array:
     Raises
     ------
     ValueError
-        If ``spins`` is a scalar, empty, or has entries other than +-1.
+        If ``spins`` is a scalar, empty, or has entries other than +-1. Traced values (under
+        ``jit``/``vmap``) are checked when the compiled program runs (a
+        ``jax.errors.JaxRuntimeError`` carrying the same message).
     """
     s = jnp.asarray(spins)
     if s.ndim == 0 or s.size == 0:
         raise ValueError(f"{name} must be a non-empty array, got shape {s.shape}")
     if not jnp.issubdtype(s.dtype, jnp.floating):
         s = s.astype(jnp.float32)
-    if not isinstance(s, jax.core.Tracer) and not bool(jnp.all(jnp.abs(s) == 1)):
-        raise ValueError(f"{name} must contain only -1 and +1 entries")
-    return s
+    return check(
+        lambda x: bool(np.all(np.abs(x) == 1)), f"{name} must contain only -1 and +1 entries", s
+    )
+
+
+def validate_beta(beta, num_chains: int, name: str = "beta") -> jax.Array:
+    """Check an inverse temperature and broadcast it to one value per chain (float32).
+
+    ``beta`` is a scalar or has shape ``(num_chains,)``; every entry must be ``>= 0`` (``inf``
+    allowed: zero temperature) and not NaN. Traced values are checked when the compiled
+    program runs (see :func:`validate_spins`).
+    """
+    b = jnp.asarray(beta, jnp.float32)
+    if b.ndim > 1 or (b.ndim == 1 and b.shape[0] != num_chains):
+        raise ValueError(
+            f"{name} must be a scalar or have one value per chain, shape ({num_chains},); "
+            f"got shape {b.shape}"
+        )
+    b = check(
+        lambda x: bool(np.all(x >= 0)),  # NaN compares False
+        f"{name} must be >= 0 (inf allowed) and not NaN",
+        b,
+    )
+    return jnp.broadcast_to(b, (num_chains,))
+
+
+def validate_states(states: SpinState, name: str = "states") -> SpinState:
+    """Check batched states (spins ``(C, N)`` of +-1) and return them (spins as checked)."""
+    spins = jnp.asarray(states.spins)
+    if spins.ndim != 2:
+        raise ValueError(
+            f"{name}.spins must have shape (num_chains, N) (batch single-chain states with "
+            f"jax.vmap or init_chains), got shape {spins.shape}"
+        )
+    return SpinState(validate_spins(spins, f"{name}.spins"), states.cache)
 
 
 def init(model: SpinModel, spins: jax.Array) -> SpinState:
@@ -665,8 +706,8 @@ def build_chain_parallel_kernel(
         ``step(rng_key, states, beta) -> (SpinState, SpinInfo)``; ``states`` batched over
         chains (:func:`init_chains`), ``beta`` a scalar or shape (C,) (``jnp.inf`` allowed);
         the info fields have shape (C,). One call is ``sweeps_per_step`` sweeps
-        (``N * sweeps_per_step`` updates per chain). :func:`run_chains` recognises it
-        (attribute ``chain_parallel``) and does not vmap it.
+        (``N * sweeps_per_step`` updates per chain). Run it with
+        ``run_chains(..., batched=True)``.
     """
     _check_rule(rule)
     if order not in ("sweep", "permutation"):
@@ -741,8 +782,26 @@ def build_chain_parallel_kernel(
         info = SpinInfo(flips.astype(spins.dtype) / (n * sweeps), de_sum, flips)
         return SpinState(s_t.T, cache), info
 
-    step.chain_parallel = True
     return step
+
+
+@functools.lru_cache(maxsize=32)
+def _thinned_key_fn(thin: int) -> Callable:
+    """Key of global step ``t``: ``fold_in(fold_in(rng_key, t // thin), t % thin)``, i.e.
+    ``split(split(rng_key, num_steps // thin)[t // thin], thin)[t % thin]`` (equal under JAX's
+    default partitionable threefry)."""
+
+    def key_fn(rng_key, t):
+        return jax.random.fold_in(jax.random.fold_in(rng_key, t // thin), t % thin)
+
+    return key_fn
+
+
+@functools.lru_cache(maxsize=32)
+def _batched_step(step: Callable, batched: bool, num_chains: int) -> Callable:
+    if batched:
+        return step
+    return runner.vmap_chains(step, num_chains, args_axes=(0,))
 
 
 def run_chains(
@@ -753,75 +812,75 @@ def run_chains(
     num_steps: int,
     observe_fn: Callable[[SpinState], Any] | None = None,
     thin: int = 1,
+    *,
+    batched: bool = False,
+    progress_bar: bool | None = False,
 ):
-    """Run many independent chains with ``lax.scan`` (vmapped over the leading chain axis).
+    """Run many independent chains on the chain runner (:func:`samplers.runner.run`).
 
     Parameters
     ----------
     rng_key : PRNGKey
-        Key for the dynamics; chain ``c`` at step ``t`` uses an independent fold.
+        Key for the dynamics; step ``t`` uses ``fold_in(fold_in(rng_key, t // thin), t % thin)``
+        and, for single-chain kernels, chain ``c`` its ``c``-th split.
     step : callable
-        A kernel from :func:`build_sequential_kernel` or :func:`build_parallel_kernel`
-        (vmapped over chains), or from :func:`build_chain_parallel_kernel` (called on the
-        whole batch; recognised by its ``chain_parallel`` attribute).
+        A single-chain kernel from :func:`build_sequential_kernel` or
+        :func:`build_parallel_kernel` (vmapped over chains), or, with ``batched=True``, a
+        kernel over all chains such as :func:`build_chain_parallel_kernel`.
     states : SpinState
-        Batched states, leading axis = chains (e.g. ``jax.vmap(lambda s: init(model, s))``).
+        Batched states, leading axis = chains (e.g. :func:`init_chains`).
     beta : float or Array
-        Inverse temperature, a scalar shared by all chains or one per chain (shape (C,)).
+        Inverse temperature (``>= 0``, ``inf`` allowed), a scalar shared by all chains or one
+        per chain (shape (C,)).
     num_steps : int
         Number of kernel steps (sweeps); must be a multiple of ``thin``.
     observe_fn : callable, optional
         ``observe_fn(state) -> pytree`` for ONE chain, recorded every ``thin`` steps.
     thin : int
         Record every ``thin``-th step; discarded steps are never stored.
+    batched : bool
+        Whether ``step`` already takes the states of all chains.
+    progress_bar : bool or None
+        Progress bar of eager runs (``None``: :func:`samplers.runner.progress_default`).
 
     Returns
     -------
     final : SpinState
         Batched final states.
     trace : pytree or None
-        ``observe_fn`` outputs stacked as ``(num_steps // thin, C, ...)``.
+        ``observe_fn`` outputs, leaves ``(C, num_steps // thin, ...)``.
     infos : SpinInfo
-        Per-chain infos of the recorded steps, ``(num_steps // thin, C)``.
+        Per-chain infos of the recorded steps, ``(C, num_steps // thin)``.
+
+    Notes
+    -----
+    ``beta`` and the spins are checked on the host when they are concrete; under ``jit`` or
+    ``vmap`` (traced arguments) the same checks run inside the compiled program and a failure
+    raises ``jax.errors.JaxRuntimeError`` carrying the same message when the program runs.
     """
+    if isinstance(num_steps, bool) or isinstance(thin, bool):
+        raise ValueError("num_steps and thin must be integers, not bools")
     num_steps = int(num_steps)
     thin = int(thin)
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     if thin < 1 or num_steps % thin:
         raise ValueError(f"thin must be >= 1 and divide num_steps, got thin={thin}")
-    num_chains = jax.tree_util.tree_leaves(states)[0].shape[0]
-    beta = jnp.broadcast_to(jnp.asarray(beta, jnp.float32), (num_chains,))
-    if getattr(step, "chain_parallel", False):
-
-        def inner(carry, key):
-            st, info = step(key, carry[0], beta)
-            return (st, info), None
-
-    else:
-        vstep = jax.vmap(step)
-
-        def inner(carry, key):
-            st, _ = carry
-            keys = jax.random.split(key, num_chains)
-            st, info = vstep(keys, st, beta)
-            return (st, info), None
-
-    def outer(carry, key):
-        st, info = carry
-        keys = jax.random.split(key, thin)
-        (st, info), _ = jax.lax.scan(inner, (st, info), keys)
-        obs = None if observe_fn is None else jax.vmap(observe_fn)(st)
-        return (st, info), (obs, info)
-
-    info0 = SpinInfo(
-        jnp.zeros(num_chains, states.spins.dtype),
-        jnp.zeros(num_chains, states.spins.dtype),
-        jnp.zeros(num_chains, jnp.int32),
+    states = validate_states(states)
+    num_chains = states.spins.shape[0]
+    beta = validate_beta(beta, num_chains)
+    out = runner.run(
+        rng_key,
+        _batched_step(step, bool(batched), num_chains),
+        states,
+        num_steps // thin,
+        args=(beta,),
+        thinning=thin,
+        observe=observe_fn,
+        key_fn=_thinned_key_fn(thin),
+        progress_bar=progress_bar,
     )
-    keys = jax.random.split(rng_key, num_steps // thin)
-    (final, _), (trace, infos) = jax.lax.scan(outer, (states, info0), keys)
-    return final, trace, infos
+    return out.state, out.trace, out.info
 
 
 def enumerate_states(n: int, dtype=jnp.float32) -> jax.Array:

@@ -35,7 +35,7 @@ def _run(rows, xis, spins0, key, beta, order, num_sweeps, weight=1.0):
     def one(rows, xi, s0, key, beta):
         net = hb.HebbianNetwork(rows, order, weight)
         res = hb.simulate(key, net, s0[None], beta, num_sweeps, xi)
-        return res.trace[:, 0], res.spins[0]
+        return res.trace[0], res.spins[0]
 
     keys = jax.random.split(key, rows.shape[0])
     betas = jnp.broadcast_to(beta, rows.shape[:1])
@@ -178,7 +178,7 @@ def test_vmapped_networks_match_rs_m_and_replica_q():
             res = hb.simulate(
                 k, net, jnp.stack([xi[0], xi[0]]), 1 / temperature, sweeps, xi, burn, record=("q",)
             )
-            return res.mean[:, 0].mean(), res.records["q"][burn:].mean()
+            return res.mean[:, 0].mean(), res.records["q"][:, burn:].mean()
 
         return jax.vmap(one)(examples, xis, jax.random.split(key, examples.shape[0]))
 
@@ -188,3 +188,19 @@ def test_vmapped_networks_match_rs_m_and_replica_q():
     for name, mc, th in (("m", mags, sol.m), ("q", qs, sol.q)):
         se = mc.std() / np.sqrt(mc.size - 1)
         assert abs(mc.mean() - float(th)) < 3 * se + 0.01, (name, mc, th)
+
+
+def test_simulate_refuses_bad_beta_and_spins():
+    """simulate checks beta (NaN, < 0, wrong per-chain length) and the start spins before
+    sampling; under vmap the same check fails when the compiled program runs."""
+    ds = hb.make_dataset(jax.random.key(0), 2, 6, 3, 0.6)
+    net = hb.supervised_network(ds.examples, 2, quality=0.6)
+    s0 = jnp.ones((2, 6))
+    for beta, match in [(jnp.nan, "beta"), (-1.0, "beta"), (jnp.ones(3), "one value per chain")]:
+        with pytest.raises(ValueError, match=match):
+            hb.simulate(jax.random.key(0), net, s0, beta, 2)
+    with pytest.raises(ValueError, match="-1 and \\+1"):
+        hb.simulate(jax.random.key(0), net, s0.at[0, 0].set(0.0), 1.0, 2)
+    run = jax.vmap(lambda b: hb.simulate(jax.random.key(0), net, s0, b, 2).spins)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="beta must be >= 0"):
+        jax.block_until_ready(run(jnp.array([1.0, -1.0])))

@@ -140,22 +140,22 @@ def test_simulate_records_several_observables():
     trace (m = xi.s/N, n = overlaps, H(s), q of chain pairs), T = 0 from an archetype keeps
     q = m^2-like overlaps; an odd number of chains with "q" and unknown names raise."""
     ds = hb.make_dataset(jax.random.key(2), 2, 64, 5, 0.7)
-    net = hb.supervised_network(ds.examples, 4, quality=0.7)
+    net = hb.supervised_network(ds.examples, 2, quality=0.7)
     s0 = jnp.stack([ds.archetypes[0]] * 4)
     res = hb.simulate(
         jax.random.key(3), net, s0, 2.0, 6, ds.archetypes, record=("n", "q", "energy", "spins")
     )
     sp = res.records["spins"].astype(jnp.float32)
-    assert sp.shape == (6, 4, 64) and res.records["spins"].dtype == jnp.int8
+    assert sp.shape == (4, 6, 64) and res.records["spins"].dtype == jnp.int8
     np.testing.assert_allclose(res.trace, hb.mattis_magnetization(ds.archetypes, sp), atol=1e-6)
     np.testing.assert_allclose(res.records["n"], hb.model.overlaps(net, sp), atol=1e-6)
     np.testing.assert_allclose(
         res.records["energy"], jax.vmap(jax.vmap(lambda s: hb.model.energy(net, s)))(sp), rtol=1e-5
     )
     q = res.records["q"]
-    assert q.shape == (6, 2)
-    np.testing.assert_allclose(q[:, 1], jnp.mean(sp[:, 2] * sp[:, 3], -1), atol=1e-6)
-    np.testing.assert_array_equal(res.spins, sp[-1])
+    assert q.shape == (2, 6)
+    np.testing.assert_allclose(q[1], jnp.mean(sp[2] * sp[3], -1), atol=1e-6)
+    np.testing.assert_array_equal(res.spins, sp[:, -1])
     with pytest.raises(ValueError, match="even C"):
         hb.simulate(jax.random.key(3), net, s0[:3], 2.0, 2, record=("q",))
     with pytest.raises(ValueError, match="record"):

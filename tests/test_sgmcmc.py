@@ -188,7 +188,7 @@ def test_pytree_positions_dtypes_and_no_recompilation(data):
 
 
 def test_checkpoint_resume_gives_identical_draws(data, tmp_path, monkeypatch):
-    from samplers.sgmcmc import driver
+    from samplers import runner
 
     kwargs = dict(
         num_samples=40,
@@ -204,7 +204,7 @@ def test_checkpoint_resume_gives_identical_draws(data, tmp_path, monkeypatch):
 
     path = tmp_path / "run.npz"
     calls = {"n": 0}
-    real_save = driver._save_checkpoint
+    real_save = runner._save
 
     def crashing_save(*args, **kw):
         real_save(*args, **kw)
@@ -212,7 +212,7 @@ def test_checkpoint_resume_gives_identical_draws(data, tmp_path, monkeypatch):
         if calls["n"] == 3:
             raise KeyboardInterrupt("simulated crash")
 
-    monkeypatch.setattr(driver, "_save_checkpoint", crashing_save)
+    monkeypatch.setattr(runner, "_save", crashing_save)
     with pytest.raises(KeyboardInterrupt):
         sgmcmc.sample(
             jax.random.key(5),
@@ -224,7 +224,7 @@ def test_checkpoint_resume_gives_identical_draws(data, tmp_path, monkeypatch):
             checkpoint_every=10,
             **kwargs,
         )
-    monkeypatch.setattr(driver, "_save_checkpoint", real_save)
+    monkeypatch.setattr(runner, "_save", real_save)
     resumed = sgmcmc.sample(
         jax.random.key(5),
         sgmcmc.sghmc(),
@@ -276,7 +276,7 @@ def test_sharded_chains_match_single_device(data):
     single = sgmcmc.sample(
         jax.random.key(2), sgmcmc.sgld(), logdensity, data, init, shard=False, **kwargs
     )
-    assert len(sharded.state.first_bad_step.sharding.device_set) == n_dev
+    assert len(jax.tree.leaves(sharded.state)[0].sharding.device_set) == n_dev
     np.testing.assert_allclose(sharded.positions, single.positions, rtol=1e-4, atol=1e-5)
 
 
@@ -319,10 +319,19 @@ def test_cyclical_draws_flagged_and_dropped(data):
         (dict(thinning=0), "thinning"),
         (dict(batches="nope"), "batches"),
         (dict(temperature=-1.0), "temperature"),
+        (dict(temperature=float("inf")), "temperature"),
+        (dict(temperature=float("nan")), "temperature"),
+        (dict(num_samples=True), "num_samples"),
+        (dict(step_size=float("nan")), "step_size"),
+        # a schedule that reaches zero at step 12 of 5 + 5 * 2 = 15 steps (checked before
+        # sampling, over every step of the run)
+        (dict(step_size=lambda t: (1e-3 * (t < 12), False)), r"step size 0.0 at step 12"),
+        (dict(step_size=lambda t: (jnp.where(t == 3, jnp.nan, 1e-3), False)), "NaN at step 3"),
     ],
 )
 def test_bad_arguments(data, kwargs, match):
-    base = dict(num_samples=5, batch_size=10, step_size=1e-3, progress_bar=False)
+    base = dict(num_samples=5, batch_size=10, step_size=1e-3, progress_bar=False, thinning=2)
+    base["num_burnin"] = 5
     with pytest.raises(ValueError, match=match):
         sgmcmc.sample(
             jax.random.key(0),
@@ -359,7 +368,41 @@ def test_bad_data_and_positions(data):
         )
 
 
+def test_data_lists_and_position_template(data):
+    """Data given as Python lists and positions that do not match the model's template are
+    refused before compiling, naming the argument and the leaf."""
+    base = dict(num_samples=5, batch_size=10, step_size=1e-3, progress_bar=False)
+    with pytest.raises(ValueError, match="Python list"):
+        sgmcmc.sample(
+            jax.random.key(0), sgmcmc.sgld(), logdensity, data.tolist(), jnp.zeros((2, D)), **base
+        )
+    template = {"w": jnp.zeros((D,)), "b": jnp.zeros(())}
+    good = {"w": jnp.zeros((2, D)), "b": jnp.zeros((2,))}
+    for bad, match in [
+        ({"w": jnp.zeros((2, D))}, "structure"),
+        ({"w": jnp.zeros((2, 2 * D)), "b": jnp.zeros((2,))}, r"\['w'\] has shape \(2, 4\)"),
+        ({**good, "b": jnp.zeros((2,), jnp.int32)}, r"\['b'\] has dtype int32"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            sgmcmc.sample(
+                jax.random.key(0),
+                sgmcmc.sgld(),
+                logdensity,
+                data,
+                bad,
+                position_template=template,
+                **base,
+            )
+
+
 def test_kernel_hyperparameter_errors():
+    for bad in (dict(alpha=float("nan")), dict(beta=-1.0), dict(beta=float("nan"))):
+        with pytest.raises(ValueError, match="alpha|beta"):
+            sgmcmc.sgnht(**bad)
+        with pytest.raises(ValueError, match="alpha|beta"):
+            sgmcmc.sghmc(**bad)
+    with pytest.raises(ValueError, match="init_xi"):
+        sgmcmc.sgnht(init_xi=float("nan"))
     with pytest.raises(ValueError, match="alpha"):
         sgmcmc.sghmc(alpha=0.0)
     with pytest.raises(ValueError, match="decay"):

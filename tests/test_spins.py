@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 from spin_helpers import chi2_pvalue, state_codes
 
@@ -89,13 +91,13 @@ def test_chain_parallel_kernel_matches_boltzmann(sk_model, order, generator, per
         sk_model, order=order, generator=generator, sweeps_per_step=per_step
     )
     states = sp.init_chains(sk_model, jnp.ones((NUM_CHAINS, N_SPINS)))
-    final, _, infos = jax.jit(lambda k, st: sp.run_chains(k, step, st, beta, 40 // per_step))(
-        jax.random.key(11), states
-    )
+    final, _, infos = jax.jit(
+        lambda k, st: sp.run_chains(k, step, st, beta, 40 // per_step, batched=True)
+    )(jax.random.key(11), states)
     p, tv = chi2_pvalue(state_codes(final.spins), _exact_probs(sk_model, beta))
     assert p > 1e-3, (p, tv)
     np.testing.assert_allclose(final.cache, jax.vmap(sk_model.init_cache)(final.spins), atol=1e-5)
-    assert infos.acceptance_rate.shape == (40 // per_step, NUM_CHAINS)
+    assert infos.acceptance_rate.shape == (NUM_CHAINS, 40 // per_step)
 
 
 def test_chain_parallel_energy_bookkeeping(sk_model):
@@ -167,7 +169,7 @@ def test_zero_temperature_reaches_local_minimum(sk_model, sequential_runner, rul
     final, energies, infos = _run_sequential(
         sk_model, sequential_runner(rule, order), s0, jnp.inf, 6
     )
-    assert np.all(np.diff(np.asarray(energies), axis=0) <= 1e-5)
+    assert np.all(np.diff(np.asarray(energies), axis=1) <= 1e-5)
     assert np.all(np.asarray(infos.delta_energy) <= 1e-6)
     de = jax.vmap(sk_model.delta_energy_all)(final.cache, final.spins)
     assert np.all(np.asarray(de) >= -1e-5)
@@ -262,3 +264,44 @@ def test_integer_spins_cast_to_float():
     model = sp.pair_model(jnp.zeros((3, 3)))
     st = sp.init(model, jnp.array([1, -1, 1], dtype=jnp.int32))
     assert st.spins.dtype == jnp.float32
+
+
+_BETA_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.sampled_from([0.0, -0.0, float("inf"), float("nan"), -1e-30]),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.one_of(_BETA_VALUES, st.lists(_BETA_VALUES, min_size=3, max_size=3)))
+def test_validate_beta_property(beta):
+    """A scalar or per-chain beta passes iff every entry is >= 0 (inf allowed) and not NaN."""
+    values = np.atleast_1d(np.asarray(beta, np.float32))
+    if np.all(values >= 0):
+        out = sp.validate_beta(beta, 3)
+        assert out.shape == (3,)
+        np.testing.assert_array_equal(out, np.broadcast_to(values, (3,)))
+    else:
+        with pytest.raises(ValueError, match="beta must be >= 0"):
+            sp.validate_beta(beta, 3)
+
+
+def test_run_chains_refuses_bad_beta_and_spins_also_under_vmap():
+    """Bad beta (NaN, < 0, wrong per-chain length) and spins outside {-1, +1} raise
+    ValueError on concrete input; under vmap/jit the check runs in the compiled program."""
+    model = sp.pair_model(jnp.zeros((3, 3)))
+    step = sp.build_sequential_kernel(model)
+    states = sp.init_chains(model, jnp.ones((2, 3)))
+    for beta, match in [(jnp.nan, "beta"), (-0.5, "beta"), (jnp.ones(3), r"shape \(2,\)")]:
+        with pytest.raises(ValueError, match=match):
+            sp.run_chains(jax.random.key(0), step, states, beta, 2)
+    bad = sp.SpinState(jnp.array([[1.0, 0.5, -1.0], [1.0, 1.0, 1.0]]), states.cache)
+    with pytest.raises(ValueError, match="states.spins must contain only -1 and \\+1"):
+        sp.run_chains(jax.random.key(0), step, bad, 1.0, 2)
+
+    def run(beta):
+        return sp.run_chains(jax.random.key(0), step, states, beta, 2)[0].spins
+
+    np.testing.assert_array_equal(jax.vmap(run)(jnp.array([1.0, 2.0])).shape, (2, 2, 3))
+    with pytest.raises(jax.errors.JaxRuntimeError, match="beta must be >= 0"):
+        jax.block_until_ready(jax.vmap(run)(jnp.array([1.0, jnp.nan])))

@@ -83,18 +83,18 @@ def paired_replica_overlap(spin_trace):
 
     Parameters
     ----------
-    spin_trace : Array, shape (T, C, N)
-        Recorded configurations of ``C`` (even) chains.
+    spin_trace : Array, shape (C, T, N)
+        Recorded configurations of ``C`` (even) chains (the runner's (chains, draws) layout).
 
     Returns
     -------
-    Array, shape (T, C // 2)
+    Array, shape (C // 2, T)
     """
     s = jnp.asarray(spin_trace)
-    if s.ndim != 3 or s.shape[1] % 2:
-        raise ValueError(f"spin_trace must be (T, C, N) with an even C, got {s.shape}")
+    if s.ndim != 3 or s.shape[0] % 2:
+        raise ValueError(f"spin_trace must be (C, T, N) with an even C, got {s.shape}")
     s = s.astype(jnp.float32)
-    return replica_overlap(s[:, 0::2], s[:, 1::2])
+    return replica_overlap(s[0::2], s[1::2])
 
 
 def make_observer(net, archetypes=None, record=("m",)):

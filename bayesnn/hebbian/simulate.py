@@ -32,16 +32,16 @@ class SimulationResult(NamedTuple):
     ----------
     spins : Array, shape (C, N)
         Final configurations of the ``C`` chains.
-    trace : Array, shape (T, C, K)
+    trace : Array, shape (C, T, K)
         Magnetisations (or overlaps) after each sweep.
     mean : Array, shape (C, K)
         Time average over the sweeps after ``burn_in``.
-    acceptance_rate : Array, shape (T, C)
+    acceptance_rate : Array, shape (C, T)
         Flip rate per sweep.
     records : dict
-        The observables asked for with ``record`` (empty otherwise): ``"m"`` (T, C, K),
-        ``"n"`` (T, C, R), ``"energy"`` (T, C), ``"spins"`` (T, C, N) int8 and ``"q"``
-        (T, C // 2), the overlap of chain pairs (2j, 2j + 1).
+        The observables asked for with ``record`` (empty otherwise): ``"m"`` (C, T, K),
+        ``"n"`` (C, T, R), ``"energy"`` (C, T), ``"spins"`` (C, T, N) int8 and ``"q"``
+        (C // 2, T), the overlap of chain pairs (2j, 2j + 1).
     """
 
     spins: jax.Array
@@ -144,14 +144,19 @@ def simulate(
     if "q" in record and spins0.shape[0] % 2:
         raise ValueError(f'record "q" pairs chains: spins0 needs an even C, got {spins0.shape}')
     observe = make_observer(net, archetypes, (main,) + record)
-    states = jax.vmap(lambda s: spins_lib.init(model, s))(spins0)
+    states = spins_lib.init_chains(model, spins0)
     final, trace, infos = spins_lib.run_chains(
-        rng_key, step, states, beta, int(num_sweeps), observe
+        rng_key, step, states, beta, int(num_sweeps), observe, batched=kernel == "chain_parallel"
     )
+    trace = {k: jnp.asarray(v) for k, v in trace.items()}  # (C, T, ...)
     records = {k: trace[k] for k in record if k != "q"}
     if "q" in record:
         records["q"] = paired_replica_overlap(trace["spins"])
     main_trace = trace[main]
     return SimulationResult(
-        final.spins, main_trace, main_trace[int(burn_in) :].mean(0), infos.acceptance_rate, records
+        final.spins,
+        main_trace,
+        main_trace[:, int(burn_in) :].mean(1),
+        jnp.asarray(infos.acceptance_rate),
+        records,
     )

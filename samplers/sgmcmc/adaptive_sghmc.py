@@ -46,6 +46,8 @@ def build_kernel(mdecay: float = 0.05, epsilon: float = 1e-16):
     """The scale-adapted SGHMC step (``step_size`` is the learning rate ``h``)."""
     if not 0 < mdecay < 1:
         raise ValueError(f"mdecay must be in (0, 1), got {mdecay!r}")
+    if not 0 < epsilon < 1:
+        raise ValueError(f"epsilon must be in (0, 1), got {epsilon!r}")
 
     def step(rng_key, state, logdensity, logdensity_grad, step_size, temperature, adapt):
         del logdensity
@@ -78,7 +80,7 @@ def build_kernel(mdecay: float = 0.05, epsilon: float = 1e-16):
 
         momentum = jax.tree.map(move, state.momentum, square_avg, grad, noise)
         position = jax.tree.map(jnp.add, state.position, momentum)
-        return AdaptiveSGHMCState(position, momentum, tau, grad_avg, square_avg)
+        return AdaptiveSGHMCState(position, momentum, tau, grad_avg, square_avg), ()
 
     return step
 

@@ -3,7 +3,9 @@
 A kernel is a pair of pure functions, in the style of BlackJAX's ``SamplingAlgorithm``:
 
 * ``init(position) -> state`` where ``state.position`` is the parameter pytree;
-* ``step(rng_key, state, logdensity, logdensity_grad, step_size, temperature, adapt) -> state``.
+* ``step(rng_key, state, logdensity, logdensity_grad, step_size, temperature, adapt)
+  -> (state, info)``, ``info`` a NamedTuple of the kernel's own diagnostics (``()`` when it
+  has none), as BlackJAX's kernels return.
 
 ``logdensity`` and ``logdensity_grad`` are the minibatch estimate of the log posterior and its
 gradient at ``state.position`` (the driver computes them once per step, so every kernel costs
@@ -15,17 +17,18 @@ burn-in, for kernels that adapt a preconditioner.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["SGMCMCKernel", "tree_normal", "tree_sq_norm"]
+__all__ = ["SGMCMCKernel", "check_friction", "tree_normal", "tree_sq_norm"]
 
 
 class SGMCMCKernel(NamedTuple):
-    """An SG-MCMC algorithm: ``init(position) -> state`` and ``step(...) -> state``.
+    """An SG-MCMC algorithm: ``init(position) -> state`` and ``step(...) -> (state, info)``.
 
     Attributes
     ----------
@@ -56,3 +59,12 @@ def tree_normal(rng_key, tree):
 def tree_sq_norm(tree) -> jax.Array:
     """Squared Euclidean norm of a pytree."""
     return sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree))
+
+
+def check_friction(alpha, beta) -> None:
+    """Friction ``alpha`` must be positive and finite, the noise estimate ``beta`` finite and
+    ``>= 0`` (NaN fails both)."""
+    if not (math.isfinite(float(alpha)) and float(alpha) > 0):
+        raise ValueError(f"alpha (friction) must be positive and finite, got {alpha!r}")
+    if not (math.isfinite(float(beta)) and float(beta) >= 0):
+        raise ValueError(f"beta (gradient-noise estimate) must be finite and >= 0, got {beta!r}")

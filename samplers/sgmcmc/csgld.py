@@ -58,6 +58,7 @@ from blackjax.sgmcmc.diffusions import overdamped_langevin
 from samplers.sgmcmc.base import SGMCMCKernel
 
 __all__ = [
+    "CSGLDInfo",
     "CSGLDState",
     "build_kernel",
     "csgld",
@@ -88,6 +89,13 @@ class CSGLDState(NamedTuple):
     energy_pdf: jax.Array
     energy_idx: jax.Array
     count: jax.Array
+
+
+class CSGLDInfo(NamedTuple):
+    """Per-step diagnostics: the gradient multiplier ``1 + ζ T (log θ(J) - log θ(J-1)) / Δu``
+    (negative where the flattened dynamics climb out of a mode)."""
+
+    multiplier: jax.Array
 
 
 def _check(num_partitions, energy_gap, min_energy, zeta, sa_step_size, min_pdf):
@@ -228,7 +236,7 @@ def build_kernel(
         multiplier = 1.0 + zeta * temperature * (log_hi - log_lo) / energy_gap
         grad = jax.tree.map(lambda g: (multiplier * g).astype(g.dtype), logdensity_grad)
         position = integrator(rng_key, state.position, grad, step_size, temperature)
-        return CSGLDState(position, pdf, idx, count)
+        return CSGLDState(position, pdf, idx, count), CSGLDInfo(multiplier)
 
     return step
 

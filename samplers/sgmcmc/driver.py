@@ -1,24 +1,23 @@
-"""The SG-MCMC driver: many chains, minibatches, burn-in and thinning inside ``lax.scan``.
+"""The SG-MCMC front end of the chain runner: minibatches, gradients, schedules, Gibbs blocks.
 
-:func:`sample` runs any :class:`~samplers.sgmcmc.base.SGMCMCKernel` with what BlackJAX leaves
-to the user:
+:func:`sample` turns any :class:`~samplers.sgmcmc.base.SGMCMCKernel` into a step of the chain
+runner (:func:`samplers.runner.run`, which does burn-in, thinning, chunks, the progress bar,
+checkpoints and divergence checks) and adds what BlackJAX leaves to the user:
 
 * a minibatch stream per chain (:mod:`samplers.sgmcmc.minibatch`);
 * many chains at once (``vmap``), sharded over devices with ``jax.sharding`` when there are
   several and the number of chains divides evenly;
-* burn-in and thinning in nested ``lax.scan``: discarded steps are never stored;
 * a per-draw :class:`SGMCMCInfo` (minibatch log-density, gradient norm, step size,
-  temperature, exploration flag, finiteness);
+  temperature, exploration flag, finiteness, the kernel's own info);
 * step-size schedules (:mod:`samplers.sgmcmc.schedules`), optional gradient clipping and
   control variates;
 * an optional Gibbs block (``gibbs_fn``) for variables with exact conditionals, e.g. the
   layer variances of a hierarchical prior;
-* a cheap progress bar (a ``lax.cond``-gated host callback, once per draw at most);
-* checkpoints: the run is cut into chunks and the state is saved after each, so a killed run
-  resumes where it stopped and gives exactly the draws of an uninterrupted run (every random
-  number is a function of the chain key and the global step index);
-* a :class:`DivergenceError` naming the chain and step where the log-density or gradient first
-  became non-finite.
+* a :class:`~samplers.runner.DivergenceError` naming the chain and step where the
+  log-density or gradient first became non-finite.
+
+Every random number of chain ``c`` is a function of ``fold_in(rng_key, c)`` and the global step
+index, so a chunked or resumed run gives exactly the draws of an uninterrupted one.
 
 The log-density convention: ``logdensity_fn(position, batch, data_size)`` (plus
 ``gibbs_state`` when a Gibbs block is used) returns the minibatch estimate
@@ -28,9 +27,8 @@ The log-density convention: ``logdensity_fn(position, batch, data_size)`` (plus
 from __future__ import annotations
 
 import functools
-import json
+import math
 import os
-import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -38,16 +36,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samplers import runner
+from samplers.runner import DivergenceError
 from samplers.sgmcmc import minibatch
 from samplers.sgmcmc.base import SGMCMCKernel, tree_sq_norm
 from samplers.sgmcmc.gradients import clip_by_global_norm, control_variates, value_and_grad
 from samplers.sgmcmc.schedules import as_schedule
 
 __all__ = ["SGMCMCInfo", "DriverState", "SampleResult", "DivergenceError", "sample"]
-
-
-class DivergenceError(FloatingPointError):
-    """A chain produced a non-finite log-density or gradient."""
 
 
 class SGMCMCInfo(NamedTuple):
@@ -65,6 +61,8 @@ class SGMCMCInfo(NamedTuple):
         True in an exploration phase of a cyclical schedule (draw not from the posterior).
     is_finite
         Whether the log-density and gradient were finite.
+    kernel
+        The kernel's own info (``()`` for kernels without diagnostics of their own).
     """
 
     logdensity: jax.Array
@@ -73,6 +71,7 @@ class SGMCMCInfo(NamedTuple):
     temperature: jax.Array
     explore: jax.Array
     is_finite: jax.Array
+    kernel: Any = ()
 
 
 class DriverState(NamedTuple):
@@ -81,7 +80,6 @@ class DriverState(NamedTuple):
     kernel_state: Any
     gibbs_state: Any
     batch_state: minibatch.BatchState
-    first_bad_step: jax.Array
 
 
 class SampleResult(NamedTuple):
@@ -110,7 +108,11 @@ class SampleResult(NamedTuple):
 
         keep = ~np.asarray(self.info.explore).any(axis=0)
         positions = jax.tree.map(lambda x: np.asarray(x)[:, keep], self.positions)
-        stats = {k: np.asarray(v)[:, keep] for k, v in self.info._asdict().items()}
+        fields = self.info._asdict()
+        kernel_info = fields.pop("kernel")
+        if isinstance(kernel_info, tuple) and hasattr(kernel_info, "_asdict"):
+            fields.update({f"kernel_{k}": v for k, v in kernel_info._asdict().items()})
+        stats = {k: np.asarray(v)[:, keep] for k, v in fields.items()}
         stats["diverging"] = ~stats["is_finite"]
         if self.gibbs_states is not None:
             positions = {
@@ -121,8 +123,87 @@ class SampleResult(NamedTuple):
 
 
 def _check_positive_int(name, value, minimum=1):
-    if not isinstance(value, int | np.integer) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_data_leaves(data):
+    for path, leaf in jax.tree_util.tree_flatten_with_path(data)[0]:
+        if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
+            where = jax.tree_util.keystr(path) or "data"
+            raise ValueError(
+                f"data must be a pytree of arrays; {where} is a Python {type(leaf).__name__} "
+                "(data given as Python lists?): convert it with numpy.asarray"
+            )
+
+
+def _check_template(init_positions, template):
+    """Structure, shapes (after the chain axis) and dtypes of the positions vs a template."""
+    got = jax.tree_util.tree_structure(init_positions)
+    want = jax.tree_util.tree_structure(template)
+    if got != want:
+        raise ValueError(
+            f"init_positions does not have the structure of position_template: {got} != {want}"
+        )
+    pairs = zip(
+        jax.tree_util.tree_flatten_with_path(init_positions)[0],
+        jax.tree_util.tree_leaves(template),
+        strict=True,
+    )
+    for (path, leaf), ref in pairs:
+        where = jax.tree_util.keystr(path) or "init_positions"
+        if tuple(jnp.shape(leaf)[1:]) != tuple(jnp.shape(ref)):
+            raise ValueError(
+                f"init_positions{where if where != 'init_positions' else ''} has shape "
+                f"{tuple(jnp.shape(leaf))} (chains, ...), expected (num_chains, "
+                f"*{tuple(jnp.shape(ref))}) from position_template"
+            )
+        if jnp.result_type(leaf) != jnp.result_type(ref):
+            raise ValueError(
+                f"init_positions{where if where != 'init_positions' else ''} has dtype "
+                f"{jnp.result_type(leaf)}, expected {jnp.result_type(ref)} from "
+                "position_template"
+            )
+
+
+_SCHEDULE_BLOCK = 1024
+
+
+@functools.lru_cache(maxsize=64)
+def _schedule_minimum(schedule):
+    """Compiled ``num_steps -> (smallest step size, its step)`` over ``t < num_steps``, in
+    blocks of 1024 steps (NaN counts as ``-inf``); one compile per schedule."""
+
+    def minimum(num_steps):
+        def block(b, carry):
+            best, where = carry
+            t = b * _SCHEDULE_BLOCK + jnp.arange(_SCHEDULE_BLOCK, dtype=jnp.int32)
+            h = jnp.asarray(jax.vmap(schedule)(t)[0], jnp.float32)
+            h = jnp.where(jnp.isnan(h), -jnp.inf, h)
+            h = jnp.where(t < num_steps, h, jnp.inf)
+            i = jnp.argmin(h)
+            better = h[i] < best
+            return jnp.where(better, h[i], best), jnp.where(better, t[i], where)
+
+        blocks = (num_steps + _SCHEDULE_BLOCK - 1) // _SCHEDULE_BLOCK
+        return jax.lax.fori_loop(0, blocks, block, (jnp.float32(jnp.inf), jnp.int32(0)))
+
+    return jax.jit(minimum)
+
+
+def _check_step_size(step_size, num_steps):
+    if not callable(step_size):
+        h = float(step_size)
+        if not (math.isfinite(h) and h > 0):
+            raise ValueError(f"step_size must be positive and finite, got {step_size!r}")
+        return
+    best, where = _schedule_minimum(step_size)(jnp.int32(num_steps))
+    if not float(best) > 0:
+        value = "NaN" if float(best) == -np.inf else float(best)
+        raise ValueError(
+            f"step_size schedule gives step size {value} at step {int(where)} (of "
+            f"{num_steps}); step sizes must be positive and finite"
+        )
 
 
 def _all_finite(a) -> bool:
@@ -156,8 +237,8 @@ def _validate(data, init_positions, batch_size, temperature):
     for i, a in enumerate(pleaves):
         if not _all_finite(a):
             raise ValueError(f"init_positions leaf {i} contains NaN or inf")
-    if not float(temperature) >= 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+    if not (math.isfinite(float(temperature)) and float(temperature) >= 0):
+        raise ValueError(f"temperature must be finite and >= 0, got {temperature!r}")
     return data_size, chains.pop()
 
 
@@ -172,75 +253,21 @@ def _chain_sharding(num_chains: int, shard: bool):
     )
 
 
-class _Progress:
-    def __init__(self, total: int, enabled: bool):
-        self.bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc="sampling", unit="step")
-
-    def update(self, t):
-        if self.bar is not None and int(t) > self.bar.n:
-            self.bar.update(int(t) - self.bar.n)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
+def _step_index(rng_key, t):
+    """The SG step's key argument is the global step index (see :func:`_build_step`)."""
+    del rng_key
+    return t
 
 
-def _progress_default() -> bool:
-    return "CI" not in os.environ and sys.stderr.isatty()
+def _observe(state: DriverState):
+    return state.kernel_state.position, state.gibbs_state
 
 
-def _save_checkpoint(path, config, t, state, draws):
-    leaves = jax.tree_util.tree_leaves(state)
-    arrays = {}
-    for i, leaf in enumerate(leaves):
-        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        arrays[f"state_{i}"] = np.asarray(leaf)
-    for i, leaf in enumerate(jax.tree_util.tree_leaves(draws)):
-        arrays[f"draws_{i}"] = np.asarray(leaf)
-    arrays["config"] = np.frombuffer(json.dumps({**config, "t": int(t)}).encode(), np.uint8)
-    tmp = f"{path}.tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+def _diverged(state, info):
+    return ~info.is_finite
 
 
-def _load_checkpoint(path, config, state_template, draws_template):
-    with np.load(path) as f:
-        saved = json.loads(bytes(f["config"]).decode())
-        t = saved.pop("t")
-        if saved != config:
-            raise ValueError(
-                f"checkpoint {path} was written by a run with other settings: {saved} != {config}"
-            )
-        leaves, treedef = jax.tree_util.tree_flatten(state_template)
-        state = []
-        for i, leaf in enumerate(leaves):
-            arr = jnp.asarray(f[f"state_{i}"])
-            if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-                arr = jax.random.wrap_key_data(arr)
-            state.append(arr)
-        dleaves, dtreedef = jax.tree_util.tree_flatten(draws_template)
-        draws = [np.asarray(f[f"draws_{i}"]) for i in range(len(dleaves))]
-    return (
-        t,
-        jax.tree_util.tree_unflatten(treedef, state),
-        (jax.tree_util.tree_unflatten(dtreedef, draws) if dleaves else None),
-    )
-
-
-_ACTIVE_PROGRESS = [None]
-
-
-def _report_progress(t):
-    if _ACTIVE_PROGRESS[0] is not None:
-        _ACTIVE_PROGRESS[0].update(t)
-
-
-def _build_runner(
+def _build_step(
     kernel,
     logdensity_fn,
     step_size,
@@ -252,15 +279,15 @@ def _build_runner(
     grad_clip,
     num_burnin,
     data_size,
-    show,
     control_variate_center=None,
     data=None,
 ):
-    """Compile-once chunk runner: ``run(state, keys, data, t0, inner_counts)``.
+    """The runner step ``step(t, state, data, chain_keys) -> (state, SGMCMCInfo)``.
 
-    The outer ``lax.scan`` runs over ``inner_counts`` (steps between stored draws; the first
-    entry of the first chunk also covers the burn-in), the inner loop is a ``fori_loop`` with
-    a traced trip count, so burn-in and sampling share one compiled program.
+    Every random number of chain ``c`` at step ``t`` is a fold of its key
+    ``fold_in(rng_key, c)`` (passed in ``chain_keys``) and ``t`` (kernel noise: stream 0,
+    minibatches: stream 1, Gibbs block: stream 2), so the runner hands the step the global step
+    index instead of a key.
     """
     schedule = as_schedule(step_size)
     estimator = value_and_grad(logdensity_fn)
@@ -283,7 +310,7 @@ def _build_runner(
             grad = clip_by_global_norm(grad, grad_clip)
         grad_norm = jnp.sqrt(tree_sq_norm(grad))
         finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
-        kernel_state = kernel.step(
+        kernel_state, kernel_info = kernel.step(
             jax.random.fold_in(kernel_key, t),
             cstate.kernel_state,
             value,
@@ -305,42 +332,26 @@ def _build_runner(
                 ),
                 lambda: gibbs_state,
             )
-        first_bad = jnp.where((cstate.first_bad_step < 0) & ~finite, t, cstate.first_bad_step)
         info = SGMCMCInfo(
-            value, grad_norm, jnp.asarray(h, jnp.float32), temp, jnp.asarray(explore), finite
+            value,
+            grad_norm,
+            jnp.asarray(h, jnp.float32),
+            temp,
+            jnp.asarray(explore),
+            finite,
+            kernel_info,
         )
-        return DriverState(kernel_state, gibbs_state, batch_state, first_bad), info
+        return DriverState(kernel_state, gibbs_state, batch_state), info
 
     step_all = jax.vmap(chain_step, in_axes=(None, 0, 0, None))
 
-    def run_chunk(state, chain_keys, data, t0, inner_counts):
-        num_outer = inner_counts.shape[0]
-        starts = t0 + jnp.cumsum(inner_counts) - inner_counts
+    def step(t, state, data, chain_keys):
+        return step_all(t, state, chain_keys, data)
 
-        def outer(state, xs):
-            o, start, count = xs
-            info0 = jax.eval_shape(lambda s: step_all(start, s, chain_keys, data)[1], state)
-            info0 = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), info0)
-
-            def inner(i, carry):
-                state, _ = carry
-                return step_all(start + i, state, chain_keys, data)
-
-            state, info = jax.lax.fori_loop(0, count, inner, (state, info0))
-            if show:
-                jax.lax.cond(
-                    jnp.mod(o, max(1, num_outer // 50)) == 0,
-                    lambda: jax.debug.callback(_report_progress, start + count),
-                    lambda: None,
-                )
-            return state, (state.kernel_state.position, state.gibbs_state, info)
-
-        return jax.lax.scan(outer, state, (jnp.arange(num_outer), starts, inner_counts))
-
-    return jax.jit(run_chunk)
+    return step
 
 
-_cached_runner = functools.lru_cache(maxsize=64)(_build_runner)
+_cached_step = functools.lru_cache(maxsize=64)(_build_step)
 
 
 def sample(
@@ -366,6 +377,7 @@ def sample(
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     shard: bool = True,
+    position_template=None,
 ) -> SampleResult:
     """Run ``num_chains`` SG-MCMC chains and return thinned draws after burn-in.
 
@@ -388,9 +400,11 @@ def sample(
         Minibatch size ``B``.
     step_size
         A float or a schedule ``t -> (step_size, explore)`` from
-        :mod:`samplers.sgmcmc.schedules`.
+        :mod:`samplers.sgmcmc.schedules`; every step size of the run must be positive and
+        finite (a schedule is evaluated over all steps before sampling).
     temperature
-        Posterior temperature ``T`` (1 samples the posterior, 0 optimises).
+        Posterior temperature ``T``, finite and ``>= 0`` (1 samples the posterior, 0
+        optimises).
     batches
         ``"epoch"`` (permutation per epoch) or ``"replace"`` (indices with replacement).
     gibbs_fn, init_gibbs_state, gibbs_every
@@ -409,6 +423,9 @@ def sample(
         ``.npz`` file, and resume from it when it exists.
     shard
         Shard chains over devices when several are present.
+    position_template
+        Optional position of ONE chain with the structure, shapes and dtypes the model
+        expects (e.g. the model's ``init`` output): ``init_positions`` is checked against it.
 
     Returns
     -------
@@ -421,20 +438,19 @@ def sample(
     _check_positive_int("gibbs_every", gibbs_every)
     if batches not in minibatch.SCHEMES:
         raise ValueError(f"batches must be one of {minibatch.SCHEMES}, got {batches!r}")
-    if not callable(step_size) and not float(step_size) > 0:
-        raise ValueError(f"step_size must be positive, got {step_size!r}")
     if grad_clip is not None and not float(grad_clip) > 0:
         raise ValueError(f"grad_clip must be positive, got {grad_clip!r}")
     if (gibbs_fn is None) != (init_gibbs_state is None):
         raise ValueError("gibbs_fn and init_gibbs_state must be given together")
     if checkpoint_every is not None:
         _check_positive_int("checkpoint_every", checkpoint_every)
+    _check_data_leaves(data)
     data = jax.tree.map(jnp.asarray, data)
     data_size, num_chains = _validate(data, init_positions, batch_size, temperature)
-    show = _progress_default() if progress_bar is None else bool(progress_bar)
-    total_steps = num_burnin + num_samples * thinning
-    progress = _Progress(total_steps, show)
-    runner_args = (
+    if position_template is not None:
+        _check_template(init_positions, position_template)
+    _check_step_size(step_size, num_burnin + num_samples * thinning)
+    step_args = (
         kernel,
         logdensity_fn,
         step_size,
@@ -446,13 +462,11 @@ def sample(
         grad_clip,
         num_burnin,
         data_size,
-        show,
     )
     if control_variate_center is None:
-        run_chunk = _cached_runner(*runner_args)
+        step = _cached_step(*step_args)
     else:
-        run_chunk = _build_runner(*runner_args, control_variate_center, data)
-    _ACTIVE_PROGRESS[0] = progress
+        step = _build_step(*step_args, control_variate_center, data)
 
     chain_keys = jax.vmap(lambda c: jax.random.fold_in(rng_key, c))(jnp.arange(num_chains))
     state = DriverState(
@@ -461,7 +475,6 @@ def sample(
         jax.vmap(lambda k: minibatch.init(jax.random.fold_in(k, 1), data_size, batches))(
             chain_keys
         ),
-        jnp.full((num_chains,), -1, jnp.int32),
     )
     chain_sharding, replicated = _chain_sharding(num_chains, shard)
     if chain_sharding is not None:
@@ -469,57 +482,33 @@ def sample(
         chain_keys = jax.device_put(chain_keys, chain_sharding)
         data = jax.device_put(data, replicated)
 
-    config = {
-        "kernel": kernel.name,
-        "num_chains": num_chains,
-        "num_samples": num_samples,
-        "num_burnin": num_burnin,
-        "thinning": thinning,
-        "batch_size": batch_size,
-        "data_size": data_size,
-    }
-    chunk = num_samples if checkpoint_every is None else min(checkpoint_every, num_samples)
-    t, draws = 0, None
-    if checkpoint_path is not None and os.path.exists(checkpoint_path):
-        template_draws = jax.eval_shape(
-            lambda s: run_chunk(s, chain_keys, data, jnp.int32(0), jnp.ones((1,), jnp.int32))[1],
-            state,
-        )
-        t, (state, chain_keys), draws = _load_checkpoint(
-            checkpoint_path, config, (state, chain_keys), template_draws
+    def message(chain, t):
+        return (
+            f"chain {chain} produced a non-finite log-density or gradient at step {t} "
+            f"(kernel {kernel.name}); try a smaller step size (step_size={step_size!r}), "
+            "gradient clipping (grad_clip=...), or check the model and data"
         )
 
-    def check(state):
-        bad = np.asarray(state.first_bad_step)
-        if (bad >= 0).any():
-            chain = int(np.argmax(bad >= 0))
-            raise DivergenceError(
-                f"chain {chain} produced a non-finite log-density or gradient at step "
-                f"{int(bad[chain])} (kernel {kernel.name}); try a smaller step size "
-                f"(step_size={step_size!r}), gradient clipping (grad_clip=...), or check the "
-                "model and data"
-            )
-
-    try:
-        while t < total_steps:
-            done = max(t - num_burnin, 0) // thinning
-            n = min(chunk, num_samples - done)
-            counts = np.full((n,), thinning, np.int32)
-            counts[0] += num_burnin - min(t, num_burnin)
-            state, new = run_chunk(state, chain_keys, data, jnp.int32(t), jnp.asarray(counts))
-            t += int(counts.sum())
-            check(state)
-            new = jax.tree.map(lambda x: np.asarray(x), new)
-            draws = (
-                new
-                if draws is None
-                else jax.tree.map(lambda a, b: np.concatenate([a, b], axis=0), draws, new)
-            )
-            if checkpoint_path is not None:
-                _save_checkpoint(checkpoint_path, config, t, (state, chain_keys), draws)
-    finally:
-        progress.close()
-        _ACTIVE_PROGRESS[0] = None
-
-    positions, gibbs_states, info = jax.tree.map(lambda x: np.swapaxes(np.asarray(x), 0, 1), draws)
-    return SampleResult(positions, info, gibbs_states, state)
+    out = runner.run(
+        rng_key,
+        step,
+        state,
+        num_samples,
+        args=(data, chain_keys),
+        num_burnin=num_burnin,
+        thinning=thinning,
+        observe=_observe,
+        key_fn=_step_index,
+        diverged=_diverged,
+        divergence_message=message,
+        chunk_size=checkpoint_every,
+        progress_bar=progress_bar,
+        checkpoint_path=checkpoint_path,
+        checkpoint_config={
+            "kernel": kernel.name,
+            "batch_size": batch_size,
+            "data_size": data_size,
+        },
+    )
+    positions, gibbs_states = out.trace
+    return SampleResult(positions, out.info, gibbs_states, out.state)

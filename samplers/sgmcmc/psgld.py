@@ -57,7 +57,7 @@ def build_kernel(decay: float = 0.99, epsilon: float = 1e-5):
             )
 
         position = jax.tree.map(update, state.position, square_avg, logdensity_grad, noise)
-        return PSGLDState(position, square_avg, count)
+        return PSGLDState(position, square_avg, count), ()
 
     return step
 

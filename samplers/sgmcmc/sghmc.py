@@ -23,7 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from samplers.sgmcmc.base import SGMCMCKernel, tree_normal
+from samplers.sgmcmc.base import SGMCMCKernel, check_friction, tree_normal
 
 __all__ = ["SGHMCState", "init", "build_kernel", "sghmc"]
 
@@ -46,10 +46,7 @@ def init(position, rng_key=None) -> SGHMCState:
 
 def build_kernel(alpha: float = 0.01, beta: float = 0.0):
     """The SGHMC step with friction ``alpha`` and noise estimate ``beta``."""
-    if not alpha > 0:
-        raise ValueError(f"alpha (friction) must be positive, got {alpha!r}")
-    if beta < 0:
-        raise ValueError(f"beta must be >= 0, got {beta!r}")
+    check_friction(alpha, beta)
 
     def step(rng_key, state, logdensity, logdensity_grad, step_size, temperature, adapt):
         del logdensity, adapt
@@ -66,7 +63,7 @@ def build_kernel(alpha: float = 0.01, beta: float = 0.0):
             noise,
         )
         position = jax.tree.map(lambda x, p: x + step_size * p, state.position, momentum)
-        return SGHMCState(position, momentum)
+        return SGHMCState(position, momentum), ()
 
     return step
 

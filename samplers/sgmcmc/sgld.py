@@ -37,7 +37,7 @@ def build_kernel():
     def step(rng_key, state, logdensity, logdensity_grad, step_size, temperature, adapt):
         del logdensity, adapt
         position = integrator(rng_key, state.position, logdensity_grad, step_size, temperature)
-        return SGLDState(position)
+        return SGLDState(position), ()
 
     return step
 

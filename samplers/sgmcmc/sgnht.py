@@ -14,12 +14,13 @@ needs a long burn-in or a start near the mode.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from samplers.sgmcmc.base import SGMCMCKernel, tree_normal
+from samplers.sgmcmc.base import SGMCMCKernel, check_friction, tree_normal
 
 __all__ = ["SGNHTState", "build_kernel", "sgnht"]
 
@@ -34,8 +35,7 @@ class SGNHTState(NamedTuple):
 
 def build_kernel(alpha: float = 0.01, beta: float = 0.0):
     """The SGNHT step."""
-    if not alpha > 0:
-        raise ValueError(f"alpha must be positive, got {alpha!r}")
+    check_friction(alpha, beta)
 
     def step(rng_key, state, logdensity, logdensity_grad, step_size, temperature, adapt):
         del logdensity, adapt
@@ -55,14 +55,17 @@ def build_kernel(alpha: float = 0.01, beta: float = 0.0):
         dim = sum(jnp.size(p) for p in jax.tree_util.tree_leaves(momentum))
         kinetic = sum(jnp.sum(p * p) for p in jax.tree_util.tree_leaves(momentum))
         xi = state.xi + step_size * (kinetic / dim - temperature)
-        return SGNHTState(position, momentum, xi)
+        return SGNHTState(position, momentum, xi), ()
 
     return step
 
 
 def sgnht(alpha: float = 0.01, beta: float = 0.0, init_xi: float | None = None) -> SGMCMCKernel:
     """SGNHT as an :class:`SGMCMCKernel`; the thermostat starts at ``init_xi`` (default alpha)."""
+    check_friction(alpha, beta)
     xi0 = alpha if init_xi is None else init_xi
+    if not math.isfinite(float(xi0)):
+        raise ValueError(f"init_xi must be finite, got {init_xi!r}")
 
     def init(position) -> SGNHTState:
         momentum = jax.tree.map(jnp.zeros_like, position)

@@ -1,0 +1,179 @@
+"""The chain runner: burn-in/thinning semantics, chunking, accumulators, divergence,
+checkpoints, tracing, validation.
+
+The kernels here are tiny and exact: a counter (the state after step ``t`` is known in closed
+form) and a Gaussian AR(1) chain; every test reuses the same step functions so the compiled
+runner is shared.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from samplers import runner
+
+C = 3
+
+
+class CounterState(NamedTuple):
+    position: jax.Array  # number of steps made
+    noise: jax.Array  # sum of the uniforms drawn so far
+
+
+def counter_step(rng_key, state, scale):
+    """Adds 1 to ``position`` and a uniform from the step key (times ``scale``) to ``noise``."""
+    u = jax.random.uniform(rng_key, (C,))
+    new = CounterState(state.position + 1, state.noise + scale * u)
+    return new, {"t": state.position[:, 0] + 1, "u": u}
+
+
+def _init():
+    return CounterState(jnp.zeros((C, 1), jnp.int32), jnp.zeros((C,)))
+
+
+def _position_squared(state):
+    return jnp.square(state.position.astype(jnp.float32))
+
+
+POS_SQ = runner.online_moments(_position_squared)
+
+
+def _run(**kw):
+    base = dict(num_samples=7, num_burnin=4, thinning=3, args=(1.0,), progress_bar=False)
+    return runner.run(jax.random.key(0), counter_step, _init(), **{**base, **kw})
+
+
+def test_burnin_thinning_layout_and_chunks_are_exact():
+    """Draw k of every chain is the state after step num_burnin + (k+1) * thinning, laid out
+    (chains, draws, ...); its info is that step's; any chunking gives the same draws."""
+    whole = _run()
+    expected = 4 + 3 * np.arange(1, 8)
+    assert whole.trace.shape == (C, 7, 1)
+    np.testing.assert_array_equal(whole.trace[..., 0], np.broadcast_to(expected, (C, 7)))
+    np.testing.assert_array_equal(whole.info["t"], np.broadcast_to(expected, (C, 7)))
+    # chunks of 3 draws (the last one padded) and 1 draw: same keys, same numbers
+    for chunk in (3, 1):
+        part = _run(chunk_size=chunk)
+        np.testing.assert_array_equal(part.trace, whole.trace)
+        np.testing.assert_array_equal(part.info["u"], whole.info["u"])
+        np.testing.assert_array_equal(part.state.noise, whole.state.noise)
+    # step t's key is fold_in(rng_key, t): the uniform of the last step of draw 0
+    t0 = 4 + 3 - 1
+    u = jax.random.uniform(jax.random.fold_in(jax.random.key(0), t0), (C,))
+    np.testing.assert_array_equal(whole.info["u"][:, 0], u)
+
+
+def test_accumulator_matches_stored_draws():
+    """Welford's online mean and variance equal those of the stored trace."""
+    res = _run(accumulate=POS_SQ, chunk_size=3)
+    draws = np.asarray(res.trace, np.float64) ** 2  # (C, 7, 1)
+    acc = res.accumulated
+    np.testing.assert_array_equal(acc.count, np.full((C,), 7))
+    np.testing.assert_allclose(acc.mean, draws.mean(1), rtol=1e-6)
+    np.testing.assert_allclose(acc.m2 / 6, draws.var(1, ddof=1), rtol=1e-5)
+    none = _run(observe=None, accumulate=POS_SQ)
+    assert none.trace is None
+    np.testing.assert_allclose(none.accumulated.mean, acc.mean, rtol=1e-6)
+
+
+def test_progress_bar_reaches_total(capsys):
+    _run(progress_bar=True, num_burnin=40)
+    err = capsys.readouterr().err
+    assert "100%" in err and f"{40 + 7 * 3}/{40 + 7 * 3}" in err
+
+
+def _nan_at(state, info):
+    # chain 1 diverges when it reaches 10 steps, chain 2 at 13
+    limits = jnp.array([10**6, 10, 13])
+    return state.position[:, 0] >= limits
+
+
+def test_divergence_names_first_chain_and_step():
+    with pytest.raises(runner.DivergenceError, match="chain 1 diverged at step 9"):
+        _run(diverged=_nan_at, chunk_size=2)
+    traced = jax.jit(
+        lambda k: runner.run(
+            k, counter_step, _init(), 7, num_burnin=4, thinning=3, args=(1.0,), diverged=_nan_at
+        )
+    )
+    np.testing.assert_array_equal(traced(jax.random.key(0)).first_divergence, [-1, 9, 12])
+
+
+def test_traced_run_equals_eager_run():
+    eager = _run()
+    traced = jax.jit(
+        lambda k, s: runner.run(k, counter_step, _init(), 7, num_burnin=4, thinning=3, args=(s,))
+    )(jax.random.key(0), 1.0)
+    assert isinstance(traced.trace, jax.Array)
+    np.testing.assert_array_equal(traced.trace, eager.trace)
+    np.testing.assert_array_equal(traced.info["u"], eager.info["u"])
+    with pytest.raises(ValueError, match="checkpoint_path"):
+        jax.jit(
+            lambda k: (
+                runner.run(k, counter_step, _init(), 2, args=(1.0,), checkpoint_path="x.npz").trace
+            )
+        )(jax.random.key(0))
+
+
+def test_checkpoint_resume_and_settings(tmp_path, monkeypatch):
+    path = tmp_path / "run.npz"
+    whole = _run(chunk_size=2)
+    calls = {"n": 0}
+    real_save = runner._save
+
+    def crashing_save(*args):
+        real_save(*args)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(runner, "_save", crashing_save)
+    with pytest.raises(KeyboardInterrupt):
+        _run(chunk_size=2, checkpoint_path=path)
+    monkeypatch.setattr(runner, "_save", real_save)
+    resumed = _run(chunk_size=2, checkpoint_path=path)
+    np.testing.assert_array_equal(resumed.trace, whole.trace)
+    np.testing.assert_array_equal(resumed.info["u"], whole.info["u"])
+    with pytest.raises(ValueError, match="other settings"):
+        _run(chunk_size=2, checkpoint_path=path, thinning=2)
+
+
+def test_vmap_chains_splits_keys_and_maps_per_chain_args():
+    def one(rng_key, x, shift):
+        return x + shift + jax.random.normal(rng_key), ()
+
+    step = runner.vmap_chains(one, C, args_axes=(0,))
+    key = jax.random.key(3)
+    new, _ = step(key, jnp.zeros(C), jnp.arange(C, dtype=jnp.float32))
+    keys = jax.random.split(key, C)
+    expected = jnp.arange(C) + jax.vmap(jax.random.normal)(keys)
+    np.testing.assert_array_equal(new, expected)
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(num_samples=True), "num_samples"),
+        (dict(num_samples=0), "num_samples"),
+        (dict(thinning=2.0), "thinning"),
+        (dict(num_burnin=-1), "num_burnin"),
+        (dict(chunk_size=0), "chunk_size"),
+    ],
+)
+def test_bad_counts(kw, match):
+    with pytest.raises(ValueError, match=match):
+        _run(**kw)
+
+
+def test_initial_state_needs_a_chain_axis():
+    with pytest.raises(ValueError, match="leading"):
+        runner.run(
+            jax.random.key(0),
+            counter_step,
+            CounterState(jnp.zeros((C, 1), jnp.int32), jnp.zeros(())),
+            2,
+            args=(1.0,),
+        )
