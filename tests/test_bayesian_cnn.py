@@ -308,3 +308,45 @@ def test_valid_input_reaches_the_sampler(fashion_like_model):
             batch_size=2,
             step_size=1e-3,
         )
+
+
+# --------------------------------------------------------------------------------------------
+# the posterior predictive averaged inside the compiled run
+
+
+def test_streamed_predictive_equals_the_mean_of_stored_draws(digits):
+    x, y, x_test, _ = digits
+    model = BayesianNeuralNet.create(
+        _tiny_cnn(), (8, 8, 1), priors.IsotropicGaussian.create, likelihoods.Categorical()
+    )
+    init = jax.vmap(model.init)(jax.random.split(jax.random.key(0), 2))
+    schedule = sgmcmc.schedules.cyclical(0.02, 60, 2, exploration_ratio=0.5)
+    settings = dict(num_burnin=4, thinning=2, batch_size=50, step_size=schedule)
+    acc = model.predictive_accumulator(x_test, step_size=schedule, num_burnin=4, thinning=2)
+    kernel = sgmcmc.sghmc(alpha=5.0)
+    result = model.sample(
+        jax.random.key(1), kernel, x, y, init, num_samples=28, accumulate=acc,
+        progress_bar=False, **settings,
+    )  # fmt: skip
+    keep = ~np.asarray(result.info.explore)  # (chains, draws)
+    assert 0 < keep[0].sum() < keep.shape[1]
+    probs = jax.vmap(jax.vmap(lambda p: jax.nn.softmax(model.predict(p, x_test))))(
+        result.positions
+    )
+    probs = np.asarray(probs)
+    for c in range(2):
+        expect = probs[c, keep[c]].mean(0)
+        np.testing.assert_allclose(result.accumulated.mean[c], expect, atol=2e-6)
+        assert int(result.accumulated.count[c]) == keep[c].sum()
+    pooled = probs[keep].mean(0)  # equal counts per chain
+    np.testing.assert_allclose(result.accumulated.combine(), pooled, atol=2e-6)
+    # the same keys without storing draws: same numbers, and the kept state's size does not
+    # depend on the number of draws
+    short = model.sample(
+        jax.random.key(1), kernel, x, y, init, num_samples=28, accumulate=acc,
+        store_draws=False, progress_bar=False, **settings,
+    )  # fmt: skip
+    assert short.positions is None
+    np.testing.assert_allclose(short.accumulated.mean, result.accumulated.mean, atol=1e-6)
+    longer = jax.eval_shape(lambda s: jax.vmap(acc.update)(jax.vmap(acc.init)(s), s), result.state)
+    assert longer.mean.shape == result.accumulated.mean.shape == (2, 200, 10)

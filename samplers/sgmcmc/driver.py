@@ -95,12 +95,15 @@ class SampleResult(NamedTuple):
         Gibbs-block draws ``(num_chains, num_samples, ...)`` or ``None``.
     state
         Final :class:`DriverState` (to continue sampling).
+    accumulated
+        Final state of the ``accumulate`` statistic (leading chain axis), or ``None``.
     """
 
     positions: Any
     info: SGMCMCInfo
     gibbs_states: Any
     state: DriverState
+    accumulated: Any = None
 
     def to_inference_data(self, **kwargs):
         """ArviZ ``InferenceData`` of the posterior draws (exploration draws dropped)."""
@@ -378,6 +381,8 @@ def sample(
     checkpoint_every: int | None = None,
     shard: bool = True,
     position_template=None,
+    accumulate: runner.Accumulator | None = None,
+    store_draws: bool = True,
 ) -> SampleResult:
     """Run ``num_chains`` SG-MCMC chains and return thinned draws after burn-in.
 
@@ -426,6 +431,13 @@ def sample(
     position_template
         Optional position of ONE chain with the structure, shapes and dtypes the model
         expects (e.g. the model's ``init`` output): ``init_positions`` is checked against it.
+    accumulate
+        Optional streaming statistic (:class:`samplers.runner.Accumulator`) of each chain's
+        :class:`DriverState` at every kept draw, e.g. a running mean of predictions; its
+        memory does not grow with ``num_samples``.
+    store_draws
+        Keep the positions (and Gibbs states) of the kept draws; ``False`` returns
+        ``positions=None`` and keeps only ``info`` and ``accumulated``.
 
     Returns
     -------
@@ -497,7 +509,8 @@ def sample(
         args=(data, chain_keys),
         num_burnin=num_burnin,
         thinning=thinning,
-        observe=_observe,
+        observe=_observe if store_draws else None,
+        accumulate=accumulate,
         key_fn=_step_index,
         diverged=_diverged,
         divergence_message=message,
@@ -510,5 +523,5 @@ def sample(
             "data_size": data_size,
         },
     )
-    positions, gibbs_states = out.trace
-    return SampleResult(positions, out.info, gibbs_states, out.state)
+    positions, gibbs_states = out.trace if store_draws else (None, None)
+    return SampleResult(positions, out.info, gibbs_states, out.state, out.accumulated)
