@@ -41,9 +41,9 @@ or weighted importance draws (Burr XII). Metrics: accuracy, NLL ``-mean log p_y`
 
 The process pins itself to one core and reports wall and CPU time per stage.
 
-    PYTHONPATH=. python benchmarks/cnngp_corrupted.py --smoke      # seconds
-    PYTHONPATH=. python benchmarks/cnngp_corrupted.py --quick      # minutes
-    PYTHONPATH=. python benchmarks/cnngp_corrupted.py              # 2,000 / 1,000 images
+    PYTHONPATH=. python benchmarks/cnngp_corrupted.py --smoke      # ~40 s CPU, mostly compiling
+    PYTHONPATH=. python benchmarks/cnngp_corrupted.py --quick      # ~2 min CPU
+    PYTHONPATH=. python benchmarks/cnngp_corrupted.py              # 2,000 / 1,000 images, ~15 min CPU
     # paper size (GPU): --n-train 54000 --n-test 10000 --inducing 200 --svtp-steps 20000
 """
 

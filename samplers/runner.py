@@ -35,11 +35,15 @@ Host-side services (only when :func:`run` is called eagerly, i.e. not under ``ji
   host memory after every chunk;
 * a ``tqdm.auto`` progress bar updated after every chunk (so it reaches 100% exactly); when it
   is shown the run is cut into about 20 chunks (burn-in included);
-* checkpoints (``checkpoint_path``): the run state is saved after every chunk and a run that
-  finds its checkpoint resumes from it;
+* checkpoints (``checkpoint_path``): the run state is saved after every chunk (written to a
+  temporary file, fsynced, then renamed) and a run that finds its checkpoint resumes from it;
+  a checkpoint written with other settings, another key, another state layout or other
+  ``args`` is refused with a ``ValueError`` naming what differs (``overwrite=True`` starts
+  afresh), a corrupt file with one naming the path, and a missing directory is reported
+  before sampling;
 * divergence checks: ``diverged(state, info) -> (num_chains,) bool`` is evaluated after every
-  step on the device; after each chunk a :class:`DivergenceError` names the first chain and
-  step that diverged.
+  step on the device; once a chain has diverged no further step is made, and after the chunk
+  a :class:`DivergenceError` names the first chain and step that diverged.
 
 Under tracing (``run`` inside ``jit``/``vmap``) the whole run is one program: no progress bar,
 no checkpoints (a ``ValueError``), and divergence is not checked (the first diverging step of
@@ -54,9 +58,11 @@ runner step.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import sys
+import zipfile
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -219,11 +225,13 @@ def progress_default() -> bool:
 
 
 @functools.lru_cache(maxsize=128)
-def _chunk_program(step, observe, accumulate, key_fn, diverged):
+def _chunk_program(step, observe, accumulate, key_fn, diverged, stop_on_divergence):
     """Compiled ``run_chunk(carry, rng_key, args, t0, counts, keep)`` for one configuration.
 
     ``counts[i]`` steps are made before entry ``i`` is recorded; ``keep[i]`` says whether entry
-    ``i`` is a kept draw (entries of burn-in-only or padding chunks are not).
+    ``i`` is a kept draw (entries of burn-in-only or padding chunks are not). With
+    ``stop_on_divergence`` no further step is made once a chain has diverged (the host then
+    raises after the chunk), so a diverging run stops soon instead of computing every step.
     """
     observe_all = None if observe is None else jax.vmap(observe)
 
@@ -243,12 +251,16 @@ def _chunk_program(step, observe, accumulate, key_fn, diverged):
             state, first_bad, acc = carry
             info0 = jax.eval_shape(lambda s: step(key_fn(rng_key, start), s, *args)[1], state)
             info0 = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), info0)
-            state, first_bad, acc, info = jax.lax.fori_loop(
-                0,
-                count,
-                lambda i, c: one_step(start + i, c),
-                (state, first_bad, acc, info0),
-            )
+            carry = (state, first_bad, acc, info0)
+            if stop_on_divergence:
+                _, carry = jax.lax.while_loop(
+                    lambda c: (c[0] < count) & jnp.all(c[1][1] < 0),
+                    lambda c: (c[0] + 1, one_step(start + c[0], c[1])),
+                    (jnp.zeros((), count.dtype), carry),
+                )
+            else:
+                carry = jax.lax.fori_loop(0, count, lambda i, c: one_step(start + i, c), carry)
+            state, first_bad, acc, info = carry
             if accumulate is not None:
                 new = jax.vmap(accumulate.update)(acc, state)
                 acc = jax.tree.map(lambda n, o: jnp.where(kept, n, o), new, acc)
@@ -308,6 +320,7 @@ def run(
     progress_bar: bool | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_config: dict | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Run all chains of ``step`` and return thinned draws after burn-in.
 
@@ -345,8 +358,12 @@ def run(
     checkpoint_path
         Save the run after every chunk to this ``.npz`` file and resume from it when it
         exists (eager runs only).
+    overwrite
+        Start afresh even when ``checkpoint_path`` holds a checkpoint (it is replaced).
     checkpoint_config
-        JSON-able settings stored in the checkpoint; resuming with different settings raises
+        JSON-able settings stored in the checkpoint with a fingerprint of the run key, the
+        initial state's structure, shapes and dtypes, and a hash of ``args`` (the data);
+        resuming with a different fingerprint raises
         ``ValueError``.
 
     Returns
@@ -363,6 +380,17 @@ def run(
     traced = is_traced((rng_key, initial_state, args))
     if traced and checkpoint_path is not None:
         raise ValueError("checkpoint_path cannot be used when run is traced (jit/vmap)")
+    if checkpoint_path is not None:
+        checkpoint_path = os.fspath(checkpoint_path)
+        folder = os.path.dirname(os.path.abspath(checkpoint_path))
+        if not os.path.isdir(folder):
+            raise ValueError(
+                f"checkpoint_path {checkpoint_path}: the directory {folder} does not exist"
+            )
+        if not os.access(folder, os.W_OK):
+            raise ValueError(
+                f"checkpoint_path {checkpoint_path}: the directory {folder} is not writable"
+            )
     show = (not traced) and (progress_default() if progress_bar is None else bool(progress_bar))
     if chunk_size is None:
         chunk_size = max(1, -(-num_samples // 20)) if show else num_samples
@@ -371,7 +399,14 @@ def run(
         min(20, -(-num_burnin // max(1, chunk_size * thinning))) if show and num_burnin else 1
     )
     plan = _plan(num_samples, num_burnin, thinning, chunk_size, burnin_chunks)
-    program = _chunk_program(step, observe, accumulate, key_fn or _default_key_fn, diverged)
+    program = _chunk_program(
+        step,
+        observe,
+        accumulate,
+        key_fn or _default_key_fn,
+        diverged,
+        diverged is not None and not traced,
+    )
 
     acc = None if accumulate is None else jax.vmap(accumulate.init)(initial_state)
     carry = (initial_state, jnp.full((num_chains,), -1, jnp.int32), acc)
@@ -382,8 +417,10 @@ def run(
         "num_burnin": num_burnin,
         "thinning": thinning,
     }
+    if checkpoint_path is not None:
+        config.update(_fingerprint(rng_key, initial_state, args))
     pieces, first_chunk = [], 0
-    if checkpoint_path is not None and os.path.exists(checkpoint_path):
+    if checkpoint_path is not None and os.path.exists(checkpoint_path) and not overwrite:
         counts, keep = plan[0]
         template = jax.eval_shape(
             lambda c: program(c, rng_key, args, jnp.int32(0), counts, keep)[1], carry
@@ -447,6 +484,26 @@ def _to_numpy(leaf):
     return np.asarray(leaf)
 
 
+def _fingerprint(rng_key, initial_state, args) -> dict:
+    """What changes the draws besides the settings: key, state layout, a hash of ``args``."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(args):
+        arr = np.ascontiguousarray(_to_numpy(leaf) if isinstance(leaf, jax.Array) else leaf)
+        digest.update(f"{arr.shape}{arr.dtype}".encode())
+        digest.update(arr.tobytes())
+    layout = [
+        f"{jax.tree_util.keystr(path)}:{tuple(jnp.shape(x))}:{jnp.result_type(x)}"
+        for path, x in jax.tree_util.tree_flatten_with_path(initial_state)[0]
+    ]
+    key = _to_numpy(rng_key).tolist() if rng_key is not None else None
+    return {
+        "rng_key": key,
+        "state_layout": layout,
+        "state_structure": str(jax.tree_util.tree_structure(initial_state)),
+        "args_sha256": digest.hexdigest(),
+    }
+
+
 def _save(path, config, chunks_done, carry, pieces):
     arrays = {f"state_{i}": _to_numpy(x) for i, x in enumerate(jax.tree_util.tree_leaves(carry))}
     if pieces:
@@ -455,19 +512,37 @@ def _save(path, config, chunks_done, carry, pieces):
             arrays[f"draws_{i}"] = np.asarray(leaf)
     meta = {**config, "chunks_done": int(chunks_done), "has_draws": bool(pieces)}
     arrays["config"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    tmp = f"{path}.tmp.npz"
-    np.savez(tmp, **arrays)
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
 def _load(path, config, carry, template):
+    try:
+        return _read(path, config, carry, template)
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {err}); delete "
+            "it or pass overwrite=True to start afresh"
+        ) from err
+
+
+def _read(path, config, carry, template):
     with np.load(path) as f:
         saved = json.loads(bytes(f["config"]).decode())
         chunks_done = saved.pop("chunks_done")
         has_draws = saved.pop("has_draws")
         if saved != config:
+            differ = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+            details = "; ".join(
+                f"{k}: {saved.get(k)!r} in the checkpoint, {config.get(k)!r} now" for k in differ
+            )
             raise ValueError(
-                f"checkpoint {path} was written by a run with other settings: {saved} != {config}"
+                f"checkpoint {path} was written by a run with other settings ({details}); "
+                "pass overwrite=True to start afresh"
             )
         leaves, treedef = jax.tree_util.tree_flatten(carry)
         restored = []

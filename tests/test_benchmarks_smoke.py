@@ -22,7 +22,9 @@ SCRIPTS = sorted(
 # Compile-bound even at tiny sizes (the functional-prior fit and the independent W1 critic
 # compile for ~5-10 s CPU each): run by .ci/run with `-m slow`, outside the default suite.
 # The mDBM scripts compile a training step with implicit gradients, solvers and Gibbs
-# kernels (~20-60 s CPU each at any size; 60-200 s on a loaded 2-core machine).
+# kernels (~20-60 s CPU each at any size; 60-200 s on a loaded 2-core machine). The CNN-GP
+# scripts compile several kernel programs (float32 and float64, two readouts) and start
+# neural-tangents' environment when it exists.
 SLOW = {
     "fprior_drift",
     "fprior_speed",
@@ -31,6 +33,8 @@ SLOW = {
     "mdbm_fashion",
     "mdbm_solvers",
     "mdbm_speed",
+    "cnngp_speed",
+    "cnngp_corrupted",
 }
 # Scripts whose owner has not added --smoke yet; the test below fails once they have it, so
 # this set only shrinks.

@@ -451,3 +451,38 @@ def test_checkpoint_is_atomic_and_shape_checked(tmp_path, params, monkeypatch):
         bm.load_checkpoint(path, as_int)
     with pytest.raises(ValueError, match="holds 7 arrays, the template 3"):
         bm.load_checkpoint(path, (params.A[0][0], params.A[0][1], params.b[0]))
+
+
+def test_fit_reports_metrics_per_epoch_and_names_the_failed_step(params, monkeypatch):
+    """fit keeps step metrics on the device and checks them once per epoch: the history holds
+    per-epoch means (and the max of num_steps); with on_failure='raise' a non-converged step
+    is reported by its global step number. (A stand-in step: no compilation.)"""
+    conv = iter([1.0, 1.0, 1.0, 0.5, 1.0, 1.0])
+    seen = []
+
+    def fake_make_train_step(spec, optimizer, training, config):
+        def step(state, rng_key, pixels, labels):
+            seen.append(pixels.shape)
+            k = len(seen)
+            met = dict(
+                loss=jnp.float32(k),
+                converged=jnp.float32(next(conv)),
+                residual=jnp.float32(1e-5 * k),
+                num_steps=jnp.int32(10 + k),
+            )
+            return state._replace(step=state.step + 1), met
+
+        return step
+
+    monkeypatch.setattr(bm.train, "make_train_step", fake_make_train_step)
+    rng = np.random.default_rng(14)
+    pix, lab = rng.integers(0, 3, (7, 12)), rng.integers(0, 4, 7)
+    key = jax.random.key(0)
+    state, hist = bm.fit(key, SPEC, params, pix, lab, num_epochs=1, batch_size=2)
+    assert seen == [(2, 12)] * 3 and int(state.step) == 3  # the last incomplete batch dropped
+    keys = ["loss", "converged", "residual", "num_steps", "num_steps_max"]
+    assert len(hist) == 1 and sorted(hist[0]) == sorted(keys)
+    np.testing.assert_allclose([hist[0][k] for k in keys], [2, 1, 2e-5, 12, 13], rtol=1e-6)
+    with pytest.raises(bm.ConvergenceError, match="training step 4: loss 4, 50.0%"):
+        bm.fit(key, SPEC, params, pix, lab, num_epochs=2, batch_size=2, state=state)
+    assert len(seen) == 6  # the failed step's epoch ran to its end before the check

@@ -96,7 +96,7 @@ def test_glass_shuffle_is_a_local_permutation(delta, iterations):
 
 def test_glass_blur_keeps_mean_intensity(clean):
     # the shuffle permutes pixels and the row blurs (nearest edges) keep the sum where the
-    # image is black near the top and bottom edges; the uint8 truncation loses < 1/255
+    # image is black near the top and bottom edges; the uint8 truncation loses < 1 grey level
     x = clean[np.all(clean[:, :4] == 0, axis=(1, 2)) & np.all(clean[:, 24:] == 0, axis=(1, 2))]
     assert len(x) >= 10
     for severity in (1, 5):

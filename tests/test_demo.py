@@ -5,17 +5,20 @@ import pytest
 
 import bayesnn.datasets as datasets
 from bayesnn.demo import main, run_demo
+from samplers.convergence import ConvergenceWarning
 
 
 def test_demo_runs_small_and_reports_finite_metrics(tmp_path, capsys):
-    out = run_demo(
-        "yacht",
-        num_chains=2,
-        num_samples=10,
-        num_burnin=300,
-        thinning=5,
-        plot_path=str(tmp_path / "demo.png"),
-    )
+    with pytest.warns(ConvergenceWarning):
+        out = run_demo(
+            "yacht",
+            num_chains=2,
+            num_samples=10,
+            num_burnin=3000,
+            thinning=10,
+            step_size=0.002,  # a short burn-in is too short for the engine's choice to settle
+            plot_path=str(tmp_path / "demo.png"),
+        )
     assert np.isfinite(out["test_rmse"]) and out["test_rmse"] > 0
     assert np.isfinite(out["test_nll"])
     # The target's scale on yacht is ~15: a trained net must be far better than predicting 0.
@@ -23,6 +26,9 @@ def test_demo_runs_small_and_reports_finite_metrics(tmp_path, capsys):
     assert (tmp_path / "demo.png").stat().st_size > 1000
     printed = capsys.readouterr().out
     assert "test RMSE" in printed and "r_hat" in printed
+    # 20 draws cannot converge, and the demo says so
+    assert "step size 0.002 (given)" in printed and "NOT converged" in printed
+    assert out["step_size_info"] is None and not out["converged"]
 
 
 def test_cli_passes_arguments_to_demo(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ from bayesnn.datasets import make_regression_1d
 from bayesnn.functional_prior import posterior as post
 from bayesnn.nn import stax
 from bayesnn.priors import HierarchicalGaussian, LayerwiseGaussian, template_of
+from samplers.convergence import ConvergenceWarning
 
 ARCH = stax.serial(stax.Dense(16, b_std=1.0), stax.Tanh(), stax.Dense(1, b_std=1.0))
 RUN = dict(
@@ -53,7 +54,9 @@ def _prior(family, template):
 def test_sample_posterior_each_family_fits_toy(family, template, toy):
     x, y = toy
     prior = _prior(family, template)
-    res = post.sample_posterior(ARCH, prior, (x, y), jax.random.key(1), **RUN)
+    # 2 chains x 10 draws: far too few for ESS >= 100, so the run must say so
+    with pytest.warns(ConvergenceWarning, match="fp.sample_posterior"):
+        res = post.sample_posterior(ARCH, prior, (x, y), jax.random.key(1), **RUN)
     assert res.result.info.is_finite.all()
     assert res.idata.posterior["f"].shape == (2, 10, 64, 1)
     assert res.rhat.shape == (64, 1) and np.all(np.isfinite(res.rhat))
@@ -67,6 +70,8 @@ def test_sample_posterior_each_family_fits_toy(family, template, toy):
         assert isinstance(res.model.prior, HierarchicalGaussian)
     f = post.predict(res, x[:5])
     assert f.shape == (20, 5, 1)
+    assert res.convergence is not None and not res.convergence.converged
+    assert res.convergence.min_ess < 100
 
 
 @pytest.mark.slow  # one more driver compile; benchmarks/fprior_uci.py runs moons too

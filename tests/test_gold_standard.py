@@ -1,8 +1,8 @@
 """The engine's default step size against a NUTS gold standard (tests/data/nuts_gold).
 
-NUTS (numpyro, 4 chains x 5000 draws, R-hat and ESS in tests/data/nuts_gold/README.md) gives
-the posterior predictive mean and sd of the network output at 20 probe inputs. SGLD with
-minibatches of 32 and the step size of :func:`samplers.sgmcmc.step_size.tune_step_size`
+NUTS (numpyro, 4 chains, R-hat and ESS in tests/data/nuts_gold/README.md) gives the
+posterior predictive mean and sd of the network output at 20 probe inputs. SGLD (pSGLD for the
+BNN) with minibatches of 32 and the step size of :func:`samplers.sgmcmc.step_size.tune_step_size`
 (default tolerance: predicted variance bias <= 10%, i.e. sds within ~5%) must reproduce
 them:
 
@@ -36,10 +36,10 @@ from problems import build  # noqa: E402
 BATCH = 32
 
 
-def _engine_defaults(name, num_chains, num_burnin, num_steps, thinning):
+def _engine_defaults(name, num_chains, num_burnin, num_steps, thinning, kernel=None):
     model, data, x_probe = build(name)
     init = jax.vmap(model.init)(jax.random.split(jax.random.key(1), num_chains))
-    kernel = sgmcmc.sgld()
+    kernel = sgmcmc.sgld() if kernel is None else kernel
     positions, info = tune_step_size(
         jax.random.key(2),
         kernel,
@@ -91,5 +91,7 @@ def test_logistic_regression_matches_nuts():
 
 @pytest.mark.slow
 def test_bnn_matches_nuts():
-    f, _ = _engine_defaults("bnn", 4, 20_000, 1_000_000, 1000)
+    """pSGLD (its RMSprop preconditioner evens out the BNN's curvature; plain SGLD at its
+    noise-limited step gave R-hat 1.41 after 400k steps)."""
+    f, _ = _engine_defaults("bnn", 4, 20_000, 800_000, 800, sgmcmc.psgld())
     _compare("bnn", f)

@@ -177,3 +177,41 @@ def test_initial_state_needs_a_chain_axis():
             2,
             args=(1.0,),
         )
+
+
+def test_checkpoint_fingerprint_overwrite_and_bad_files(tmp_path):
+    """A checkpoint of another key, another state layout or other args is refused naming
+    what differs; overwrite=True starts afresh; a corrupt file and a missing directory raise
+    errors naming the path before sampling."""
+    path = tmp_path / "run.npz"
+    first = _run(chunk_size=4, checkpoint_path=path)
+    with pytest.raises(ValueError, match="rng_key"):
+        runner.run(
+            jax.random.key(1),
+            counter_step,
+            _init(),
+            7,
+            num_burnin=4,
+            thinning=3,
+            args=(1.0,),
+            chunk_size=4,
+            checkpoint_path=path,
+        )
+    with pytest.raises(ValueError, match="args_sha256"):
+        _run(chunk_size=4, checkpoint_path=path, args=(2.0,))
+    fresh = _run(chunk_size=4, checkpoint_path=path, args=(2.0,), overwrite=True)
+    np.testing.assert_allclose(fresh.state.noise, 2 * first.state.noise, rtol=1e-6)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=f"checkpoint {path} is corrupt"):
+        _run(chunk_size=4, checkpoint_path=path, args=(2.0,))
+    missing = tmp_path / "nowhere" / "run.npz"
+    with pytest.raises(ValueError, match="does not exist"):
+        _run(checkpoint_path=missing)
+
+
+def test_run_stops_soon_after_divergence(monkeypatch):
+    """No step is made after the first divergence (seen with the host check disabled)."""
+    monkeypatch.setattr(runner, "_check_divergence", lambda *a: None)
+    res = _run(diverged=_nan_at)
+    np.testing.assert_array_equal(res.state.position[:, 0], [10, 10, 10])
+    np.testing.assert_array_equal(res.first_divergence, [-1, 9, -1])

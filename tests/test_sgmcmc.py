@@ -395,6 +395,23 @@ def test_data_lists_and_position_template(data):
             )
 
 
+def test_divergence_on_the_last_step_is_caught():
+    """A position that overflows on the very last step (never evaluated by a later step)."""
+    with pytest.raises(sgmcmc.DivergenceError, match="non-finite position at step 0"):
+        sgmcmc.sample(
+            jax.random.key(0),
+            sgmcmc.sgld(),
+            lambda theta, batch, n: 1e15 * jnp.sum(theta),
+            jnp.zeros((4, 1)),
+            jnp.zeros((2, 1)),
+            num_samples=1,
+            batch_size=2,
+            step_size=1e25,
+            progress_bar=False,
+            shard=False,
+        )
+
+
 def test_kernel_hyperparameter_errors():
     for bad in (dict(alpha=float("nan")), dict(beta=-1.0), dict(beta=float("nan"))):
         with pytest.raises(ValueError, match="alpha|beta"):

@@ -61,3 +61,20 @@ def test_bad_layer_arguments():
     params = layer.init(jax.random.key(0), (4,))
     with pytest.raises(ValueError, match="last axis 4"):
         layer.apply(params, jnp.ones((2, 5)))
+
+
+def test_dense_on_images_acts_on_channels():
+    layer = nn.Dense(3, b_std=0.5)
+    params = layer.init(jax.random.key(0), (4, 5, 2))
+    assert params["W"].shape == (2, 3) and layer.output_shape((4, 5, 2)) == (4, 5, 3)
+    x = jax.random.normal(jax.random.key(1), (6, 4, 5, 2))
+    y = layer.apply(params, x)
+    W, b = np.asarray(params["W"]), np.asarray(params["b"])
+    ref = np.einsum("nhwc,co->nhwo", np.asarray(x), W) / np.sqrt(2) + 0.5 * b
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_layer_spatial_need_defaults_to_pass_through():
+    net = nn.serial(nn.Dense(3), nn.Relu())
+    assert net.spatial_need("diag") == "diag" and net.spatial_need("full") == "full"
+    assert nn.Layer(*nn.Relu()[:5]).spatial_need is None  # five-field Layers still build

@@ -211,3 +211,33 @@ def test_bad_input(data3):
         ss.estimate_local_scales(
             jax.random.key(0), logdensity, (x, y), pos, batch_size=10, batches="nope"
         )
+
+
+def test_sample_without_step_size_uses_and_reports_the_engines(data3):
+    x, y = data3
+    res = sgmcmc.sample(
+        jax.random.key(0),
+        sgmcmc.sgld(),
+        logdensity,
+        (x, y),
+        jnp.zeros((2, 3)),
+        num_samples=20,
+        batch_size=20,
+        num_burnin=400,
+        progress_bar=False,
+    )
+    info = res.step_size_info
+    assert info is not None and info.variance_ratio.max() <= 1.1 + 1e-9
+    np.testing.assert_allclose(np.asarray(res.info.step_size), info.step_size, rtol=1e-6)
+    with pytest.raises(ValueError, match="num_burnin >= 8"):
+        sgmcmc.sample(
+            jax.random.key(0),
+            sgmcmc.sgld(),
+            logdensity,
+            (x, y),
+            jnp.zeros((2, 3)),
+            num_samples=5,
+            batch_size=20,
+            num_burnin=0,
+            progress_bar=False,
+        )

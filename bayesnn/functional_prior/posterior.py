@@ -47,6 +47,7 @@ from bayesnn.metrics import (
 from bayesnn.model import BayesianNeuralNet, check_data
 from bayesnn.nn.stax import Layer
 from samplers import sgmcmc
+from samplers.convergence import check_convergence
 from samplers.results import split_rhat
 
 __all__ = [
@@ -73,12 +74,16 @@ class PosteriorSamples(NamedTuple):
         log-likelihood when targets were given, sampler statistics.
     rhat
         Split R-hat of ``f`` at each evaluation input and output, ``(n_eval, k)``.
+    convergence
+        :class:`samplers.convergence.ConvergenceReport` of ``f`` (rank-normalised R-hat and
+        bulk ESS; ``None`` with fewer than 2 chains or 4 draws).
     """
 
     model: BayesianNeuralNet
     result: Any
     idata: Any
     rhat: np.ndarray
+    convergence: Any = None
 
 
 def _default_likelihood(y, noise_var):
@@ -131,6 +136,7 @@ def sample_posterior(
     max_eval: int = 200,
     progress_bar: bool | None = False,
     shard: bool = True,
+    warn_unconverged: bool = True,
 ) -> PosteriorSamples:
     """Sample a BNN posterior under ``prior`` with adaptive SGHMC (the paper's protocol).
 
@@ -163,6 +169,9 @@ def sample_posterior(
         Cap on the default evaluation set.
     progress_bar, shard
         Passed to :func:`samplers.sgmcmc.sample`.
+    warn_unconverged
+        Issue a :class:`samplers.convergence.ConvergenceWarning` when the function-space
+        R-hat exceeds 1.05 or the bulk ESS is below 100 at the evaluation inputs.
 
     Returns
     -------
@@ -229,7 +238,14 @@ def sample_posterior(
     idata = model.to_inference_data(result, x_eval, y_eval)
     f = np.asarray(idata.posterior["f"].values)
     rhat = np.asarray(split_rhat(f)) if f.shape[1] >= 4 else np.full(f.shape[2:], np.nan)
-    return PosteriorSamples(model, result, idata, rhat)
+    report = None
+    if f.shape[0] >= 2 and f.shape[1] >= 4:
+        report = check_convergence(
+            {"f": f},
+            warn=warn_unconverged,
+            what="In fp.sample_posterior: SamplerConfig(num_burnin, thinning, num_samples, num_chains).",
+        )
+    return PosteriorSamples(model, result, idata, rhat, report)
 
 
 def predict(posterior: PosteriorSamples, x) -> jax.Array:

@@ -16,7 +16,10 @@ per-unit convention of neural-tangents (Novak et al. 2020):
     \\text{activation } \\phi:\\quad K \\leftarrow \\mathbb{E}[\\phi(u)\\phi(u')], \\qquad
     \\Theta \\leftarrow \\mathbb{E}[\\phi'(u)\\phi'(u')]\\, \\Theta,
 
-with ``(u, u') ~ N(0, [[k11, k12], [k12, k22]])``. Closed forms are used for ReLU,
+with ``(u, u') ~ N(0, [[k11, k12], [k12, k22]])``. For images (NHWC) the kernels carry
+per-position or all-position-pair covariances, and convolution, pooling, ``Flatten`` and
+``LayerNorm`` act on those (:mod:`bayesnn.nn.spatial`); activations and dense layers act on
+every entry as above. Closed forms are used for ReLU,
 LeakyReLU/ABReLU (arc-cosine kernel of order 1, Cho & Saul 2009), erf (Williams 1997) and
 the identity; any other activation uses a Hermite (Mehler) expansion whose coefficients
 are computed by quadrature.

@@ -8,7 +8,7 @@ checkpoints and divergence checks) and adds what BlackJAX leaves to the user:
 * many chains at once (``vmap``), sharded over devices with ``jax.sharding`` when there are
   several and the number of chains divides evenly;
 * a per-draw :class:`SGMCMCInfo` (minibatch log-density, gradient norm, step size,
-  temperature, exploration flag, finiteness, the kernel's own info);
+  temperature, exploration flag, finiteness);
 * step-size schedules (:mod:`samplers.sgmcmc.schedules`), optional gradient clipping and
   control variates;
 * an optional Gibbs block (``gibbs_fn``) for variables with exact conditionals, e.g. the
@@ -61,8 +61,9 @@ class SGMCMCInfo(NamedTuple):
         True in an exploration phase of a cyclical schedule (draw not from the posterior).
     is_finite
         Whether the log-density and gradient were finite.
-    kernel
-        The kernel's own info (``()`` for kernels without diagnostics of their own).
+
+    The kernel's own info (e.g. :class:`~samplers.sgmcmc.csgld.CSGLDInfo`) is not stored by
+    :func:`sample`.
     """
 
     logdensity: jax.Array
@@ -71,7 +72,6 @@ class SGMCMCInfo(NamedTuple):
     temperature: jax.Array
     explore: jax.Array
     is_finite: jax.Array
-    kernel: Any = ()
 
 
 class DriverState(NamedTuple):
@@ -95,6 +95,10 @@ class SampleResult(NamedTuple):
         Gibbs-block draws ``(num_chains, num_samples, ...)`` or ``None``.
     state
         Final :class:`DriverState` (to continue sampling).
+    step_size_info
+        :class:`samplers.sgmcmc.step_size.StepSizeInfo` when the step size was chosen by the
+        engine (``step_size=None``): the step, the curvature and gradient noise that set it,
+        the predicted variance ratio; ``None`` for a given step size.
     accumulated
         Final state of the ``accumulate`` statistic (leading chain axis), or ``None``.
     """
@@ -103,6 +107,7 @@ class SampleResult(NamedTuple):
     info: SGMCMCInfo
     gibbs_states: Any
     state: DriverState
+    step_size_info: Any = None
     accumulated: Any = None
 
     def to_inference_data(self, **kwargs):
@@ -111,11 +116,7 @@ class SampleResult(NamedTuple):
 
         keep = ~np.asarray(self.info.explore).any(axis=0)
         positions = jax.tree.map(lambda x: np.asarray(x)[:, keep], self.positions)
-        fields = self.info._asdict()
-        kernel_info = fields.pop("kernel")
-        if isinstance(kernel_info, tuple) and hasattr(kernel_info, "_asdict"):
-            fields.update({f"kernel_{k}": v for k, v in kernel_info._asdict().items()})
-        stats = {k: np.asarray(v)[:, keep] for k, v in fields.items()}
+        stats = {k: np.asarray(v)[:, keep] for k, v in self.info._asdict().items()}
         stats["diverging"] = ~stats["is_finite"]
         if self.gibbs_states is not None:
             positions = {
@@ -192,6 +193,24 @@ def _schedule_minimum(schedule):
         return jax.lax.fori_loop(0, blocks, block, (jnp.float32(jnp.inf), jnp.int32(0)))
 
     return jax.jit(minimum)
+
+
+def _check_final_positions(position, num_steps, message):
+    """The last step's output is never evaluated by a later step: check it on the host."""
+    bad = np.zeros(jax.tree_util.tree_leaves(position)[0].shape[0], bool)
+    for leaf in jax.tree_util.tree_leaves(position):
+        leaf = np.asarray(leaf)
+        leaf = leaf.astype(np.float32) if leaf.dtype.itemsize < 4 else leaf
+        bad |= ~np.isfinite(leaf.reshape(leaf.shape[0], -1)).all(axis=1)
+    if bad.any():
+        raise DivergenceError(message(int(np.argmax(bad)), num_steps - 1, "position"))
+
+
+def _step_size_fingerprint(step_size, num_burnin, num_steps):
+    """Step sizes at the first step, after burn-in and at the last step (checkpoint check)."""
+    if not callable(step_size):
+        return [float(step_size)]
+    return [float(step_size(jnp.int32(t))[0]) for t in (0, num_burnin, num_steps - 1)]
 
 
 def _check_step_size(step_size, num_steps):
@@ -313,7 +332,7 @@ def _build_step(
             grad = clip_by_global_norm(grad, grad_clip)
         grad_norm = jnp.sqrt(tree_sq_norm(grad))
         finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
-        kernel_state, kernel_info = kernel.step(
+        kernel_state, _ = kernel.step(
             jax.random.fold_in(kernel_key, t),
             cstate.kernel_state,
             value,
@@ -342,7 +361,6 @@ def _build_step(
             temp,
             jnp.asarray(explore),
             finite,
-            kernel_info,
         )
         return DriverState(kernel_state, gibbs_state, batch_state), info
 
@@ -366,7 +384,7 @@ def sample(
     *,
     num_samples: int,
     batch_size: int,
-    step_size,
+    step_size=None,
     num_burnin: int = 0,
     thinning: int = 1,
     temperature: float = 1.0,
@@ -381,6 +399,7 @@ def sample(
     checkpoint_every: int | None = None,
     shard: bool = True,
     position_template=None,
+    overwrite_checkpoint: bool = False,
     accumulate: runner.Accumulator | None = None,
     store_draws: bool = True,
 ) -> SampleResult:
@@ -406,7 +425,11 @@ def sample(
     step_size
         A float or a schedule ``t -> (step_size, explore)`` from
         :mod:`samplers.sgmcmc.schedules`; every step size of the run must be positive and
-        finite (a schedule is evaluated over all steps before sampling).
+        finite (a schedule is evaluated over all steps before sampling). ``None``: chosen
+        by the engine during the first half of the burn-in
+        (:func:`samplers.sgmcmc.step_size.tune_step_size`: largest step whose predicted
+        bias of posterior variances from discretisation and minibatch noise is <= 10%,
+        re-estimated as the chains move); reported in ``result.step_size_info``.
     temperature
         Posterior temperature ``T``, finite and ``>= 0`` (1 samples the posterior, 0
         optimises).
@@ -423,9 +446,11 @@ def sample(
         control-variate gradients.
     progress_bar
         Show a tqdm bar (default: on in an interactive terminal, off when ``CI`` is set).
-    checkpoint_path, checkpoint_every
-        Save the run state every ``checkpoint_every`` kept draws (and after burn-in) to this
-        ``.npz`` file, and resume from it when it exists.
+    checkpoint_path, checkpoint_every, overwrite_checkpoint
+        Save the run state every ``checkpoint_every`` kept draws to this ``.npz`` file, and
+        resume from it when it exists (see :func:`samplers.runner.run`: a checkpoint of a run
+        with other settings, key, positions layout or data is refused unless
+        ``overwrite_checkpoint=True``, which starts afresh).
     shard
         Shard chains over devices when several are present.
     position_template
@@ -461,6 +486,33 @@ def sample(
     data_size, num_chains = _validate(data, init_positions, batch_size, temperature)
     if position_template is not None:
         _check_template(init_positions, position_template)
+    step_size_info = None
+    if step_size is None:
+        if gibbs_fn is not None or control_variate_center is not None:
+            raise ValueError(
+                "step_size=None (automatic) is not available with gibbs_fn or "
+                "control_variate_center; pass step_size"
+            )
+        if num_burnin < 8 or not float(temperature) > 0:
+            raise ValueError(
+                "step_size=None (automatic) needs num_burnin >= 8 and temperature > 0, got "
+                f"num_burnin={num_burnin!r}, temperature={temperature!r}; pass step_size"
+            )
+        from samplers.sgmcmc.step_size import tune_step_size
+
+        tune_steps = num_burnin // 2
+        init_positions, step_size_info = tune_step_size(
+            jax.random.fold_in(rng_key, 2**30),
+            kernel,
+            logdensity_fn,
+            data,
+            init_positions,
+            batch_size=batch_size,
+            num_steps=tune_steps,
+            temperature=float(temperature),
+            batches=batches,
+        )
+        step_size, num_burnin = step_size_info.step_size, num_burnin - tune_steps
     _check_step_size(step_size, num_burnin + num_samples * thinning)
     step_args = (
         kernel,
@@ -480,6 +532,7 @@ def sample(
     else:
         step = _build_step(*step_args, control_variate_center, data)
 
+    total_steps = num_burnin + num_samples * thinning
     chain_keys = jax.vmap(lambda c: jax.random.fold_in(rng_key, c))(jnp.arange(num_chains))
     state = DriverState(
         jax.vmap(kernel.init)(init_positions),
@@ -494,9 +547,9 @@ def sample(
         chain_keys = jax.device_put(chain_keys, chain_sharding)
         data = jax.device_put(data, replicated)
 
-    def message(chain, t):
+    def message(chain, t, what="log-density or gradient"):
         return (
-            f"chain {chain} produced a non-finite log-density or gradient at step {t} "
+            f"chain {chain} produced a non-finite {what} at step {t} "
             f"(kernel {kernel.name}); try a smaller step size (step_size={step_size!r}), "
             "gradient clipping (grad_clip=...), or check the model and data"
         )
@@ -521,7 +574,20 @@ def sample(
             "kernel": kernel.name,
             "batch_size": batch_size,
             "data_size": data_size,
+            "batches": batches,
+            "temperature": float(temperature),
+            "grad_clip": None if grad_clip is None else float(grad_clip),
+            "gibbs_every": gibbs_every,
+            "step_sizes": (
+                None
+                if checkpoint_path is None
+                else _step_size_fingerprint(step_size, num_burnin, total_steps)
+            ),
         },
+        overwrite=overwrite_checkpoint,
     )
+    _check_final_positions(out.state.kernel_state.position, total_steps, message)
     positions, gibbs_states = out.trace if store_draws else (None, None)
-    return SampleResult(positions, out.info, gibbs_states, out.state, out.accumulated)
+    return SampleResult(
+        positions, out.info, gibbs_states, out.state, step_size_info, out.accumulated
+    )

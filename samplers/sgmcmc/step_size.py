@@ -621,7 +621,9 @@ def _burn_in(kernel, logdensity_fn, batch_size, temperature):
             idx = jax.random.randint(jax.random.fold_in(key, 0), (batch_size,), 0, size)
             batch = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
             value, grad = grad_fn(state.position, batch, size)
-            new = kernel.step(jax.random.fold_in(key, 1), state, value, grad, h, temperature, True)
+            new, _ = kernel.step(
+                jax.random.fold_in(key, 1), state, value, grad, h, temperature, True
+            )
             return jax.tree.map(lambda n, o: n.astype(o.dtype), new, state)
 
         state = jax.lax.fori_loop(0, num_steps, body, kernel.init(position))
