@@ -18,8 +18,9 @@ the likelihood is scaled by ``N/|B|`` (Welling and Teh 2011). Hierarchical prior
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +29,7 @@ import numpy as np
 from bayesnn.nn.stax import Layer
 from bayesnn.priors import check_params, template_of
 
-__all__ = ["BayesianNeuralNet", "NumpyroModel", "numpyro_model", "check_data"]
+__all__ = ["BayesianNeuralNet", "PredictiveMean", "NumpyroModel", "numpyro_model", "check_data"]
 
 
 def _as_array(a, name):
@@ -57,8 +58,13 @@ def check_data(x, y=None, *, name_x="x", name_y="y", input_shape=None):
             f"{name_x} must have a batch axis and a feature axis, got shape {x.shape}"
         )
     if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
+        layout = (
+            f" (NHWC images: shape (n, {', '.join(map(str, input_shape))}))"
+            if len(input_shape) == 3
+            else ""
+        )
         raise ValueError(
-            f"{name_x} has example shape {x.shape[1:]}, expected {tuple(input_shape)}"
+            f"{name_x} has example shape {x.shape[1:]}, expected {tuple(input_shape)}{layout}"
         )
     if not bool(jnp.all(jnp.isfinite(x))):
         raise ValueError(f"{name_x} contains NaN or inf")
@@ -72,6 +78,30 @@ def check_data(x, y=None, *, name_x="x", name_y="y", input_shape=None):
         if jnp.issubdtype(y.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(y))):
             raise ValueError(f"{name_y} contains NaN or inf")
     return x, y
+
+
+class PredictiveMean(NamedTuple):
+    """State of :meth:`BayesianNeuralNet.predictive_accumulator` (per chain).
+
+    Attributes
+    ----------
+    draws
+        Kept draws seen (exploration draws included).
+    count
+        Draws averaged (exploration draws excluded).
+    mean
+        Running mean of the predictions, ``(n, K)``.
+    """
+
+    draws: jax.Array
+    count: jax.Array
+    mean: jax.Array
+
+    def combine(self):
+        """Pool chains (leading axis): the count-weighted mean over chains, ``(n, K)``."""
+        w = jnp.asarray(self.count, self.mean.dtype)
+        w = w / jnp.maximum(w.sum(), 1)
+        return jnp.tensordot(w, self.mean, axes=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +204,110 @@ class BayesianNeuralNet:
         """Minibatch estimate of the log posterior: prior once, likelihood times ``N/B``."""
         ll = self.log_likelihood(position, batch)
         return self.log_prior(position, prior_state) + data_size * jnp.mean(ll)
+
+    def sample(
+        self,
+        rng_key,
+        kernel,
+        x,
+        y,
+        init_positions,
+        *,
+        temperature: float = 1.0,
+        **kwargs,
+    ):
+        """Sample the (tempered) posterior with :func:`samplers.sgmcmc.sample`.
+
+        The target is :math:`p_T(\\theta \\mid \\mathcal D) \\propto
+        \\exp(\\log p(\\theta, \\mathcal D) / T)`: ``temperature < 1`` is a cold posterior
+        (Wenzel et al., ICML 2020), ``1`` the Bayes posterior. ``x`` and ``y`` are checked by
+        :meth:`check_data` and ``temperature`` must be positive and finite, all before
+        anything is compiled. A hierarchical prior adds its exact Gibbs block (the layer
+        variances, initialised at :meth:`init_prior_state` for every chain). ``kwargs`` go to
+        :func:`samplers.sgmcmc.sample` (``num_samples``, ``batch_size``, ``step_size``, ...).
+        """
+        from samplers import sgmcmc
+
+        try:
+            temp = float(temperature)
+        except (TypeError, ValueError):
+            raise TypeError(f"temperature must be a number, got {temperature!r}") from None
+        if not (math.isfinite(temp) and temp > 0):
+            raise ValueError(f"temperature must be positive and finite, got {temperature!r}")
+        x, y = self.check_data(x, y)
+        leaves = jax.tree_util.tree_leaves(init_positions)
+        if not leaves or any(jnp.ndim(a) < 1 for a in leaves):
+            raise ValueError("init_positions needs a leading chain axis on every leaf")
+        lead = jnp.shape(leaves[0])[0]
+        example = jax.tree.map(lambda a: a[0], init_positions)
+        try:
+            check_params(self.prior.template, example["net"], "init_positions['net']")
+        except (AttributeError, KeyError, TypeError):
+            if not isinstance(example, dict) or "net" not in example:
+                raise ValueError(
+                    "init_positions must be {'net': ..., 'likelihood': ...} with a leading "
+                    "chain axis (e.g. jax.vmap(model.init)(keys))"
+                ) from None
+        if self.is_hierarchical and "gibbs_fn" not in kwargs:
+            state = self.init_prior_state()
+            kwargs["gibbs_fn"] = self.gibbs
+            kwargs["init_gibbs_state"] = jax.tree.map(
+                lambda v: jnp.broadcast_to(v, (lead, *jnp.shape(v))), state
+            )
+        return sgmcmc.sample(
+            rng_key,
+            kernel,
+            self.logdensity,
+            (x, y),
+            init_positions,
+            temperature=temp,
+            **kwargs,
+        )
+
+    def predictive_accumulator(
+        self, x, *, step_size=None, num_burnin: int = 0, thinning: int = 1, link=None
+    ):
+        """A streaming posterior-predictive mean for ``sample(..., accumulate=...)``.
+
+        .. math:: \\bar p(x) = \\frac1S \\sum_{s=1}^S g(f_{\\theta_s}(x)),
+
+        with ``g`` = ``link`` (default: softmax, the class probabilities), averaged by
+        Welford's update over the kept draws inside the compiled run, so memory holds one
+        ``(n, K)`` mean per chain whatever the number of draws (pass ``store_draws=False`` to
+        keep no draws at all). Draws of exploration phases of a cyclical ``step_size`` are
+        skipped: give the same ``step_size``, ``num_burnin`` and ``thinning`` as to the
+        sampler (kept draw ``k = 1, 2, ...`` follows step ``num_burnin + k thinning - 1``).
+
+        The result's ``accumulated`` is a :class:`PredictiveMean` with a leading chain axis;
+        :meth:`PredictiveMean.combine` pools the chains.
+        """
+        from samplers.runner import Accumulator
+        from samplers.sgmcmc.schedules import as_schedule
+
+        x, _ = check_data(x, input_shape=self.input_shape)
+        for name, value, minimum in (("num_burnin", num_burnin, 0), ("thinning", thinning, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        schedule = None if step_size is None else as_schedule(step_size)
+        link = (lambda f: jax.nn.softmax(f, axis=-1)) if link is None else link
+
+        def predict(state):
+            return link(self.predict(state.kernel_state.position, x))
+
+        def init(state):
+            shape = jax.eval_shape(predict, state)
+            zero = jnp.zeros((), jnp.int32)
+            return PredictiveMean(zero, zero, jnp.zeros(shape.shape, shape.dtype))
+
+        def update(acc, state):
+            draws = acc.draws + 1
+            explore = False if schedule is None else schedule(num_burnin + draws * thinning - 1)[1]
+            count = acc.count + jnp.where(explore, 0, 1)
+            delta = (predict(state) - acc.mean) / jnp.maximum(count, 1).astype(acc.mean.dtype)
+            mean = acc.mean + jnp.where(explore, 0.0, delta)
+            return PredictiveMean(draws, count, mean)
+
+        return Accumulator(init, update)
 
     def gibbs(self, rng_key, position, prior_state):
         """Exact Gibbs update of the hierarchical prior state given the weights."""

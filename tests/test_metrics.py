@@ -194,3 +194,27 @@ def test_probability_metrics_reject_values_outside_unit_interval(shift, row):
     for fn in (M.expected_calibration_error, M.brier_score):
         with pytest.raises(ValueError, match=r"probs must be probabilities in \[0, 1\]"):
             fn(bad, labels)
+
+
+def test_ood_auroc_matches_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    from bayesnn.metrics import ood_auroc
+
+    rng = np.random.default_rng(0)
+    s_in = np.round(rng.normal(size=300), 1).astype(np.float32)
+    s_out = np.round(rng.normal(0.7, 1.0, size=200), 1).astype(np.float32)
+    expect = roc_auc_score(np.r_[np.zeros(300), np.ones(200)], np.r_[s_in, s_out])
+    np.testing.assert_allclose(ood_auroc(s_in, s_out), expect, rtol=1e-6)
+    assert float(ood_auroc(s_in, s_in + 100.0)) == 1.0
+    with pytest.raises(ValueError, match="scores_out must be a non-empty 1-D array"):
+        ood_auroc(s_in, s_out[:, None])
+
+
+def test_predictive_entropy_closed_form():
+    from bayesnn.metrics import predictive_entropy
+
+    probs = np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0.0]], np.float32)
+    np.testing.assert_allclose(predictive_entropy(probs), [0.0, np.log(3), np.log(2)], rtol=1e-6)
+    with pytest.raises(ValueError, match="probs must be probabilities"):
+        predictive_entropy(probs * 2)

@@ -99,6 +99,8 @@ class SampleResult(NamedTuple):
         :class:`samplers.sgmcmc.step_size.StepSizeInfo` when the step size was chosen by the
         engine (``step_size=None``): the step, the curvature and gradient noise that set it,
         the predicted variance ratio; ``None`` for a given step size.
+    accumulated
+        Final state of the ``accumulate`` statistic (leading chain axis), or ``None``.
     """
 
     positions: Any
@@ -106,6 +108,7 @@ class SampleResult(NamedTuple):
     gibbs_states: Any
     state: DriverState
     step_size_info: Any = None
+    accumulated: Any = None
 
     def to_inference_data(self, **kwargs):
         """ArviZ ``InferenceData`` of the posterior draws (exploration draws dropped)."""
@@ -397,6 +400,8 @@ def sample(
     shard: bool = True,
     position_template=None,
     overwrite_checkpoint: bool = False,
+    accumulate: runner.Accumulator | None = None,
+    store_draws: bool = True,
 ) -> SampleResult:
     """Run ``num_chains`` SG-MCMC chains and return thinned draws after burn-in.
 
@@ -451,6 +456,13 @@ def sample(
     position_template
         Optional position of ONE chain with the structure, shapes and dtypes the model
         expects (e.g. the model's ``init`` output): ``init_positions`` is checked against it.
+    accumulate
+        Optional streaming statistic (:class:`samplers.runner.Accumulator`) of each chain's
+        :class:`DriverState` at every kept draw, e.g. a running mean of predictions; its
+        memory does not grow with ``num_samples``.
+    store_draws
+        Keep the positions (and Gibbs states) of the kept draws; ``False`` returns
+        ``positions=None`` and keeps only ``info`` and ``accumulated``.
 
     Returns
     -------
@@ -550,7 +562,8 @@ def sample(
         args=(data, chain_keys),
         num_burnin=num_burnin,
         thinning=thinning,
-        observe=_observe,
+        observe=_observe if store_draws else None,
+        accumulate=accumulate,
         key_fn=_step_index,
         diverged=_diverged,
         divergence_message=message,
@@ -574,5 +587,7 @@ def sample(
         overwrite=overwrite_checkpoint,
     )
     _check_final_positions(out.state.kernel_state.position, total_steps, message)
-    positions, gibbs_states = out.trace
-    return SampleResult(positions, out.info, gibbs_states, out.state, step_size_info)
+    positions, gibbs_states = out.trace if store_draws else (None, None)
+    return SampleResult(
+        positions, out.info, gibbs_states, out.state, step_size_info, out.accumulated
+    )

@@ -1,0 +1,272 @@
+"""Bayesian CNN on Fashion-MNIST: cyclical SGHMC posterior against MAP and a deep ensemble.
+
+Protocol (reference note ``bayesian-cnn.md`` sections 1 and 5, sized for a CPU):
+
+* data: Fashion-MNIST from the IDX files, pixels ``x / 255`` as NHWC ``(n, 28, 28, 1)``; a
+  seeded random training subset, the first test images; the corrupted test sets are the
+  same test images through every MNIST-C corruption of :mod:`bayesnn.datasets.corruptions`
+  at one severity (``--severity``, default 3);
+* network: ``Conv(c1, 3x3, SAME) + ReLU + AvgPool(2) -> Conv(c2, 3x3, SAME) + ReLU +
+  AvgPool(2) -> Flatten -> Dense(10)``, NTK parameterisation (He scaling ``W_std = sqrt(2)``
+  in the conv layers) with biases; ``(c1, c2) = (8, 16)`` in quick mode (so that the run
+  fits 10 minutes of 2 CPU cores), ``(16, 32)`` in full mode;
+* prior: isotropic ``N(0, s^2)`` on the (NTK-scaled) parameters, ``s = --prior-scale``;
+* posterior: ``--chains`` chains of cyclical SGHMC (Zhang et al., ICLR 2020) at temperature
+  ``--temperature`` (1 = the Bayes posterior): cosine step size ``h_t`` from
+  ``h_0 = sqrt(lr_0 / N)`` (the per-example learning rate ``lr_0`` of SGD with momentum),
+  friction ``alpha = (1 - momentum) / h_0``, the first ``--explore`` of each cycle without
+  noise (optimisation), draws every ``--thin`` steps in the rest; the first cycle is burn-in;
+* MAP: the same model (the prior is the weight decay), Adam, as many steps as one chain;
+* deep ensemble: ``--members`` MAP networks with as many gradient evaluations in total as
+  the sampler (``members * steps = chains * steps_per_chain``);
+* metrics (:mod:`bayesnn.metrics`): accuracy, NLL, ECE (15 bins), Brier on the clean test
+  images and the mean over the corrupted sets; OOD AUROC of the predictive entropy against
+  scikit-learn's 8x8 digits upsampled (x3, nearest) and zero-padded to 28x28 (handwritten
+  digits are the usual Fashion-MNIST OOD set, MNIST, which is not shipped here; these are
+  the closest offline substitute).
+
+The posterior predictive is the mean of the class probabilities over the kept draws,
+accumulated draw by draw (:func:`bayesnn.baselines.mean_predictive_probs`).
+
+    PYTHONPATH=. python benchmarks/bayesian_cnn.py --smoke   # seconds, tiny sizes
+    PYTHONPATH=. python benchmarks/bayesian_cnn.py --quick   # 5,000 / 2,000 images, 4 chains
+    PYTHONPATH=. python benchmarks/bayesian_cnn.py           # 60,000 / 10,000 images
+
+Not a speed benchmark (``bcnn_speed.py`` is): wall and CPU times are printed for information.
+The last line is the fixed summary line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesnn import BayesianNeuralNet, likelihoods, metrics, nn, priors
+from bayesnn.baselines import deep_ensemble, mean_predictive_probs, train_map
+from bayesnn.datasets import (
+    CORRUPTIONS,
+    load_corrupted_fashion_mnist,
+    load_digits,
+    load_fashion_mnist,
+)
+from samplers import sgmcmc
+
+MODES = {
+    # n_train, n_test, c1, c2, chains, steps per chain, cycles, members, corruptions
+    "smoke": dict(n_train=256, n_test=64, c1=2, c2=4, chains=2, steps=20, cycles=2, members=0,
+                  corruptions=("shot_noise",), thin=2),
+    "quick": dict(n_train=5000, n_test=2000, c1=8, c2=16, chains=4, steps=1200, cycles=4,
+                  members=4, corruptions=None, thin=15),
+    "full": dict(n_train=60000, n_test=10000, c1=16, c2=32, chains=4, steps=23400, cycles=10,
+                 members=4, corruptions=None, thin=117),
+}  # fmt: skip
+
+
+def cnn(c1: int, c2: int):
+    he = float(np.sqrt(2.0))
+    return nn.serial(
+        nn.Conv(c1, (3, 3), padding="SAME", W_std=he, b_std=1.0),
+        nn.Relu(),
+        nn.AvgPool((2, 2), (2, 2)),
+        nn.Conv(c2, (3, 3), padding="SAME", W_std=he, b_std=1.0),
+        nn.Relu(),
+        nn.AvgPool((2, 2), (2, 2)),
+        nn.Flatten(),
+        nn.Dense(10, b_std=1.0),
+    )
+
+
+def to_nhwc(images, max_value=255.0):
+    return (np.asarray(images, np.float32) / max_value)[..., None]
+
+
+def ood_digits():
+    """sklearn's digits, x3 nearest upsampling (24x24), zero-padded to 28x28, in [0, 1]."""
+    images, _ = load_digits()
+    big = np.repeat(np.repeat(images, 3, axis=1), 3, axis=2)
+    return to_nhwc(np.pad(big, ((0, 0), (2, 2), (2, 2))), 16.0)
+
+
+def evaluate(probs, labels):
+    return {
+        "acc": float(metrics.accuracy(probs, labels)),
+        "nll": float(metrics.categorical_nll(probs, labels)),
+        "ece": float(metrics.expected_calibration_error(probs, labels)),
+        "brier": float(metrics.brier_score(probs, labels)),
+    }
+
+
+class Clock:
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, what):
+        wall, cpu = time.perf_counter(), time.process_time()
+        print(f"  [{what}: wall {wall - self.wall:.1f} s, CPU {cpu - self.cpu:.1f} s]", flush=True)
+        self.wall, self.cpu = wall, cpu
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
+    group.add_argument("--quick", action="store_true", help="5,000 train / 2,000 test images")
+    parser.add_argument("--temperature", type=float, default=1.0, help="posterior T (1)")
+    parser.add_argument("--prior-scale", type=float, default=1.0, help="prior std (1)")
+    parser.add_argument("--lr", type=float, default=0.5, help="lr_0 (0.5)")
+    parser.add_argument("--momentum", type=float, default=0.9, help="1 - alpha h_0 (0.9)")
+    parser.add_argument("--explore", type=float, default=0.7, help="exploration ratio")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--map-lr", type=float, default=1e-3, help="Adam lr of MAP (1e-3)")
+    parser.add_argument("--severity", type=int, default=3, help="corruption severity (3)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per chain")
+    parser.add_argument("--members", type=int, default=None, help="ensemble size (0: none)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    cfg = dict(MODES[mode])
+    if args.steps is not None:
+        cfg["steps"] = args.steps
+    if args.members is not None:
+        cfg["members"] = args.members
+    total_clock = Clock()
+    clock = Clock()
+
+    rng = np.random.default_rng(args.seed)
+    x_all, y_all = load_fashion_mnist("train")
+    idx = rng.permutation(x_all.shape[0])[: cfg["n_train"]]
+    x_train, y_train = to_nhwc(x_all[idx]), y_all[idx]
+    x_te, y_test = load_fashion_mnist("test")
+    x_test, y_test = to_nhwc(x_te[: cfg["n_test"]]), y_test[: cfg["n_test"]]
+    names = cfg["corruptions"] or tuple(c for c in CORRUPTIONS if c != "identity")
+    corrupted = {}
+    for name in names:
+        images, labels = load_corrupted_fashion_mnist(
+            name, args.severity, seed=args.seed, num=cfg["n_test"]
+        )
+        corrupted[name] = (to_nhwc(images), labels)
+    x_ood = ood_digits()[: cfg["n_test"]]
+    clock.lap("data")
+
+    arch = cnn(cfg["c1"], cfg["c2"])
+    model = BayesianNeuralNet.create(
+        arch,
+        (28, 28, 1),
+        lambda t: priors.IsotropicGaussian.create(t, args.prior_scale),
+        likelihoods.Categorical(),
+    )
+    n = x_train.shape[0]
+    steps, chains, cycles = cfg["steps"], cfg["chains"], cfg["cycles"]
+    print(
+        f"mode={mode} train={n} test={x_test.shape[0]} cnn=({cfg['c1']},{cfg['c2']}) "
+        f"chains={chains} steps/chain={steps} cycles={cycles} T={args.temperature} "
+        f"prior_scale={args.prior_scale} lr0={args.lr} momentum={args.momentum} "
+        f"batch={args.batch_size} severity={args.severity}",
+        flush=True,
+    )
+
+    # ---- posterior: cyclical SGHMC ------------------------------------------------------------
+    h0 = float(np.sqrt(args.lr / n))
+    alpha = (1.0 - args.momentum) / h0
+    schedule = sgmcmc.schedules.cyclical(h0, steps, cycles, exploration_ratio=args.explore)
+    cycle = -(-steps // cycles)
+    burn = cycle  # the first cycle is burn-in
+    key = jax.random.key(args.seed)
+    init = jax.vmap(model.init)(jax.random.split(jax.random.fold_in(key, 1), chains))
+    result = model.sample(
+        jax.random.fold_in(key, 2),
+        sgmcmc.sghmc(alpha=alpha),
+        x_train,
+        y_train,
+        init,
+        temperature=args.temperature,
+        num_samples=(steps - burn) // cfg["thin"],
+        thinning=cfg["thin"],
+        num_burnin=burn,
+        batch_size=args.batch_size,
+        step_size=schedule,
+        progress_bar=False,
+    )
+    keep = ~np.asarray(result.info.explore).any(axis=0)
+    draws = jax.tree.map(lambda a: jnp.asarray(a)[:, keep], result.positions)
+    print(f"  posterior: {chains} chains x {int(keep.sum())} kept draws", flush=True)
+    clock.lap("sampling")
+
+    # ---- baselines ------------------------------------------------------------------------------
+    map_result = train_map(
+        jax.random.fold_in(key, 3),
+        model,
+        x_train,
+        y_train,
+        num_steps=steps,
+        batch_size=args.batch_size,
+        learning_rate=args.map_lr,
+    )
+    map_position = jax.tree.map(lambda a: a[None], map_result.position)
+    clock.lap("MAP")
+    ens_position = None
+    if cfg["members"] > 0:
+        ens = deep_ensemble(
+            jax.random.fold_in(key, 4),
+            model,
+            x_train,
+            y_train,
+            num_members=cfg["members"],
+            num_steps=chains * steps // cfg["members"],
+            batch_size=args.batch_size,
+            learning_rate=args.map_lr,
+        )
+        ens_position = ens.position
+        clock.lap(f"deep ensemble ({cfg['members']} members)")
+
+    # ---- evaluation -----------------------------------------------------------------------------
+    methods = {"posterior": draws, "map": map_position}
+    if ens_position is not None:
+        methods["ensemble"] = ens_position
+    sets = {"clean": (x_test, y_test), **corrupted}
+    table = {}
+    for method, positions in methods.items():
+        for set_name, (xs, ys) in sets.items():
+            probs = mean_predictive_probs(model, positions, xs, batch_size=500)
+            table[method, set_name] = evaluate(probs, ys)
+        p_in = mean_predictive_probs(model, positions, x_test, batch_size=500)
+        p_out = mean_predictive_probs(model, positions, x_ood, batch_size=500)
+        table[method, "ood_auroc"] = float(
+            metrics.ood_auroc(metrics.predictive_entropy(p_in), metrics.predictive_entropy(p_out))
+        )
+    clock.lap("evaluation")
+
+    print(f"\n{'method':<10} {'set':<14} {'acc':>6} {'nll':>7} {'ece':>7} {'brier':>7}")
+    for method in methods:
+        for set_name in sets:
+            m = table[method, set_name]
+            print(
+                f"{method:<10} {set_name:<14} {m['acc']:6.4f} {m['nll']:7.4f} {m['ece']:7.4f} "
+                f"{m['brier']:7.4f}"
+            )
+        corr = {
+            k: np.mean([table[method, s][k] for s in corrupted]) for k in ("acc", "nll", "ece")
+        }
+        table[method, "corrupted"] = corr
+        print(
+            f"{method:<10} {'corrupted avg':<14} {corr['acc']:6.4f} {corr['nll']:7.4f} "
+            f"{corr['ece']:7.4f}"
+        )
+        print(f"{method:<10} OOD AUROC (entropy, digits): {table[method, 'ood_auroc']:.4f}")
+    total_clock.lap("total")
+    post, mp = table["posterior", "clean"], table["map", "clean"]
+    cpost, cmap = table["posterior", "corrupted"], table["map", "corrupted"]
+    print(
+        f"bayesian-cnn: posterior acc={post['acc']:.4f} nll={post['nll']:.4f} "
+        f"ece={post['ece']:.4f} | map acc={mp['acc']:.4f} nll={mp['nll']:.4f} "
+        f"ece={mp['ece']:.4f} | corrupted posterior nll={cpost['nll']:.4f} "
+        f"ece={cpost['ece']:.4f} | corrupted map nll={cmap['nll']:.4f} ece={cmap['ece']:.4f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""SGHMC per chain-step on the quick Fashion-MNIST CNN: bayesnn (JAX) against plain PyTorch.
+
+The network of the reference note's section 6: ``Conv(16, 3x3, SAME) + ReLU + AvgPool(2) ->
+Conv(32, 3x3, SAME) + ReLU + AvgPool(2) -> Flatten -> Dense(10)``, batch 128, about 0.79
+GFLOP per SGHMC step (forward + backward counted as 3x the forward convolutions and matrix
+products). Three measurements, each in its own process pinned to core 0 with one thread:
+
+* ``jax``: ``BayesianNeuralNet.sample`` with ``sgmcmc.sghmc``, ``C`` chains vmapped, all
+  steps inside one compiled ``lax.scan`` (compiled once before timing);
+* ``torch``: a plain PyTorch SGHMC loop of the same network and update, one chain (the
+  per-chain-step time of ``C`` chains run one after the other), ``torch.set_num_threads(1)``,
+  run with the interpreter of ``--torch-python`` (default ``/work/torchenv/bin/python``;
+  skipped with a message when it is missing);
+* ``peak``: a 2048 x 2048 float32 matrix product in JAX on the same core, the denominator
+  of the achieved FLOP/s.
+
+Reported: wall and CPU milliseconds per chain-step, the ratio torch / jax, and the achieved
+GFLOP/s as a fraction of the measured peak. Data are random images (the speed does not
+depend on them).
+
+    PYTHONPATH=. python benchmarks/bcnn_speed.py --smoke        # seconds
+    PYTHONPATH=. python benchmarks/bcnn_speed.py --chains 1,8   # the comparison
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+FLOP_PER_IMAGE = 3 * 2 * (28 * 28 * 9 * 16 + 14 * 14 * 144 * 32 + 1568 * 10)
+N_DATA = 2048
+
+
+def _pin():
+    os.sched_setaffinity(0, {0})
+    os.environ.setdefault(
+        "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    )
+
+
+def worker_jax(chains, steps, batch, width):
+    _pin()
+    import jax
+    import numpy as np
+
+    from bayesnn import BayesianNeuralNet, likelihoods, nn, priors
+    from samplers import sgmcmc
+
+    he = float(np.sqrt(2.0))
+    arch = nn.serial(
+        nn.Conv(width, (3, 3), padding="SAME", W_std=he, b_std=1.0),
+        nn.Relu(),
+        nn.AvgPool((2, 2), (2, 2)),
+        nn.Conv(2 * width, (3, 3), padding="SAME", W_std=he, b_std=1.0),
+        nn.Relu(),
+        nn.AvgPool((2, 2), (2, 2)),
+        nn.Flatten(),
+        nn.Dense(10, b_std=1.0),
+    )
+    model = BayesianNeuralNet.create(
+        arch, (28, 28, 1), priors.IsotropicGaussian.create, likelihoods.Categorical()
+    )
+    rng = np.random.default_rng(0)
+    x = rng.random((N_DATA, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, N_DATA).astype(np.int32)
+    init = jax.vmap(model.init)(jax.random.split(jax.random.key(0), chains))
+
+    kernel = sgmcmc.sghmc(alpha=20.0)  # one kernel object: the compiled run is cached on it
+
+    def run(n):
+        r = model.sample(
+            jax.random.key(1), kernel, x, y, init, num_samples=1,
+            thinning=n, batch_size=batch, step_size=1e-3, progress_bar=False,
+        )  # fmt: skip
+        jax.block_until_ready(r.state)
+
+    run(2)  # compile (the step count is a traced loop bound: no recompilation below)
+    wall, cpu = time.perf_counter(), time.process_time()
+    run(steps)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def worker_peak():
+    _pin()
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (2048, 2048), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * 2048**3 / best
+
+
+TORCH_WORKER = r"""
+import json, math, os, sys, time
+os.sched_setaffinity(0, {0})
+import torch
+torch.set_num_threads(1)
+torch.manual_seed(0)
+chains, steps, batch, width, n = (int(a) for a in sys.argv[1:6])
+x = torch.rand(n, 1, 28, 28); y = torch.randint(0, 10, (n,))
+he = math.sqrt(2.0)
+def ntk(shape, fan):
+    return torch.randn(*shape), he / math.sqrt(fan)
+def net():
+    return [torch.randn(width, 1, 3, 3), torch.randn(width), torch.randn(2 * width, width, 3, 3),
+            torch.randn(2 * width), torch.randn(10, 7 * 7 * 2 * width), torch.randn(10)]
+def logdensity(p, xb, yb):
+    h = torch.relu(torch.nn.functional.conv2d(xb, p[0], padding=1) * (he / 3.0) + p[1][:, None, None])
+    h = torch.nn.functional.avg_pool2d(h, 2)
+    h = torch.relu(torch.nn.functional.conv2d(h, p[2], padding=1) * (he / math.sqrt(9 * width))
+                   + p[3][:, None, None])
+    h = torch.nn.functional.avg_pool2d(h, 2).flatten(1)
+    f = h @ p[4].T / math.sqrt(h.shape[1]) + p[5]
+    ll = -torch.nn.functional.cross_entropy(f, yb)
+    return n * ll - 0.5 * sum((q * q).sum() for q in p)
+def run(steps):
+    p = [q.requires_grad_() for q in net()]
+    m = [torch.zeros_like(q) for q in p]
+    h, alpha = 1e-3, 20.0
+    scale = math.sqrt(2 * alpha * h)
+    for t in range(steps):
+        idx = torch.randint(0, n, (batch,))
+        g = torch.autograd.grad(logdensity(p, x[idx], y[idx]), p)
+        with torch.no_grad():
+            for q, mq, gq in zip(p, m, g):
+                mq.mul_(1 - alpha * h).add_(gq, alpha=h).add_(torch.randn_like(q), alpha=scale)
+                q.add_(mq, alpha=h)
+run(3)
+w, c = time.perf_counter(), time.process_time()
+for _ in range(chains):
+    run(steps)
+print(json.dumps([time.perf_counter() - w, time.process_time() - c]))
+"""
+
+
+def _child(args):
+    cmd = [sys.executable, __file__, "--worker", *args]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      env.get("PYTHONPATH")])
+    )  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
+    parser.add_argument("--chains", default="1,8", help="chain counts (comma separated)")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per chain")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--torch-python", default="/work/torchenv/bin/python")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "jax":
+            print(json.dumps(worker_jax(*(int(a) for a in rest))))
+        else:
+            print(json.dumps(worker_peak()))
+        return
+    width, steps, batch = 16, args.steps, args.batch_size
+    chain_counts = [int(c) for c in args.chains.split(",")]
+    if args.smoke:
+        width, steps, batch, chain_counts = 2, 3, 16, [2]
+    flop_step = FLOP_PER_IMAGE * batch * (width / 16) ** 2  # conv2 dominates: ~quadratic
+    peak = _child(["peak"])
+    print(f"matmul peak (one core, float32 2048^2): {peak / 1e9:.1f} GFLOP/s")
+    have_torch = os.path.exists(args.torch_python)
+    if not have_torch:
+        print(f"torch: {args.torch_python} not found, PyTorch comparison skipped")
+    print(f"{'chains':>6} {'jax ms/chain-step':>18} {'cpu':>7} {'torch ms':>9} {'cpu':>7} "
+          f"{'torch/jax':>9} {'GFLOP/s':>8} {'% peak':>7}")  # fmt: skip
+    for c in chain_counts:
+        wall, cpu = _child(["jax", str(c), str(steps), str(batch), str(width)])
+        jax_ms, jax_cpu = 1e3 * wall / (c * steps), 1e3 * cpu / (c * steps)
+        gflops = flop_step / (jax_ms / 1e3) / 1e9
+        t_ms = t_cpu = float("nan")
+        if have_torch:
+            out = subprocess.run(
+                [args.torch_python, "-c", TORCH_WORKER, str(c), str(steps), str(batch),
+                 str(width), str(N_DATA)],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            if out.returncode:
+                print(f"torch failed: {out.stderr[-500:]}")
+            else:
+                tw, tc = json.loads(out.stdout.strip().splitlines()[-1])
+                t_ms, t_cpu = 1e3 * tw / (c * steps), 1e3 * tc / (c * steps)
+        print(
+            f"{c:>6} {jax_ms:>18.2f} {jax_cpu:>7.2f} {t_ms:>9.2f} {t_cpu:>7.2f} "
+            f"{t_ms / jax_ms:>9.2f} {gflops:>8.2f} {100 * gflops * 1e9 / peak:>6.1f}%",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

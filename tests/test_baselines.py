@@ -1,0 +1,142 @@
+"""MAP network, deep ensemble and the mean predictive over positions (bayesnn.baselines)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bayesnn import BayesianNeuralNet, likelihoods, nn, priors
+from bayesnn.baselines import deep_ensemble, mean_predictive_probs, train_map
+from bayesnn.datasets import load_digits
+
+
+@pytest.fixture(scope="module")
+def linear_conv():
+    """A conv model linear in its parameters: its MAP is a ridge regression in closed form."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 5, 5, 1)).astype(np.float32)
+    arch = nn.serial(nn.Conv(1, (3, 3), b_std=1.0), nn.Flatten())
+    noise, prior_scale = 1.5, 0.8
+    model = BayesianNeuralNet.create(
+        arch,
+        (5, 5, 1),
+        lambda t: priors.IsotropicGaussian.create(t, prior_scale),
+        likelihoods.Gaussian(noise),
+    )
+    flat, unravel = jax.flatten_util.ravel_pytree(model.init(jax.random.key(0))["net"])
+    jac = jax.jacobian(lambda th: arch.apply(unravel(th), jnp.asarray(x)).reshape(-1))(flat * 0)
+    jac = np.asarray(jac, np.float64)
+    y = jac @ rng.normal(size=flat.shape) + noise * rng.normal(size=jac.shape[0])
+    precision = np.eye(flat.size) / prior_scale**2 + jac.T @ jac / noise**2
+    theta_map = np.linalg.solve(precision, jac.T @ y / noise**2)
+    return model, x, y.reshape(12, 9).astype(np.float32), theta_map
+
+
+def _flat(position):
+    return np.asarray(jax.flatten_util.ravel_pytree(position["net"])[0])
+
+
+def test_map_is_the_posterior_mode(linear_conv):
+    # weight decay equal to the prior: the optimum is the ridge solution, not least squares
+    model, x, y, theta_map = linear_conv
+    result = train_map(
+        jax.random.key(1), model, x, y, num_steps=1500, batch_size=12, learning_rate=0.05
+    )
+    np.testing.assert_allclose(_flat(result.position), theta_map, atol=2e-3)
+    assert result.losses.shape == (1500,)
+    assert result.losses[-1] < result.losses[0]
+
+
+def test_ensemble_members_start_apart_and_reach_the_unique_mode(linear_conv):
+    model, x, y, theta_map = linear_conv
+    ens = deep_ensemble(
+        jax.random.key(2),
+        model,
+        x,
+        y,
+        num_members=3,
+        num_steps=1500,
+        batch_size=12,
+        learning_rate=0.05,
+    )
+    assert ens.losses.shape == (3, 1500)
+    # different initialisations (first losses differ), one optimum (convex problem)
+    assert len(set(np.asarray(ens.losses[:, 0]).round(4))) == 3
+    for m in range(3):
+        member = jax.tree.map(lambda a: a[m], ens.position)
+        np.testing.assert_allclose(_flat(member), theta_map, atol=2e-3)
+
+
+@pytest.fixture(scope="module")
+def digits_cnn():
+    images, labels = load_digits()
+    x = (images / 16.0)[..., None].astype(np.float32)
+    arch = nn.serial(
+        nn.Conv(4, (3, 3), padding="SAME", b_std=1.0),
+        nn.Relu(),
+        nn.AvgPool((2, 2), (2, 2)),
+        nn.Flatten(),
+        nn.Dense(10, b_std=1.0),
+    )
+    model = BayesianNeuralNet.create(
+        arch, (8, 8, 1), priors.IsotropicGaussian.create, likelihoods.Categorical()
+    )
+    return model, x[:500], labels[:500], x[1500:1700], labels[1500:1700]
+
+
+def test_ensemble_of_cnns_learns_digits_and_members_differ(digits_cnn):
+    model, x, y, x_test, y_test = digits_cnn
+    ens = deep_ensemble(
+        jax.random.key(0),
+        model,
+        x,
+        y,
+        num_members=2,
+        num_steps=600,
+        batch_size=50,
+        learning_rate=1e-2,
+    )
+    w = np.asarray(ens.position["net"]["conv_0"]["W"])
+    assert not np.allclose(w[0], w[1])
+    probs = mean_predictive_probs(model, ens.position, x_test)
+    member_probs = [
+        jax.nn.softmax(model.predict(jax.tree.map(lambda a: a[m], ens.position), x_test))
+        for m in range(2)
+    ]
+    np.testing.assert_allclose(probs, (member_probs[0] + member_probs[1]) / 2, atol=1e-6)
+    assert float((np.asarray(probs).argmax(-1) == y_test).mean()) > 0.7  # chance: 0.1
+
+
+def test_mean_predictive_equals_the_mean_over_stored_draws(digits_cnn):
+    model, *_, x_test, _ = digits_cnn
+    positions = jax.vmap(model.init)(jax.random.split(jax.random.key(3), 6))
+    stored = jax.vmap(lambda p: jax.nn.softmax(model.predict(p, x_test)))(positions)
+    expect = np.asarray(stored).mean(0)
+    np.testing.assert_allclose(mean_predictive_probs(model, positions, x_test), expect, atol=1e-6)
+    # (chains, draws) leading axes and test batches give the same numbers
+    chained = jax.tree.map(lambda a: a.reshape((2, 3, *a.shape[1:])), positions)
+    np.testing.assert_allclose(
+        mean_predictive_probs(model, chained, x_test, batch_size=64), expect, atol=1e-6
+    )
+    # the accumulator's size does not depend on the number of draws
+    carried = jax.eval_shape(lambda p: mean_predictive_probs(model, p, x_test), positions)
+    assert carried.shape == (x_test.shape[0], 10)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(y=np.full(500, 10, np.int32)), r"y holds class labels outside \[0, 10\)"),
+        (dict(x=np.zeros((500, 8, 8), np.float32)), r"x has example shape \(8, 8\).*NHWC"),
+        (dict(num_steps=0), "num_steps must be an integer >= 1"),
+        (dict(batch_size=1000), "batch_size 1000 exceeds the data size 500"),
+        (dict(learning_rate=-1.0), "learning_rate must be positive"),
+    ],
+)
+def test_bad_input(digits_cnn, kwargs, match):
+    model, x, y, *_ = digits_cnn
+    args = dict(x=x, y=y, num_steps=10, batch_size=50, learning_rate=1e-2) | kwargs
+    with pytest.raises(ValueError, match=match):
+        train_map(jax.random.key(0), model, **args)
+    with pytest.raises(ValueError, match="num_members"):
+        deep_ensemble(jax.random.key(0), model, x, y, num_members=0, num_steps=1, batch_size=5)
