@@ -18,11 +18,11 @@ Models, all on the same kernel matrices:
   by type-II maximum likelihood (the honest baseline: a t-process must beat this, not an
   NNGP with ``sigma^2 = 1``);
 * Student-t process: ``sigma^2 ~ IG(alpha, beta)``, ``(alpha, beta, eta)`` by type-II ML
-  (:func:`bayesnn.nngp.fit_tp_hyperparameters`); posterior ``IG(alpha + nC/2, beta + q/2)``;
+  (:func:`bayesnn.nngp.tp.fit_hyperparameters`); posterior ``IG(alpha + nC/2, beta + q/2)``;
 * Burr XII: prior ``BurrXII(c=2, d=alpha/2, scale=beta/alpha)`` with the t-process's
   ``(alpha, beta, eta)``, posterior of ``sigma^2`` by importance sampling (1,000 draws);
 * SVGP and SVTP: sparse variational GP / t-process with a softmax likelihood
-  (:func:`bayesnn.nngp.svtp_fit`), 200 inducing images in class proportion, prior
+  (:func:`bayesnn.nngp.svtp.fit`), 200 inducing images in class proportion, prior
   ``IG(2, 2)``, Adam; probabilities ``(1/S) sum_s softmax(f_s)`` with ``S = 1,000``.
 
 Class probabilities of the three regression models: the probability that class ``c`` has
@@ -181,20 +181,20 @@ def scores(probs, labels):
 
 def fit_models(K, labels, clock, cfg, rng_key):
     """Fit the five models on the training kernel ``K``; returns a predictor."""
-    Y = nngp.one_hot(jnp.asarray(labels), C)
+    Y = nngp.classification.one_hot(jnp.asarray(labels), C)
     s2, eta_gp = clock("NNGP type-II ML (eigh + grid)", gp_type2, K, Y, np.logspace(-7, 1, 120))
     hp, _ = clock(
         "t-process type-II ML",
-        nngp.fit_tp_hyperparameters,
+        nngp.tp.fit_hyperparameters,
         K,
         Y,
         num_steps=cfg.tp_steps,
         learning_rate=3e-2,
     )
     a, b, eta = (float(hp[k]) for k in ("alpha", "beta", "eta"))
-    gp_ml = nngp.gp_fit(K, Y, eta_gp)
-    gp_t = nngp.gp_fit(K, Y, eta)
-    tp = nngp.tp_fit(K, Y, a, b, eta)
+    gp_ml = nngp.gp.fit(K, Y, eta_gp)
+    gp_t = nngp.gp.fit(K, Y, eta)
+    tp = nngp.tp.fit(K, Y, a, b, eta)
     ig = tp.scale_posterior()
     qs = (np.arange(64) + 0.5) / 64
     from scipy import stats  # only here: scipy's inverse-gamma quantiles
@@ -203,28 +203,29 @@ def fit_models(K, labels, clock, cfg, rng_key):
     k_is, k_svgp, k_svtp, k_z = jax.random.split(rng_key, 4)
     post = clock(
         "Burr XII importance sampling",
-        nngp.importance_posterior,
+        nngp.mixtures.importance_posterior,
         gp_t,
         nngp.BurrXII(2.0, a / 2.0, b / a),
         k_is,
         1000,
     )
     sig_b = np.sqrt(weighted_quantiles(post.sigma2, post.log_weights))
-    z_idx = np.asarray(nngp.inducing_points(k_z, labels, cfg.inducing))
+    z_idx = np.asarray(nngp.svtp.inducing_points(k_z, labels, cfg.inducing))
     K32 = jnp.asarray(K, jnp.float32)
-    kern = nngp.svtp_kernels(K32[z_idx][:, z_idx], K32[:, z_idx], jnp.diagonal(K32))
+    kern = nngp.svtp.prepare_kernels(K32[z_idx][:, z_idx], K32[:, z_idx], jnp.diagonal(K32))
     sv = {}
     for name, model, key in (("SVGP", "gp", k_svgp), ("SVTP", "t", k_svtp)):
         params, losses = clock(
             f"{name} fit ({cfg.svtp_steps} Adam steps)",
-            nngp.svtp_fit,
+            nngp.svtp.fit,
             kern,
             jnp.asarray(labels, jnp.int32),
             C,
             key,
-            num_steps=cfg.svtp_steps,
-            batch_size=min(100, len(labels)),
             model=model,
+            config=nngp.svtp.TrainConfig(
+                num_steps=cfg.svtp_steps, batch_size=min(100, len(labels))
+            ),
         )
         sv[name] = (params, model, float(np.mean(np.asarray(losses)[-50:])))
     hyper = {
@@ -242,19 +243,19 @@ def fit_models(K, labels, clock, cfg, rng_key):
 
     def predict(Kx, kd, key):
         out = {}
-        p = nngp.gp_predict(gp_ml, Kx, kd, 1.0)
+        p = nngp.gp.predict(gp_ml, Kx, kd, 1.0)
         sd = jnp.asarray(p.scale)[:, 0]
         out[MODELS[0]] = argmax_probs(
             jnp.asarray(p.mean), sd, jnp.full((1,), np.sqrt(s2)), jnp.ones(1)
         )
-        p = nngp.gp_predict(gp_t, Kx, kd, 1.0)
+        p = nngp.gp.predict(gp_t, Kx, kd, 1.0)
         mean, sd = jnp.asarray(p.mean), jnp.asarray(p.scale)[:, 0]
         w = jnp.full((64,), 1 / 64)
         out[MODELS[1]] = argmax_probs(mean, sd, jnp.asarray(sig_t), w)
         out[MODELS[2]] = argmax_probs(mean, sd, jnp.asarray(sig_b), w)
         Kz = jnp.asarray(Kx, jnp.float32)[:, z_idx]
         for name, (params, model, _) in sv.items():
-            out[name] = nngp.svtp_predict(
+            out[name] = nngp.svtp.predict(
                 params, kern.chol_zz, Kz, jnp.asarray(kd, jnp.float32), key, 1000, model
             )
         return out

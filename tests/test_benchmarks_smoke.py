@@ -24,7 +24,8 @@ SCRIPTS = sorted(
 # The mDBM scripts compile a training step with implicit gradients, solvers and Gibbs
 # kernels (~20-60 s CPU each at any size; 60-200 s on a loaded 2-core machine). The CNN-GP
 # scripts compile several kernel programs (float32 and float64, two readouts) and start
-# neural-tangents' environment when it exists.
+# neural-tangents' environment when it exists; the Bayesian-CNN scripts compile
+# a convolutional SG-MCMC run and its baselines.
 SLOW = {
     "fprior_drift",
     "fprior_speed",
@@ -35,6 +36,8 @@ SLOW = {
     "mdbm_speed",
     "cnngp_speed",
     "cnngp_corrupted",
+    "bayesian_cnn",
+    "bcnn_speed",
 }
 # Scripts whose owner has not added --smoke yet; the test below fails once they have it, so
 # this set only shrinks.
