@@ -23,6 +23,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from bayesnn._linalg import cholesky_with_jitter
 from bayesnn.gp.kernels import Kernel, has_hyperpriors, sample_kernel
 
 __all__ = ["GPSampleError", "cholesky_with_jitter", "GPPrior"]
@@ -30,64 +31,6 @@ __all__ = ["GPSampleError", "cholesky_with_jitter", "GPPrior"]
 
 class GPSampleError(ValueError):
     """The kernel matrix stayed non positive definite up to the jitter cap."""
-
-
-def cholesky_with_jitter(K, jitter=1e-6, max_jitter=1e-2, factor=10.0):
-    """Cholesky factor of ``K + j I`` with ``j`` escalated until the factor is finite.
-
-    Works on one matrix ``(n, n)`` or a batch ``(..., n, n)``; each matrix escalates its own
-    jitter (a ``lax.while_loop`` under ``vmap``).
-
-    Parameters
-    ----------
-    K
-        Symmetric matrix or batch of matrices.
-    jitter, max_jitter
-        First and largest jitter, relative to ``mean(diag K)``.
-    factor
-        Multiplier between attempts.
-
-    Returns
-    -------
-    L, jitter_used, ok
-        The lower factor, the relative jitter used and whether the factorisation succeeded
-        (``L`` is NaN where ``ok`` is false).
-    """
-    if K.ndim < 2 or K.shape[-1] != K.shape[-2]:
-        raise ValueError(f"K must be square (..., n, n), got shape {K.shape}")
-    if not (0 < jitter <= max_jitter) or factor <= 1:
-        raise ValueError(
-            f"need 0 < jitter <= max_jitter and factor > 1, got {jitter}, {max_jitter}, {factor}"
-        )
-    if K.ndim > 2:
-        batch = K.shape[:-2]
-        flat = K.reshape((-1,) + K.shape[-2:])
-        L, j, ok = jax.vmap(lambda k: cholesky_with_jitter(k, jitter, max_jitter, factor))(flat)
-        return L.reshape(K.shape), j.reshape(batch), ok.reshape(batch)
-
-    n = K.shape[-1]
-    scale = jnp.mean(jnp.diag(K))
-    eye = jnp.eye(n, dtype=K.dtype)
-
-    def attempt(j):
-        L = jnp.linalg.cholesky(K + (j * scale) * eye)
-        return L, jnp.all(jnp.isfinite(L))
-
-    def cond(state):
-        j, _, ok = state
-        return jnp.logical_and(~ok, j * factor <= max_jitter * (1 + 1e-6))
-
-    def body(state):
-        j, _, _ = state
-        j = j * factor
-        L, ok = attempt(j)
-        return j, L, ok
-
-    j0 = jnp.asarray(jitter, K.dtype)
-    L0, ok0 = attempt(j0)
-    j, L, ok = jax.lax.while_loop(cond, body, (j0, L0, ok0))
-    ok = jnp.logical_and(ok, jnp.isfinite(scale))
-    return L, j, ok
 
 
 def _float():
