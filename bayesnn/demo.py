@@ -282,10 +282,16 @@ def main(argv=None):
         "--thinning", type=int, default=100, help="SGHMC steps between two kept draws"
     )
     demo.add_argument(
-        "--batch-size", type=int, default=None, help="minibatch size (default: full data)"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="examples per SGHMC gradient estimate; omitted: the full data set",
     )
     demo.add_argument(
-        "--step-size", type=float, default=None, help="SGHMC step size (default: the engine's)"
+        "--step-size",
+        type=float,
+        default=None,
+        help="SGHMC step size; omitted: chosen by the engine during burn-in",
     )
     demo.add_argument(
         "--seed", type=int, default=0, help="seed of the data split, initialisation and chains"
