@@ -261,6 +261,7 @@ def test_float32_diagonal_exact_for_conv():
         assert np.abs(a - b).max() / np.abs(b).max() < 1e-6
 
 
+@pytest.mark.slow  # ~30-150 s: jit of the Hessian of a full-spatial kernel
 def test_hessian_finite_at_duplicated_inputs():
     """Second derivatives of a kernel entry w.r.t. the inputs at x = x' are finite."""
     last = stax.GlobalAvgPool()

@@ -88,13 +88,14 @@ def test_traced_sampling_under_jit():
 def test_functional_prior_with_a_tfp_target_matches_the_native_kernel():
     arch = stax.serial(stax.Dense(8, b_std=1.0), stax.Tanh(), stax.Dense(1, b_std=1.0))
     ms = fp.grid(-3.0, 3.0, 12)
-    kw = dict(steps=3, key=jax.random.key(3), num_functions=16, estimator="sliced")
+    kw = dict(steps=3, num_functions=16, estimator=fp.SlicedW1())
     targets = (
         GPPrior(from_tfp(tfk.ExponentiatedQuadratic(amplitude=1.0, length_scale=0.6))),
         GPPrior(RBF(1.0, 0.6)),
     )
     (_, h_tfp), (_, h_native) = (
-        fp.fit_functional_prior(arch, gp, ms, "gaussian", **kw) for gp in targets
+        fp.fit_functional_prior(arch, gp, ms, jax.random.key(3), family="gaussian", **kw)
+        for gp in targets
     )
     assert np.all(np.isfinite(h_tfp.w1))
     np.testing.assert_allclose(h_tfp.w1, h_native.w1, rtol=1e-3, atol=1e-5)
@@ -182,8 +183,8 @@ def test_fit_functional_prior_tunes_a_bijector_family():
     family = bijector_family(_template(), _affine, _affine_init)
     gp = GPPrior(from_tfp(tfk.ExponentiatedQuadratic(amplitude=1.0, length_scale=0.6)))
     prior, hist = fp.fit_functional_prior(
-        ARCH, gp, fp.grid(-3.0, 3.0, 12), family, steps=3, key=jax.random.key(7),
-        num_functions=16, estimator="sliced",
+        ARCH, gp, fp.grid(-3.0, 3.0, 12), jax.random.key(7), family=family, steps=3,
+        num_functions=16, estimator=fp.SlicedW1(),
     )  # fmt: skip
     assert np.all(np.isfinite(hist.w1))
     moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), prior.theta, family.init())
