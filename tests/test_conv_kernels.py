@@ -278,6 +278,11 @@ def test_hessian_finite_at_duplicated_inputs():
 
     hess = jax.jit(jax.hessian(entry))(x)
     assert np.all(np.isfinite(np.asarray(hess)))
+
+
+def test_dense_kernel_hessian_finite_at_duplicated_inputs():
+    """The NNGP kernel of a dense net has finite second derivatives at x = x' (the safe
+    sqrt/atan2 rules are differentiable to second order)."""
     mlp = stax.serial(stax.Dense(4), stax.Relu(), stax.Dense(4), stax.Tanh(), stax.Dense(1))
     xd = jnp.asarray(np.random.default_rng(9).normal(size=(2, 3)), jnp.float32)
     xd = xd.at[1].set(xd[0])
