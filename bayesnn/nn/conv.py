@@ -80,6 +80,17 @@ def _out_hw(layer: str, arg: str, hw, window, strides, padding):
     return tuple(out)
 
 
+def _parameterless_init(output_shape):
+    """``init`` of a layer without parameters: checks the input shape, returns ``{}``."""
+
+    def init(rng_key, input_shape):
+        del rng_key
+        output_shape(input_shape)
+        return {}
+
+    return init
+
+
 def Conv(
     out_chan: int,
     filter_shape,
@@ -177,10 +188,7 @@ def _pool_layer(name, layer, window_shape, strides, padding, reducer, kernel):
         h, w, c = _check_image_shape(layer, input_shape)
         return _out_hw(layer, "window_shape", (h, w), window_shape, strides, padding) + (c,)
 
-    def init(rng_key, input_shape):
-        del rng_key
-        output_shape(input_shape)
-        return {}
+    init = _parameterless_init(output_shape)
 
     def apply(params, x):
         del params
@@ -241,10 +249,7 @@ def GlobalAvgPool() -> Layer:
     def output_shape(input_shape):
         return (_check_image_shape("GlobalAvgPool", input_shape)[-1],)
 
-    def init(rng_key, input_shape):
-        del rng_key
-        output_shape(input_shape)
-        return {}
+    init = _parameterless_init(output_shape)
 
     def apply(params, x):
         del params
@@ -268,10 +273,7 @@ def Flatten() -> Layer:
     def output_shape(input_shape):
         return (math.prod(_check_image_shape("Flatten", input_shape)),)
 
-    def init(rng_key, input_shape):
-        del rng_key
-        output_shape(input_shape)
-        return {}
+    init = _parameterless_init(output_shape)
 
     def apply(params, x):
         del params
