@@ -41,9 +41,13 @@ Host-side services (only when :func:`run` is called eagerly, i.e. not under ``ji
   ``args`` is refused with a ``ValueError`` naming what differs (``overwrite=True`` starts
   afresh), a corrupt file with one naming the path, and a missing directory is reported
   before sampling;
-* divergence checks: ``diverged(state, info) -> (num_chains,) bool`` is evaluated after every
-  step on the device; once a chain has diverged no further step is made, and after the chunk
-  a :class:`DivergenceError` names the first chain and step that diverged.
+* divergence checks: a :class:`DivergenceCheck` (``init(state) -> check_state`` on the host,
+  ``update(check_state, state, info) -> (check_state, code)`` after every step on the device,
+  ``code`` a ``(num_chains,)`` int with ``0`` for healthy and a positive reason otherwise) may
+  keep running statistics of the chains (e.g. a running maximum of the log density, to catch
+  finite runaways); :func:`divergence_check` turns a stateless ``fn(state, info) -> bool``
+  into one. Once a chain has diverged no further step is made, and after the chunk a
+  :class:`DivergenceError` names the first chain and step that diverged.
 
 Under tracing (``run`` inside ``jit``/``vmap``) the whole run is one program: no progress bar,
 no checkpoints (a ``ValueError``), and divergence is not checked (the first diverging step of
@@ -74,10 +78,12 @@ from samplers._validate import is_traced
 
 __all__ = [
     "Accumulator",
+    "DivergenceCheck",
     "DivergenceError",
     "RunResult",
     "online_mean",
     "online_moments",
+    "divergence_check",
     "position",
     "run",
     "vmap_chains",
@@ -86,6 +92,45 @@ __all__ = [
 
 class DivergenceError(FloatingPointError):
     """A chain diverged (e.g. a non-finite log-density or gradient)."""
+
+
+class DivergenceCheck(NamedTuple):
+    """A per-step divergence test that may carry running statistics of all chains.
+
+    Attributes
+    ----------
+    init
+        ``init(state) -> check_state`` for ALL chains, called once on the host with the
+        initial state (run-specific thresholds belong here, as arrays, so that ``update``
+        stays one function and the compiled runner is reused).
+    update
+        ``update(check_state, state, info) -> (check_state, code)`` after every step:
+        ``state`` is the new state, ``info`` the step's info, ``code`` a ``(num_chains,)``
+        integer (or bool) array, ``0`` (``False``) for a healthy chain and a positive reason
+        code otherwise. Pass the same function object again to reuse the compiled runner.
+    """
+
+    init: Callable
+    update: Callable
+
+
+def _no_check_state(state):
+    del state
+    return ()
+
+
+@functools.lru_cache(maxsize=64)
+def divergence_check(fn: Callable) -> DivergenceCheck:
+    """A stateless :class:`DivergenceCheck` from ``fn(state, info) -> (num_chains,) bool``.
+
+    The same ``fn`` gives the same check (so the compiled runner is reused); a divergence
+    is reported with code ``1``.
+    """
+
+    def update(check_state, state, info):
+        return check_state, fn(state, info)
+
+    return DivergenceCheck(_no_check_state, update)
 
 
 class Accumulator(NamedTuple):
@@ -166,6 +211,9 @@ class RunResult(NamedTuple):
         Final :class:`Accumulator` states (leading chain axis), or ``None``.
     first_divergence
         ``(num_chains,)`` int32: first step at which ``diverged`` held, ``-1`` if never.
+    divergence_code
+        ``(num_chains,)`` int32: the reason code ``diverged`` gave at that step (``0`` if
+        never).
 
     Traces and infos are NumPy arrays when :func:`run` runs eagerly and JAX arrays when it is
     traced.
@@ -176,6 +224,7 @@ class RunResult(NamedTuple):
     info: Any
     accumulated: Any
     first_divergence: Any
+    divergence_code: Any = None
 
 
 def position(state):
@@ -225,7 +274,7 @@ def progress_default() -> bool:
 
 
 @functools.lru_cache(maxsize=128)
-def _chunk_program(step, observe, accumulate, key_fn, diverged, stop_on_divergence):
+def _chunk_program(step, observe, accumulate, key_fn, check_update, stop_on_divergence):
     """Compiled ``run_chunk(carry, rng_key, args, t0, counts, keep)`` for one configuration.
 
     ``counts[i]`` steps are made before entry ``i`` is recorded; ``keep[i]`` says whether entry
@@ -239,33 +288,36 @@ def _chunk_program(step, observe, accumulate, key_fn, diverged, stop_on_divergen
         starts = t0 + jnp.cumsum(counts) - counts
 
         def one_step(t, carry):
-            state, first_bad, acc, _ = carry
+            state, (first_bad, first_code, check), acc, _ = carry
             state, info = step(key_fn(rng_key, t), state, *args)
-            if diverged is not None:
-                bad = diverged(state, info)
-                first_bad = jnp.where((first_bad < 0) & bad, t, first_bad)
-            return state, first_bad, acc, info
+            if check_update is not None:
+                check, code = check_update(check, state, info)
+                code = jnp.asarray(code).astype(jnp.int32)
+                new = (first_bad < 0) & (code > 0)
+                first_bad = jnp.where(new, t, first_bad)
+                first_code = jnp.where(new, code, first_code)
+            return state, (first_bad, first_code, check), acc, info
 
         def outer(carry, xs):
             start, count, kept = xs
-            state, first_bad, acc = carry
+            state, monitor, acc = carry
             info0 = jax.eval_shape(lambda s: step(key_fn(rng_key, start), s, *args)[1], state)
             info0 = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), info0)
-            carry = (state, first_bad, acc, info0)
+            carry = (state, monitor, acc, info0)
             if stop_on_divergence:
                 _, carry = jax.lax.while_loop(
-                    lambda c: (c[0] < count) & jnp.all(c[1][1] < 0),
+                    lambda c: (c[0] < count) & jnp.all(c[1][1][0] < 0),
                     lambda c: (c[0] + 1, one_step(start + c[0], c[1])),
                     (jnp.zeros((), count.dtype), carry),
                 )
             else:
                 carry = jax.lax.fori_loop(0, count, lambda i, c: one_step(start + i, c), carry)
-            state, first_bad, acc, info = carry
+            state, monitor, acc, info = carry
             if accumulate is not None:
                 new = jax.vmap(accumulate.update)(acc, state)
                 acc = jax.tree.map(lambda n, o: jnp.where(kept, n, o), new, acc)
             obs = None if observe_all is None else observe_all(state)
-            return (state, first_bad, acc), (obs, info)
+            return (state, monitor, acc), (obs, info)
 
         return jax.lax.scan(outer, carry, (starts, counts, keep))
 
@@ -314,8 +366,8 @@ def run(
     observe: Callable | None = position,
     accumulate: Accumulator | None = None,
     key_fn: Callable | None = None,
-    diverged: Callable | None = None,
-    divergence_message: Callable[[int, int], str] | None = None,
+    diverged: DivergenceCheck | None = None,
+    divergence_message: Callable[[int, int, int], str] | None = None,
     chunk_size: int | None = None,
     progress_bar: bool | None = None,
     checkpoint_path: str | os.PathLike | None = None,
@@ -348,9 +400,10 @@ def run(
         ``key_fn(rng_key, t) -> key`` for global step ``t`` (int32, traced); default
         ``jax.random.fold_in``.
     diverged
-        ``diverged(state, info) -> (num_chains,) bool`` after each step (default: never).
+        A :class:`DivergenceCheck` evaluated after each step (default: never); a stateless
+        ``fn(state, info) -> bool`` goes through :func:`divergence_check`.
     divergence_message
-        ``(chain, step) -> str`` for the :class:`DivergenceError`.
+        ``(chain, step, code) -> str`` for the :class:`DivergenceError`.
     chunk_size
         Kept draws per chunk (default: all, or about a twentieth with a progress bar).
     progress_bar
@@ -404,12 +457,17 @@ def run(
         observe,
         accumulate,
         key_fn or _default_key_fn,
-        diverged,
+        None if diverged is None else diverged.update,
         diverged is not None and not traced,
     )
 
     acc = None if accumulate is None else jax.vmap(accumulate.init)(initial_state)
-    carry = (initial_state, jnp.full((num_chains,), -1, jnp.int32), acc)
+    monitor = (
+        jnp.full((num_chains,), -1, jnp.int32),
+        jnp.zeros((num_chains,), jnp.int32),
+        () if diverged is None else diverged.init(initial_state),
+    )
+    carry = (initial_state, monitor, acc)
     config = {
         **(checkpoint_config or {}),
         "num_chains": num_chains,
@@ -447,7 +505,7 @@ def run(
                 piece = jax.tree.map(lambda x: x[:n], (obs, info))
                 pieces.append(piece if traced else jax.tree.map(np.asarray, piece))
             if not traced and diverged is not None:
-                _check_divergence(carry[1], divergence_message)
+                _check_divergence(*carry[1][:2], divergence_message)
             if checkpoint_path is not None:
                 _save(checkpoint_path, config, i + 1, carry, pieces)
             if bar is not None:
@@ -461,17 +519,17 @@ def run(
         lambda *xs: xp.swapaxes(xs[0] if len(xs) == 1 else xp.concatenate(xs, axis=0), 0, 1),
         *pieces,
     )
-    state, first_bad, acc = carry
-    return RunResult(state, obs, info, acc, first_bad)
+    state, (first_bad, first_code, _), acc = carry
+    return RunResult(state, obs, info, acc, first_bad, first_code)
 
 
-def _check_divergence(first_bad, message):
+def _check_divergence(first_bad, first_code, message):
     bad = np.asarray(first_bad)
     if (bad >= 0).any():
         steps = np.where(bad >= 0, bad, np.iinfo(np.int32).max)
         chain = int(np.argmin(steps))
         text = (
-            message(chain, int(bad[chain]))
+            message(chain, int(bad[chain]), int(np.asarray(first_code)[chain]))
             if message is not None
             else f"chain {chain} diverged at step {int(bad[chain])}"
         )

@@ -93,13 +93,49 @@ def _nan_at(state, info):
 
 def test_divergence_names_first_chain_and_step():
     with pytest.raises(runner.DivergenceError, match="chain 1 diverged at step 9"):
-        _run(diverged=_nan_at, chunk_size=2)
+        _run(diverged=runner.divergence_check(_nan_at), chunk_size=2)
     traced = jax.jit(
         lambda k: runner.run(
-            k, counter_step, _init(), 7, num_burnin=4, thinning=3, args=(1.0,), diverged=_nan_at
+            k,
+            counter_step,
+            _init(),
+            7,
+            num_burnin=4,
+            thinning=3,
+            args=(1.0,),
+            diverged=runner.divergence_check(_nan_at),
         )
     )
     np.testing.assert_array_equal(traced(jax.random.key(0)).first_divergence, [-1, 9, 12])
+
+
+def _sum_init(state):
+    return jnp.zeros((C,))
+
+
+def _sum_update(total, state, info):
+    # stateful: the running sum of the uniforms; chain 2 reports reason 7 once it exceeds 4
+    total = total + info["u"]
+    return total, jnp.where((jnp.arange(C) == 2) & (total > 4.0), 7, 0)
+
+
+SUM_CHECK = runner.DivergenceCheck(_sum_init, _sum_update)
+
+
+def test_stateful_check_reports_step_and_code():
+    """A check with running statistics: the reported step is the first where the running sum
+    of chain 2's uniforms (recomputed from the unchecked run) exceeds 4, with its code."""
+    free = _run(num_burnin=0, thinning=1, num_samples=25)
+    expected = int(np.argmax(np.cumsum(free.info["u"][2]) > 4.0))
+    with pytest.raises(runner.DivergenceError, match=f"chain 2 code 7 at step {expected}$"):
+        _run(
+            num_burnin=0,
+            thinning=1,
+            num_samples=25,
+            chunk_size=5,
+            diverged=SUM_CHECK,
+            divergence_message=lambda c, t, code: f"chain {c} code {code} at step {t}",
+        )
 
 
 def test_traced_run_equals_eager_run():
@@ -212,6 +248,6 @@ def test_checkpoint_fingerprint_overwrite_and_bad_files(tmp_path):
 def test_run_stops_soon_after_divergence(monkeypatch):
     """No step is made after the first divergence (seen with the host check disabled)."""
     monkeypatch.setattr(runner, "_check_divergence", lambda *a: None)
-    res = _run(diverged=_nan_at)
+    res = _run(diverged=runner.divergence_check(_nan_at))
     np.testing.assert_array_equal(res.state.position[:, 0], [10, 10, 10])
     np.testing.assert_array_equal(res.first_divergence, [-1, 9, -1])
