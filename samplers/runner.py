@@ -35,8 +35,11 @@ Host-side services (only when :func:`run` is called eagerly, i.e. not under ``ji
   host memory after every chunk;
 * a ``tqdm.auto`` progress bar updated after every chunk (so it reaches 100% exactly); when it
   is shown the run is cut into about 20 chunks (burn-in included);
-* checkpoints (``checkpoint_path``): the run state is saved after every chunk (written to a
-  temporary file, fsynced, then renamed) and a run that finds its checkpoint resumes from it;
+* checkpoints (``checkpoint_path``): after every chunk the chunk's draws are appended as one
+  new file in the directory ``<checkpoint_path>.draws`` and the run state (small: no draws)
+  replaces ``checkpoint_path`` (each written to a temporary file, fsynced, then renamed; the
+  draws first), so checkpoint cost is linear in the number of draws; a run that finds its
+  checkpoint resumes from it;
   a checkpoint written with other settings, another key, another state layout or other
   ``args`` is refused with a ``ValueError`` naming what differs (``overwrite=True`` starts
   afresh), a corrupt file with one naming the path, and a missing directory is reported
@@ -66,6 +69,7 @@ import hashlib
 import json
 import os
 import sys
+import uuid
 import zipfile
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -409,10 +413,12 @@ def run(
     progress_bar
         Show a ``tqdm.auto`` bar (default :func:`progress_default`); eager runs only.
     checkpoint_path
-        Save the run after every chunk to this ``.npz`` file and resume from it when it
+        Save the run state after every chunk to this ``.npz`` file (the draws go to one file
+        per chunk in the directory ``<checkpoint_path>.draws``) and resume from it when it
         exists (eager runs only).
     overwrite
-        Start afresh even when ``checkpoint_path`` holds a checkpoint (it is replaced).
+        Start afresh even when ``checkpoint_path`` holds a checkpoint (it and its draws are
+        replaced).
     checkpoint_config
         JSON-able settings stored in the checkpoint with a fingerprint of the run key, the
         initial state's structure, shapes and dtypes, and a hash of ``args`` (the data);
@@ -477,13 +483,16 @@ def run(
     }
     if checkpoint_path is not None:
         config.update(_fingerprint(rng_key, initial_state, args))
-    pieces, first_chunk = [], 0
-    if checkpoint_path is not None and os.path.exists(checkpoint_path) and not overwrite:
-        counts, keep = plan[0]
-        template = jax.eval_shape(
-            lambda c: program(c, rng_key, args, jnp.int32(0), counts, keep)[1], carry
-        )
-        first_chunk, carry, pieces = _load(checkpoint_path, config, carry, template)
+    pieces, first_chunk, run_id = [], 0, uuid.uuid4().hex
+    if checkpoint_path is not None:
+        if os.path.exists(checkpoint_path) and not overwrite:
+            counts, keep = plan[0]
+            template = jax.eval_shape(
+                lambda c: program(c, rng_key, args, jnp.int32(0), counts, keep)[1], carry
+            )
+            first_chunk, carry, pieces, run_id = _load(checkpoint_path, config, carry, template)
+        else:
+            _start_fresh(checkpoint_path)
 
     total = num_burnin + num_samples * thinning
     bar = None
@@ -501,13 +510,15 @@ def run(
             )
             t += int(counts.sum())
             n = int(keep.sum())
+            piece = None
             if n:
                 piece = jax.tree.map(lambda x: x[:n], (obs, info))
-                pieces.append(piece if traced else jax.tree.map(np.asarray, piece))
+                piece = piece if traced else jax.tree.map(np.asarray, piece)
+                pieces.append(piece)
             if not traced and diverged is not None:
                 _check_divergence(*carry[1][:2], divergence_message)
             if checkpoint_path is not None:
-                _save(checkpoint_path, config, i + 1, carry, pieces)
+                _save(checkpoint_path, config, run_id, i + 1, carry, piece, len(pieces))
             if bar is not None:
                 bar.update(int(counts.sum()))
     finally:
@@ -562,43 +573,118 @@ def _fingerprint(rng_key, initial_state, args) -> dict:
     }
 
 
-def _save(path, config, chunks_done, carry, pieces):
-    arrays = {f"state_{i}": _to_numpy(x) for i, x in enumerate(jax.tree_util.tree_leaves(carry))}
-    if pieces:
-        merged = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *pieces)
-        for i, leaf in enumerate(jax.tree_util.tree_leaves(merged)):
-            arrays[f"draws_{i}"] = np.asarray(leaf)
-    meta = {**config, "chunks_done": int(chunks_done), "has_draws": bool(pieces)}
-    arrays["config"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+def _draws_dir(path) -> str:
+    return f"{path}.draws"
+
+
+def _piece_path(path, index) -> str:
+    return os.path.join(_draws_dir(path), f"piece_{index:06d}.npz")
+
+
+def _fsync_dir(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. a platform without directory descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path, arrays):
+    """``np.savez`` to a temporary file, fsync, rename over ``path``, fsync the directory."""
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _start_fresh(path):
+    """Remove the draws of an earlier run (only the runner's own piece files)."""
+    folder = _draws_dir(path)
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith("piece_") and name.endswith((".npz", ".npz.tmp")):
+                os.remove(os.path.join(folder, name))
+    os.makedirs(folder, exist_ok=True)
+
+
+def _save(path, config, run_id, chunks_done, carry, piece, num_pieces):
+    """Append one chunk: its draws to a new piece file, then the small run-state file.
+
+    Each write is atomic (temporary file, fsync, rename), and the piece is written before
+    the state file that counts it, so a run killed at any point resumes from a state file
+    whose pieces are all complete. Only the new chunk's draws are written: checkpoint cost
+    is linear in the number of draws.
+    """
+    if piece is not None:
+        arrays = {f"draws_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(piece))}
+        arrays["meta"] = np.frombuffer(
+            json.dumps({"run_id": run_id, "index": num_pieces - 1}).encode(), np.uint8
+        )
+        _write_atomic(_piece_path(path, num_pieces - 1), arrays)
+    arrays = {f"state_{i}": _to_numpy(x) for i, x in enumerate(jax.tree_util.tree_leaves(carry))}
+    meta = {**config, "chunks_done": int(chunks_done), "num_pieces": int(num_pieces)}
+    meta["run_id"] = run_id
+    arrays["config"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    _write_atomic(path, arrays)
+
+
+_READ_ERRORS = (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile)
 
 
 def _load(path, config, carry, template):
     try:
-        return _read(path, config, carry, template)
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+        chunks_done, carry, num_pieces, run_id = _read(path, config, carry)
+    except _SettingsError:
+        raise
+    except _READ_ERRORS as err:
         raise ValueError(
             f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {err}); delete "
             "it or pass overwrite=True to start afresh"
         ) from err
+    dleaves, dtreedef = jax.tree_util.tree_flatten(template)
+    pieces = []
+    for index in range(num_pieces):
+        piece = _piece_path(path, index)
+        try:
+            with np.load(piece) as f:
+                meta = json.loads(bytes(f["meta"]).decode())
+                if meta != {"run_id": run_id, "index": index}:
+                    raise ValueError(f"it belongs to another run or position ({meta})")
+                draws = [np.asarray(f[f"draws_{i}"]) for i in range(len(dleaves))]
+        except _READ_ERRORS as err:
+            raise ValueError(
+                f"checkpoint {path}: draws file {piece} is missing, corrupt or truncated "
+                f"({type(err).__name__}: {err}); delete the checkpoint or pass "
+                "overwrite=True to start afresh"
+            ) from err
+        pieces.append(jax.tree_util.tree_unflatten(dtreedef, draws))
+    return chunks_done, carry, pieces, run_id
 
 
-def _read(path, config, carry, template):
+class _SettingsError(ValueError):
+    """A readable checkpoint of a run with other settings."""
+
+
+def _read(path, config, carry):
     with np.load(path) as f:
         saved = json.loads(bytes(f["config"]).decode())
         chunks_done = saved.pop("chunks_done")
-        has_draws = saved.pop("has_draws")
+        num_pieces = saved.pop("num_pieces")
+        run_id = saved.pop("run_id")
         if saved != config:
             differ = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
             details = "; ".join(
                 f"{k}: {saved.get(k)!r} in the checkpoint, {config.get(k)!r} now" for k in differ
             )
-            raise ValueError(
+            raise _SettingsError(
                 f"checkpoint {path} was written by a run with other settings ({details}); "
                 "pass overwrite=True to start afresh"
             )
@@ -612,9 +698,4 @@ def _read(path, config, carry, template):
                 arr = jax.device_put(arr, leaf.sharding)
             restored.append(arr)
         carry = jax.tree_util.tree_unflatten(treedef, restored)
-        pieces = []
-        if has_draws:
-            dleaves, dtreedef = jax.tree_util.tree_flatten(template)
-            draws = [np.asarray(f[f"draws_{i}"]) for i in range(len(dleaves))]
-            pieces = [jax.tree_util.tree_unflatten(dtreedef, draws)]
-    return chunks_done, carry, pieces
+    return chunks_done, carry, num_pieces, run_id

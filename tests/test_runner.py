@@ -6,6 +6,7 @@ form) and a Gaussian AR(1) chain; every test reuses the same step functions so t
 runner is shared.
 """
 
+import os
 from typing import NamedTuple
 
 import jax
@@ -243,6 +244,41 @@ def test_checkpoint_fingerprint_overwrite_and_bad_files(tmp_path):
     missing = tmp_path / "nowhere" / "run.npz"
     with pytest.raises(ValueError, match="does not exist"):
         _run(checkpoint_path=missing)
+
+
+def test_checkpoint_appends_each_chunk_once(tmp_path, monkeypatch):
+    """Checkpoint cost is linear in the draws: every chunk writes its own draws once (one
+    piece file, same size for every full chunk) and a run-state file whose size does not
+    grow; the pieces of a resumed run are checked, a damaged one is named."""
+    path = tmp_path / "run.npz"
+    writes = []
+    real = runner._write_atomic
+
+    def record(target, arrays):
+        writes.append((os.path.basename(target), sum(a.nbytes for a in arrays.values())))
+        real(target, arrays)
+
+    monkeypatch.setattr(runner, "_write_atomic", record)
+    res = _run(chunk_size=1, checkpoint_path=path, num_samples=7)
+    monkeypatch.setattr(runner, "_write_atomic", real)
+    pieces = [b for name, b in writes if name.startswith("piece_")]
+    states = [b for name, b in writes if name == "run.npz"]
+    assert [name for name, _ in writes[::2]] == [f"piece_{i:06d}.npz" for i in range(7)]
+    assert len(pieces) == len(states) == 7
+    assert len(set(pieces)) == 1 and len(set(states)) == 1
+    draw_bytes = res.trace.nbytes + sum(x.nbytes for x in res.info.values())
+    assert sum(pieces) - draw_bytes < 7 * 200  # each draw once (plus a small header each)
+    again = _run(chunk_size=1, checkpoint_path=path, num_samples=7)
+    np.testing.assert_array_equal(again.info["u"], res.info["u"])
+    piece = path.parent / "run.npz.draws" / "piece_000003.npz"
+    piece.write_bytes(piece.read_bytes()[:50])
+    with pytest.raises(ValueError, match=f"draws file {piece} is missing, corrupt"):
+        _run(chunk_size=1, checkpoint_path=path, num_samples=7)
+    piece.unlink()
+    with pytest.raises(ValueError, match=f"draws file {piece} is missing"):
+        _run(chunk_size=1, checkpoint_path=path, num_samples=7)
+    fresh = _run(chunk_size=1, checkpoint_path=path, num_samples=7, overwrite=True)
+    np.testing.assert_array_equal(fresh.info["u"], res.info["u"])
 
 
 def test_run_stops_soon_after_divergence(monkeypatch):

@@ -558,7 +558,8 @@ def sample(
     progress_bar
         Show a tqdm bar (default: on in an interactive terminal, off when ``CI`` is set).
     checkpoint_path, checkpoint_every, overwrite_checkpoint
-        Save the run state every ``checkpoint_every`` kept draws to this ``.npz`` file, and
+        Save the run state every ``checkpoint_every`` kept draws to this ``.npz`` file (the
+        new draws are appended as one file per chunk in ``<checkpoint_path>.draws``), and
         resume from it when it exists (see :func:`samplers.runner.run`: a checkpoint of a run
         with other settings, key, positions layout or data is refused unless
         ``overwrite_checkpoint=True``, which starts afresh).
