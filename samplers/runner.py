@@ -35,15 +35,22 @@ Host-side services (only when :func:`run` is called eagerly, i.e. not under ``ji
   host memory after every chunk;
 * a ``tqdm.auto`` progress bar updated after every chunk (so it reaches 100% exactly); when it
   is shown the run is cut into about 20 chunks (burn-in included);
-* checkpoints (``checkpoint_path``): the run state is saved after every chunk (written to a
-  temporary file, fsynced, then renamed) and a run that finds its checkpoint resumes from it;
+* checkpoints (``checkpoint_path``): after every chunk the chunk's draws are appended as one
+  new file in the directory ``<checkpoint_path>.draws`` and the run state (small: no draws)
+  replaces ``checkpoint_path`` (each written to a temporary file, fsynced, then renamed; the
+  draws first), so checkpoint cost is linear in the number of draws; a run that finds its
+  checkpoint resumes from it;
   a checkpoint written with other settings, another key, another state layout or other
   ``args`` is refused with a ``ValueError`` naming what differs (``overwrite=True`` starts
   afresh), a corrupt file with one naming the path, and a missing directory is reported
   before sampling;
-* divergence checks: ``diverged(state, info) -> (num_chains,) bool`` is evaluated after every
-  step on the device; once a chain has diverged no further step is made, and after the chunk
-  a :class:`DivergenceError` names the first chain and step that diverged.
+* divergence checks: a :class:`DivergenceCheck` (``init(state) -> check_state`` on the host,
+  ``update(check_state, state, info) -> (check_state, code)`` after every step on the device,
+  ``code`` a ``(num_chains,)`` int with ``0`` for healthy and a positive reason otherwise) may
+  keep running statistics of the chains (e.g. a running maximum of the log density, to catch
+  finite runaways); :func:`divergence_check` turns a stateless ``fn(state, info) -> bool``
+  into one. Once a chain has diverged no further step is made, and after the chunk a
+  :class:`DivergenceError` names the first chain and step that diverged.
 
 Under tracing (``run`` inside ``jit``/``vmap``) the whole run is one program: no progress bar,
 no checkpoints (a ``ValueError``), and divergence is not checked (the first diverging step of
@@ -62,6 +69,7 @@ import hashlib
 import json
 import os
 import sys
+import uuid
 import zipfile
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -74,10 +82,12 @@ from samplers._validate import is_traced
 
 __all__ = [
     "Accumulator",
+    "DivergenceCheck",
     "DivergenceError",
     "RunResult",
     "online_mean",
     "online_moments",
+    "divergence_check",
     "position",
     "run",
     "vmap_chains",
@@ -86,6 +96,45 @@ __all__ = [
 
 class DivergenceError(FloatingPointError):
     """A chain diverged (e.g. a non-finite log-density or gradient)."""
+
+
+class DivergenceCheck(NamedTuple):
+    """A per-step divergence test that may carry running statistics of all chains.
+
+    Attributes
+    ----------
+    init
+        ``init(state) -> check_state`` for ALL chains, called once on the host with the
+        initial state (run-specific thresholds belong here, as arrays, so that ``update``
+        stays one function and the compiled runner is reused).
+    update
+        ``update(check_state, state, info) -> (check_state, code)`` after every step:
+        ``state`` is the new state, ``info`` the step's info, ``code`` a ``(num_chains,)``
+        integer (or bool) array, ``0`` (``False``) for a healthy chain and a positive reason
+        code otherwise. Pass the same function object again to reuse the compiled runner.
+    """
+
+    init: Callable
+    update: Callable
+
+
+def _no_check_state(state):
+    del state
+    return ()
+
+
+@functools.lru_cache(maxsize=64)
+def divergence_check(fn: Callable) -> DivergenceCheck:
+    """A stateless :class:`DivergenceCheck` from ``fn(state, info) -> (num_chains,) bool``.
+
+    The same ``fn`` gives the same check (so the compiled runner is reused); a divergence
+    is reported with code ``1``.
+    """
+
+    def update(check_state, state, info):
+        return check_state, fn(state, info)
+
+    return DivergenceCheck(_no_check_state, update)
 
 
 class Accumulator(NamedTuple):
@@ -166,6 +215,9 @@ class RunResult(NamedTuple):
         Final :class:`Accumulator` states (leading chain axis), or ``None``.
     first_divergence
         ``(num_chains,)`` int32: first step at which ``diverged`` held, ``-1`` if never.
+    divergence_code
+        ``(num_chains,)`` int32: the reason code ``diverged`` gave at that step (``0`` if
+        never).
 
     Traces and infos are NumPy arrays when :func:`run` runs eagerly and JAX arrays when it is
     traced.
@@ -176,6 +228,7 @@ class RunResult(NamedTuple):
     info: Any
     accumulated: Any
     first_divergence: Any
+    divergence_code: Any = None
 
 
 def position(state):
@@ -225,7 +278,7 @@ def progress_default() -> bool:
 
 
 @functools.lru_cache(maxsize=128)
-def _chunk_program(step, observe, accumulate, key_fn, diverged, stop_on_divergence):
+def _chunk_program(step, observe, accumulate, key_fn, check_update, stop_on_divergence):
     """Compiled ``run_chunk(carry, rng_key, args, t0, counts, keep)`` for one configuration.
 
     ``counts[i]`` steps are made before entry ``i`` is recorded; ``keep[i]`` says whether entry
@@ -239,33 +292,36 @@ def _chunk_program(step, observe, accumulate, key_fn, diverged, stop_on_divergen
         starts = t0 + jnp.cumsum(counts) - counts
 
         def one_step(t, carry):
-            state, first_bad, acc, _ = carry
+            state, (first_bad, first_code, check), acc, _ = carry
             state, info = step(key_fn(rng_key, t), state, *args)
-            if diverged is not None:
-                bad = diverged(state, info)
-                first_bad = jnp.where((first_bad < 0) & bad, t, first_bad)
-            return state, first_bad, acc, info
+            if check_update is not None:
+                check, code = check_update(check, state, info)
+                code = jnp.asarray(code).astype(jnp.int32)
+                new = (first_bad < 0) & (code > 0)
+                first_bad = jnp.where(new, t, first_bad)
+                first_code = jnp.where(new, code, first_code)
+            return state, (first_bad, first_code, check), acc, info
 
         def outer(carry, xs):
             start, count, kept = xs
-            state, first_bad, acc = carry
+            state, monitor, acc = carry
             info0 = jax.eval_shape(lambda s: step(key_fn(rng_key, start), s, *args)[1], state)
             info0 = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), info0)
-            carry = (state, first_bad, acc, info0)
+            carry = (state, monitor, acc, info0)
             if stop_on_divergence:
                 _, carry = jax.lax.while_loop(
-                    lambda c: (c[0] < count) & jnp.all(c[1][1] < 0),
+                    lambda c: (c[0] < count) & jnp.all(c[1][1][0] < 0),
                     lambda c: (c[0] + 1, one_step(start + c[0], c[1])),
                     (jnp.zeros((), count.dtype), carry),
                 )
             else:
                 carry = jax.lax.fori_loop(0, count, lambda i, c: one_step(start + i, c), carry)
-            state, first_bad, acc, info = carry
+            state, monitor, acc, info = carry
             if accumulate is not None:
                 new = jax.vmap(accumulate.update)(acc, state)
                 acc = jax.tree.map(lambda n, o: jnp.where(kept, n, o), new, acc)
             obs = None if observe_all is None else observe_all(state)
-            return (state, first_bad, acc), (obs, info)
+            return (state, monitor, acc), (obs, info)
 
         return jax.lax.scan(outer, carry, (starts, counts, keep))
 
@@ -314,8 +370,8 @@ def run(
     observe: Callable | None = position,
     accumulate: Accumulator | None = None,
     key_fn: Callable | None = None,
-    diverged: Callable | None = None,
-    divergence_message: Callable[[int, int], str] | None = None,
+    diverged: DivergenceCheck | None = None,
+    divergence_message: Callable[[int, int, int], str] | None = None,
     chunk_size: int | None = None,
     progress_bar: bool | None = None,
     checkpoint_path: str | os.PathLike | None = None,
@@ -348,18 +404,21 @@ def run(
         ``key_fn(rng_key, t) -> key`` for global step ``t`` (int32, traced); default
         ``jax.random.fold_in``.
     diverged
-        ``diverged(state, info) -> (num_chains,) bool`` after each step (default: never).
+        A :class:`DivergenceCheck` evaluated after each step (default: never); a stateless
+        ``fn(state, info) -> bool`` goes through :func:`divergence_check`.
     divergence_message
-        ``(chain, step) -> str`` for the :class:`DivergenceError`.
+        ``(chain, step, code) -> str`` for the :class:`DivergenceError`.
     chunk_size
         Kept draws per chunk (default: all, or about a twentieth with a progress bar).
     progress_bar
         Show a ``tqdm.auto`` bar (default :func:`progress_default`); eager runs only.
     checkpoint_path
-        Save the run after every chunk to this ``.npz`` file and resume from it when it
+        Save the run state after every chunk to this ``.npz`` file (the draws go to one file
+        per chunk in the directory ``<checkpoint_path>.draws``) and resume from it when it
         exists (eager runs only).
     overwrite
-        Start afresh even when ``checkpoint_path`` holds a checkpoint (it is replaced).
+        Start afresh even when ``checkpoint_path`` holds a checkpoint (it and its draws are
+        replaced).
     checkpoint_config
         JSON-able settings stored in the checkpoint with a fingerprint of the run key, the
         initial state's structure, shapes and dtypes, and a hash of ``args`` (the data);
@@ -404,12 +463,17 @@ def run(
         observe,
         accumulate,
         key_fn or _default_key_fn,
-        diverged,
+        None if diverged is None else diverged.update,
         diverged is not None and not traced,
     )
 
     acc = None if accumulate is None else jax.vmap(accumulate.init)(initial_state)
-    carry = (initial_state, jnp.full((num_chains,), -1, jnp.int32), acc)
+    monitor = (
+        jnp.full((num_chains,), -1, jnp.int32),
+        jnp.zeros((num_chains,), jnp.int32),
+        () if diverged is None else diverged.init(initial_state),
+    )
+    carry = (initial_state, monitor, acc)
     config = {
         **(checkpoint_config or {}),
         "num_chains": num_chains,
@@ -419,13 +483,16 @@ def run(
     }
     if checkpoint_path is not None:
         config.update(_fingerprint(rng_key, initial_state, args))
-    pieces, first_chunk = [], 0
-    if checkpoint_path is not None and os.path.exists(checkpoint_path) and not overwrite:
-        counts, keep = plan[0]
-        template = jax.eval_shape(
-            lambda c: program(c, rng_key, args, jnp.int32(0), counts, keep)[1], carry
-        )
-        first_chunk, carry, pieces = _load(checkpoint_path, config, carry, template)
+    pieces, first_chunk, run_id = [], 0, uuid.uuid4().hex
+    if checkpoint_path is not None:
+        if os.path.exists(checkpoint_path) and not overwrite:
+            counts, keep = plan[0]
+            template = jax.eval_shape(
+                lambda c: program(c, rng_key, args, jnp.int32(0), counts, keep)[1], carry
+            )
+            first_chunk, carry, pieces, run_id = _load(checkpoint_path, config, carry, template)
+        else:
+            _start_fresh(checkpoint_path)
 
     total = num_burnin + num_samples * thinning
     bar = None
@@ -443,13 +510,15 @@ def run(
             )
             t += int(counts.sum())
             n = int(keep.sum())
+            piece = None
             if n:
                 piece = jax.tree.map(lambda x: x[:n], (obs, info))
-                pieces.append(piece if traced else jax.tree.map(np.asarray, piece))
+                piece = piece if traced else jax.tree.map(np.asarray, piece)
+                pieces.append(piece)
             if not traced and diverged is not None:
-                _check_divergence(carry[1], divergence_message)
+                _check_divergence(*carry[1][:2], divergence_message)
             if checkpoint_path is not None:
-                _save(checkpoint_path, config, i + 1, carry, pieces)
+                _save(checkpoint_path, config, run_id, i + 1, carry, piece, len(pieces))
             if bar is not None:
                 bar.update(int(counts.sum()))
     finally:
@@ -461,17 +530,17 @@ def run(
         lambda *xs: xp.swapaxes(xs[0] if len(xs) == 1 else xp.concatenate(xs, axis=0), 0, 1),
         *pieces,
     )
-    state, first_bad, acc = carry
-    return RunResult(state, obs, info, acc, first_bad)
+    state, (first_bad, first_code, _), acc = carry
+    return RunResult(state, obs, info, acc, first_bad, first_code)
 
 
-def _check_divergence(first_bad, message):
+def _check_divergence(first_bad, first_code, message):
     bad = np.asarray(first_bad)
     if (bad >= 0).any():
         steps = np.where(bad >= 0, bad, np.iinfo(np.int32).max)
         chain = int(np.argmin(steps))
         text = (
-            message(chain, int(bad[chain]))
+            message(chain, int(bad[chain]), int(np.asarray(first_code)[chain]))
             if message is not None
             else f"chain {chain} diverged at step {int(bad[chain])}"
         )
@@ -504,43 +573,118 @@ def _fingerprint(rng_key, initial_state, args) -> dict:
     }
 
 
-def _save(path, config, chunks_done, carry, pieces):
-    arrays = {f"state_{i}": _to_numpy(x) for i, x in enumerate(jax.tree_util.tree_leaves(carry))}
-    if pieces:
-        merged = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *pieces)
-        for i, leaf in enumerate(jax.tree_util.tree_leaves(merged)):
-            arrays[f"draws_{i}"] = np.asarray(leaf)
-    meta = {**config, "chunks_done": int(chunks_done), "has_draws": bool(pieces)}
-    arrays["config"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+def _draws_dir(path) -> str:
+    return f"{path}.draws"
+
+
+def _piece_path(path, index) -> str:
+    return os.path.join(_draws_dir(path), f"piece_{index:06d}.npz")
+
+
+def _fsync_dir(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. a platform without directory descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path, arrays):
+    """``np.savez`` to a temporary file, fsync, rename over ``path``, fsync the directory."""
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _start_fresh(path):
+    """Remove the draws of an earlier run (only the runner's own piece files)."""
+    folder = _draws_dir(path)
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith("piece_") and name.endswith((".npz", ".npz.tmp")):
+                os.remove(os.path.join(folder, name))
+    os.makedirs(folder, exist_ok=True)
+
+
+def _save(path, config, run_id, chunks_done, carry, piece, num_pieces):
+    """Append one chunk: its draws to a new piece file, then the small run-state file.
+
+    Each write is atomic (temporary file, fsync, rename), and the piece is written before
+    the state file that counts it, so a run killed at any point resumes from a state file
+    whose pieces are all complete. Only the new chunk's draws are written: checkpoint cost
+    is linear in the number of draws.
+    """
+    if piece is not None:
+        arrays = {f"draws_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(piece))}
+        arrays["meta"] = np.frombuffer(
+            json.dumps({"run_id": run_id, "index": num_pieces - 1}).encode(), np.uint8
+        )
+        _write_atomic(_piece_path(path, num_pieces - 1), arrays)
+    arrays = {f"state_{i}": _to_numpy(x) for i, x in enumerate(jax.tree_util.tree_leaves(carry))}
+    meta = {**config, "chunks_done": int(chunks_done), "num_pieces": int(num_pieces)}
+    meta["run_id"] = run_id
+    arrays["config"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    _write_atomic(path, arrays)
+
+
+_READ_ERRORS = (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile)
 
 
 def _load(path, config, carry, template):
     try:
-        return _read(path, config, carry, template)
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+        chunks_done, carry, num_pieces, run_id = _read(path, config, carry)
+    except _SettingsError:
+        raise
+    except _READ_ERRORS as err:
         raise ValueError(
             f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {err}); delete "
             "it or pass overwrite=True to start afresh"
         ) from err
+    dleaves, dtreedef = jax.tree_util.tree_flatten(template)
+    pieces = []
+    for index in range(num_pieces):
+        piece = _piece_path(path, index)
+        try:
+            with np.load(piece) as f:
+                meta = json.loads(bytes(f["meta"]).decode())
+                if meta != {"run_id": run_id, "index": index}:
+                    raise ValueError(f"it belongs to another run or position ({meta})")
+                draws = [np.asarray(f[f"draws_{i}"]) for i in range(len(dleaves))]
+        except _READ_ERRORS as err:
+            raise ValueError(
+                f"checkpoint {path}: draws file {piece} is missing, corrupt or truncated "
+                f"({type(err).__name__}: {err}); delete the checkpoint or pass "
+                "overwrite=True to start afresh"
+            ) from err
+        pieces.append(jax.tree_util.tree_unflatten(dtreedef, draws))
+    return chunks_done, carry, pieces, run_id
 
 
-def _read(path, config, carry, template):
+class _SettingsError(ValueError):
+    """A readable checkpoint of a run with other settings."""
+
+
+def _read(path, config, carry):
     with np.load(path) as f:
         saved = json.loads(bytes(f["config"]).decode())
         chunks_done = saved.pop("chunks_done")
-        has_draws = saved.pop("has_draws")
+        num_pieces = saved.pop("num_pieces")
+        run_id = saved.pop("run_id")
         if saved != config:
             differ = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
             details = "; ".join(
                 f"{k}: {saved.get(k)!r} in the checkpoint, {config.get(k)!r} now" for k in differ
             )
-            raise ValueError(
+            raise _SettingsError(
                 f"checkpoint {path} was written by a run with other settings ({details}); "
                 "pass overwrite=True to start afresh"
             )
@@ -554,9 +698,4 @@ def _read(path, config, carry, template):
                 arr = jax.device_put(arr, leaf.sharding)
             restored.append(arr)
         carry = jax.tree_util.tree_unflatten(treedef, restored)
-        pieces = []
-        if has_draws:
-            dleaves, dtreedef = jax.tree_util.tree_flatten(template)
-            draws = [np.asarray(f[f"draws_{i}"]) for i in range(len(dleaves))]
-            pieces = [jax.tree_util.tree_unflatten(dtreedef, draws)]
-    return chunks_done, carry, pieces
+    return chunks_done, carry, num_pieces, run_id

@@ -6,6 +6,7 @@ form) and a Gaussian AR(1) chain; every test reuses the same step functions so t
 runner is shared.
 """
 
+import os
 from typing import NamedTuple
 
 import jax
@@ -93,13 +94,49 @@ def _nan_at(state, info):
 
 def test_divergence_names_first_chain_and_step():
     with pytest.raises(runner.DivergenceError, match="chain 1 diverged at step 9"):
-        _run(diverged=_nan_at, chunk_size=2)
+        _run(diverged=runner.divergence_check(_nan_at), chunk_size=2)
     traced = jax.jit(
         lambda k: runner.run(
-            k, counter_step, _init(), 7, num_burnin=4, thinning=3, args=(1.0,), diverged=_nan_at
+            k,
+            counter_step,
+            _init(),
+            7,
+            num_burnin=4,
+            thinning=3,
+            args=(1.0,),
+            diverged=runner.divergence_check(_nan_at),
         )
     )
     np.testing.assert_array_equal(traced(jax.random.key(0)).first_divergence, [-1, 9, 12])
+
+
+def _sum_init(state):
+    return jnp.zeros((C,))
+
+
+def _sum_update(total, state, info):
+    # stateful: the running sum of the uniforms; chain 2 reports reason 7 once it exceeds 4
+    total = total + info["u"]
+    return total, jnp.where((jnp.arange(C) == 2) & (total > 4.0), 7, 0)
+
+
+SUM_CHECK = runner.DivergenceCheck(_sum_init, _sum_update)
+
+
+def test_stateful_check_reports_step_and_code():
+    """A check with running statistics: the reported step is the first where the running sum
+    of chain 2's uniforms (recomputed from the unchecked run) exceeds 4, with its code."""
+    free = _run(num_burnin=0, thinning=1, num_samples=25)
+    expected = int(np.argmax(np.cumsum(free.info["u"][2]) > 4.0))
+    with pytest.raises(runner.DivergenceError, match=f"chain 2 code 7 at step {expected}$"):
+        _run(
+            num_burnin=0,
+            thinning=1,
+            num_samples=25,
+            chunk_size=5,
+            diverged=SUM_CHECK,
+            divergence_message=lambda c, t, code: f"chain {c} code {code} at step {t}",
+        )
 
 
 def test_traced_run_equals_eager_run():
@@ -209,9 +246,44 @@ def test_checkpoint_fingerprint_overwrite_and_bad_files(tmp_path):
         _run(checkpoint_path=missing)
 
 
+def test_checkpoint_appends_each_chunk_once(tmp_path, monkeypatch):
+    """Checkpoint cost is linear in the draws: every chunk writes its own draws once (one
+    piece file, same size for every full chunk) and a run-state file whose size does not
+    grow; the pieces of a resumed run are checked, a damaged one is named."""
+    path = tmp_path / "run.npz"
+    writes = []
+    real = runner._write_atomic
+
+    def record(target, arrays):
+        writes.append((os.path.basename(target), sum(a.nbytes for a in arrays.values())))
+        real(target, arrays)
+
+    monkeypatch.setattr(runner, "_write_atomic", record)
+    res = _run(chunk_size=1, checkpoint_path=path, num_samples=7)
+    monkeypatch.setattr(runner, "_write_atomic", real)
+    pieces = [b for name, b in writes if name.startswith("piece_")]
+    states = [b for name, b in writes if name == "run.npz"]
+    assert [name for name, _ in writes[::2]] == [f"piece_{i:06d}.npz" for i in range(7)]
+    assert len(pieces) == len(states) == 7
+    assert len(set(pieces)) == 1 and len(set(states)) == 1
+    draw_bytes = res.trace.nbytes + sum(x.nbytes for x in res.info.values())
+    assert sum(pieces) - draw_bytes < 7 * 200  # each draw once (plus a small header each)
+    again = _run(chunk_size=1, checkpoint_path=path, num_samples=7)
+    np.testing.assert_array_equal(again.info["u"], res.info["u"])
+    piece = path.parent / "run.npz.draws" / "piece_000003.npz"
+    piece.write_bytes(piece.read_bytes()[:50])
+    with pytest.raises(ValueError, match=f"draws file {piece} is missing, corrupt"):
+        _run(chunk_size=1, checkpoint_path=path, num_samples=7)
+    piece.unlink()
+    with pytest.raises(ValueError, match=f"draws file {piece} is missing"):
+        _run(chunk_size=1, checkpoint_path=path, num_samples=7)
+    fresh = _run(chunk_size=1, checkpoint_path=path, num_samples=7, overwrite=True)
+    np.testing.assert_array_equal(fresh.info["u"], res.info["u"])
+
+
 def test_run_stops_soon_after_divergence(monkeypatch):
     """No step is made after the first divergence (seen with the host check disabled)."""
     monkeypatch.setattr(runner, "_check_divergence", lambda *a: None)
-    res = _run(diverged=_nan_at)
+    res = _run(diverged=runner.divergence_check(_nan_at))
     np.testing.assert_array_equal(res.state.position[:, 0], [10, 10, 10])
     np.testing.assert_array_equal(res.first_divergence, [-1, 9, -1])

@@ -265,6 +265,60 @@ def test_divergence_raises_with_step(data):
         )
 
 
+def _runaway(data, h, **kw):
+    return sgmcmc.sample(
+        jax.random.key(1),
+        sgmcmc.adaptive_sghmc(),
+        logdensity,
+        data,
+        jnp.zeros((4, D)),
+        num_samples=16,
+        batch_size=N,
+        step_size=h,
+        progress_bar=False,
+        shard=False,
+        **kw,
+    )
+
+
+def test_finite_runaway_raises_naming_chain_and_step(data):
+    """Adaptive SGHMC beyond its stability limit grows geometrically but stays finite for 16
+    steps (unchecked: |theta| > 1e9); the runaway rules, recomputed here on the host from the
+    unchecked run's per-step infos and positions, name the chain and step. A stable step
+    size runs through."""
+    free = _runaway(data, 0.3, max_logdensity_drop=None, max_norm_growth=None)
+    assert np.abs(free.positions[:, -1]).max() > 1e9
+    # log density rule: the drop below the running maximum of the earlier steps
+    ld = np.asarray(free.info.logdensity, np.float64)  # (chains, steps)
+    best = np.concatenate([np.full((4, 1), -np.inf), np.maximum.accumulate(ld, 1)[:, :-1]], 1)
+    hits = best - ld > 1e3 * (N + D)
+    first = np.where(hits.any(1), hits.argmax(1), 10**9)
+    chain = int(first.argmin())
+    assert 0 < first[chain] < 16
+    with pytest.raises(
+        sgmcmc.DivergenceError,
+        match=rf"chain {chain} ran away: its log density .* at step {first[chain]} ",
+    ):
+        _runaway(data, 0.3)
+    # norm rule alone: step t compares |theta_t| with the largest norm of the iterates
+    # after steps 0 .. k-1, k the largest power of two below t + 1
+    norms = np.linalg.norm(np.asarray(free.positions, np.float64), axis=-1)
+    hits = np.zeros_like(hits)
+    for t in range(1, 16):
+        k = 2 ** int(np.floor(np.log2(t)))
+        hits[:, t] = norms[:, t] > 1e4 * norms[:, :k].max(1)
+    first = np.where(hits.any(1), hits.argmax(1), 10**9)
+    chain = int(first.argmin())
+    assert 0 < first[chain] < 16
+    with pytest.raises(
+        sgmcmc.DivergenceError,
+        match=rf"chain {chain} ran away: its position norm .* at step {first[chain]} ",
+    ):
+        _runaway(data, 0.3, max_logdensity_drop=None)
+    healthy = _runaway(data, 0.1)
+    assert np.isfinite(healthy.positions).all() and np.abs(healthy.positions).max() < 10
+
+
 def test_sharded_chains_match_single_device(data):
     # conftest simulates 8 CPU devices; on a machine with one accelerator there is nothing to shard
     n_dev = jax.device_count()
@@ -327,6 +381,8 @@ def test_cyclical_draws_flagged_and_dropped(data):
         # sampling, over every step of the run)
         (dict(step_size=lambda t: (1e-3 * (t < 12), False)), r"step size 0.0 at step 12"),
         (dict(step_size=lambda t: (jnp.where(t == 3, jnp.nan, 1e-3), False)), "NaN at step 3"),
+        (dict(max_logdensity_drop=0.0), "max_logdensity_drop"),
+        (dict(max_norm_growth=float("nan")), "max_norm_growth"),
     ],
 )
 def test_bad_arguments(data, kwargs, match):

@@ -14,7 +14,9 @@ checkpoints and divergence checks) and adds what BlackJAX leaves to the user:
 * an optional Gibbs block (``gibbs_fn``) for variables with exact conditionals, e.g. the
   layer variances of a hierarchical prior;
 * a :class:`~samplers.runner.DivergenceError` naming the chain and step where the
-  log-density or gradient first became non-finite.
+  log-density or gradient first became non-finite, or where the chain ran away while still
+  finite (:class:`RunawayState`: the log density collapsing far below its running maximum,
+  or the position norm exploding over its running level).
 
 Every random number of chain ``c`` is a function of ``fold_in(rng_key, c)`` and the global step
 index, so a chunked or resumed run gives exactly the draws of an uninterrupted one.
@@ -43,7 +45,14 @@ from samplers.sgmcmc.base import SGMCMCKernel, tree_sq_norm
 from samplers.sgmcmc.gradients import clip_by_global_norm, control_variates, value_and_grad
 from samplers.sgmcmc.schedules import as_schedule
 
-__all__ = ["SGMCMCInfo", "DriverState", "SampleResult", "DivergenceError", "sample"]
+__all__ = [
+    "SGMCMCInfo",
+    "DriverState",
+    "RunawayState",
+    "SampleResult",
+    "DivergenceError",
+    "sample",
+]
 
 
 class SGMCMCInfo(NamedTuple):
@@ -203,7 +212,7 @@ def _check_final_positions(position, num_steps, message):
         leaf = leaf.astype(np.float32) if leaf.dtype.itemsize < 4 else leaf
         bad |= ~np.isfinite(leaf.reshape(leaf.shape[0], -1)).all(axis=1)
     if bad.any():
-        raise DivergenceError(message(int(np.argmax(bad)), num_steps - 1, "position"))
+        raise DivergenceError(message(int(np.argmax(bad)), num_steps - 1, _FINAL))
 
 
 def _step_size_fingerprint(step_size, num_burnin, num_steps):
@@ -285,8 +294,108 @@ def _observe(state: DriverState):
     return state.kernel_state.position, state.gibbs_state
 
 
-def _diverged(state, info):
-    return ~info.is_finite
+class RunawayState(NamedTuple):
+    """Running statistics of the runaway check (leaves ``(num_chains,)``).
+
+    A chain has run away at step ``t`` (it is finite but diverging, e.g. a step size beyond
+    the stability limit, where the iterates grow geometrically until they overflow) when
+
+    * its minibatch log density collapses: ``best - logdensity_t > max_logdensity_drop *
+      (N + d)``, with ``best`` the running maximum of the log density, ``N`` the data size
+      and ``d`` the number of parameters per chain. A log posterior is a sum of ``N``
+      likelihood terms and ``d`` prior terms, and at equilibrium at temperature ``T`` it
+      sits about ``T d / 2`` below its mode (plus minibatch noise of order ``N / B`` times
+      a per-example spread), so the drop per datum-or-parameter does not grow with the data
+      size or the model size; ``max_logdensity_drop`` nats per datum-or-parameter is far
+      outside equilibrium fluctuations;
+    * or its position norm explodes: ``|theta_t| > max_norm_growth * ref_t`` after the
+      ``t``-th step, with ``ref_t`` the largest norm of the iterates ``1 .. k``, ``k`` the
+      largest power of two below ``t`` (a running maximum lagged by up to half the run, kept
+      with two numbers). The initial position is not a reference (a chain may start at
+      zero), and a ratio does not depend on the parameters' units. Drift or diffusion from
+      the initial point changes the norm by a factor of a few between ``t / 2`` and ``t``;
+      a geometric runaway of rate ``r`` by up to ``r ** (t / 2)``, so it trips after about
+      ``2 log(max_norm_growth) / log(r)`` steps. This rule catches runaways along directions
+      the log density barely sees (e.g. an unidentified direction under a preconditioner).
+
+    Attributes
+    ----------
+    best
+        Running maximum of the minibatch log density.
+    ref, running_max
+        Lagged and current running maximum of the position norm.
+    boundary
+        Step count at which ``ref`` is next refreshed (powers of two).
+    count
+        Steps made.
+    drop_limit, growth
+        ``max_logdensity_drop * (N + d)`` and ``max_norm_growth`` (``inf``: off).
+    """
+
+    best: jax.Array
+    ref: jax.Array
+    running_max: jax.Array
+    boundary: jax.Array
+    count: jax.Array
+    drop_limit: jax.Array
+    growth: jax.Array
+
+
+# reason codes of the divergence check (see ``message`` in :func:`sample`)
+_NON_FINITE, _COLLAPSE, _EXPLODE, _FINAL = 1, 2, 3, 4
+
+
+def _runaway_init(state: DriverState, drop_limit: float, growth: float) -> RunawayState:
+    num_chains = jax.tree_util.tree_leaves(state.kernel_state.position)[0].shape[0]
+
+    def full(value, dtype=jnp.float32):
+        return jnp.full((num_chains,), value, dtype)
+
+    return RunawayState(
+        full(-jnp.inf), full(0.0), full(0.0), full(1, jnp.int32), full(0, jnp.int32),
+        full(drop_limit), full(growth),
+    )  # fmt: skip
+
+
+def _position_norm(position):
+    leaves = [jnp.asarray(x, jnp.float32) for x in jax.tree_util.tree_leaves(position)]
+    return jnp.sqrt(tree_sq_norm(leaves))
+
+
+def _runaway_update(check: RunawayState, state: DriverState, info: SGMCMCInfo):
+    """The runner's divergence check: non-finite values, then the runaway rules."""
+    norm = jax.vmap(_position_norm)(state.kernel_state.position)
+    logdensity = jnp.asarray(info.logdensity, jnp.float32)
+    collapse = check.best - logdensity > check.drop_limit
+    explode = (check.ref > 0) & (norm > check.growth * check.ref)
+    count = check.count + 1
+    running_max = jnp.fmax(check.running_max, norm)
+    refresh = count == check.boundary
+    new = RunawayState(
+        jnp.fmax(check.best, logdensity),
+        jnp.where(refresh, running_max, check.ref),
+        running_max,
+        jnp.where(refresh, 2 * check.boundary, check.boundary),
+        count,
+        check.drop_limit,
+        check.growth,
+    )
+    code = jnp.where(
+        ~info.is_finite,
+        _NON_FINITE,
+        jnp.where(collapse, _COLLAPSE, jnp.where(explode, _EXPLODE, 0)),
+    )
+    return new, code
+
+
+def _check_threshold(name, value):
+    if value is None:
+        return math.inf
+    if isinstance(value, bool) or not (
+        isinstance(value, int | float | np.integer | np.floating) and float(value) > 0
+    ):
+        raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+    return float(value)
 
 
 def _build_step(
@@ -402,6 +511,8 @@ def sample(
     overwrite_checkpoint: bool = False,
     accumulate: runner.Accumulator | None = None,
     store_draws: bool = True,
+    max_logdensity_drop: float | None = 1e3,
+    max_norm_growth: float | None = 1e4,
 ) -> SampleResult:
     """Run ``num_chains`` SG-MCMC chains and return thinned draws after burn-in.
 
@@ -447,7 +558,8 @@ def sample(
     progress_bar
         Show a tqdm bar (default: on in an interactive terminal, off when ``CI`` is set).
     checkpoint_path, checkpoint_every, overwrite_checkpoint
-        Save the run state every ``checkpoint_every`` kept draws to this ``.npz`` file, and
+        Save the run state every ``checkpoint_every`` kept draws to this ``.npz`` file (the
+        new draws are appended as one file per chunk in ``<checkpoint_path>.draws``), and
         resume from it when it exists (see :func:`samplers.runner.run`: a checkpoint of a run
         with other settings, key, positions layout or data is refused unless
         ``overwrite_checkpoint=True``, which starts afresh).
@@ -463,6 +575,12 @@ def sample(
     store_draws
         Keep the positions (and Gibbs states) of the kept draws; ``False`` returns
         ``positions=None`` and keeps only ``info`` and ``accumulated``.
+    max_logdensity_drop, max_norm_growth
+        Runaway thresholds (:class:`RunawayState`): a chain whose minibatch log density falls
+        more than ``max_logdensity_drop * (N + d)`` below its running maximum (``N`` data
+        points, ``d`` parameters per chain), or whose position norm grows more than
+        ``max_norm_growth`` times over its lagged running maximum, raises a
+        :class:`DivergenceError` naming the chain and step; ``None`` turns a rule off.
 
     Returns
     -------
@@ -481,6 +599,8 @@ def sample(
         raise ValueError("gibbs_fn and init_gibbs_state must be given together")
     if checkpoint_every is not None:
         _check_positive_int("checkpoint_every", checkpoint_every)
+    drop_per_unit = _check_threshold("max_logdensity_drop", max_logdensity_drop)
+    growth = _check_threshold("max_norm_growth", max_norm_growth)
     _check_data_leaves(data)
     data = jax.tree.map(jnp.asarray, data)
     data_size, num_chains = _validate(data, init_positions, batch_size, temperature)
@@ -547,12 +667,36 @@ def sample(
         chain_keys = jax.device_put(chain_keys, chain_sharding)
         data = jax.device_put(data, replicated)
 
-    def message(chain, t, what="log-density or gradient"):
+    num_params = sum(
+        math.prod(jnp.shape(x)[1:]) for x in jax.tree_util.tree_leaves(init_positions)
+    )
+    reasons = {
+        _NON_FINITE: "produced a non-finite log-density or gradient",
+        _COLLAPSE: (
+            "ran away: its log density fell more than max_logdensity_drop="
+            f"{max_logdensity_drop!r} nats per datum-or-parameter (N + d = "
+            f"{data_size + num_params}) below its running maximum"
+        ),
+        _EXPLODE: (
+            f"ran away: its position norm grew more than max_norm_growth={max_norm_growth!r} "
+            "times over its running level"
+        ),
+        _FINAL: "produced a non-finite position",
+    }
+
+    def message(chain, t, code):
         return (
-            f"chain {chain} produced a non-finite {what} at step {t} "
+            f"chain {chain} {reasons.get(code, 'diverged')} at step {t} "
             f"(kernel {kernel.name}); try a smaller step size (step_size={step_size!r}), "
             "gradient clipping (grad_clip=...), or check the model and data"
         )
+
+    check = runner.DivergenceCheck(
+        functools.partial(
+            _runaway_init, drop_limit=drop_per_unit * (data_size + num_params), growth=growth
+        ),
+        _runaway_update,
+    )
 
     out = runner.run(
         rng_key,
@@ -565,7 +709,7 @@ def sample(
         observe=_observe if store_draws else None,
         accumulate=accumulate,
         key_fn=_step_index,
-        diverged=_diverged,
+        diverged=check,
         divergence_message=message,
         chunk_size=checkpoint_every,
         progress_bar=progress_bar,
@@ -578,6 +722,8 @@ def sample(
             "temperature": float(temperature),
             "grad_clip": None if grad_clip is None else float(grad_clip),
             "gibbs_every": gibbs_every,
+            "max_logdensity_drop": drop_per_unit,
+            "max_norm_growth": growth,
             "step_sizes": (
                 None
                 if checkpoint_path is None
