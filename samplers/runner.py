@@ -70,6 +70,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samplers import distributed
 from samplers._validate import is_traced
 
 __all__ = [
@@ -445,7 +446,7 @@ def run(
             n = int(keep.sum())
             if n:
                 piece = jax.tree.map(lambda x: x[:n], (obs, info))
-                pieces.append(piece if traced else jax.tree.map(np.asarray, piece))
+                pieces.append(piece if traced else distributed.to_host(piece))
             if not traced and diverged is not None:
                 _check_divergence(carry[1], divergence_message)
             if checkpoint_path is not None:
@@ -466,7 +467,7 @@ def run(
 
 
 def _check_divergence(first_bad, message):
-    bad = np.asarray(first_bad)
+    bad = distributed.to_host(first_bad)
     if (bad >= 0).any():
         steps = np.where(bad >= 0, bad, np.iinfo(np.int32).max)
         chain = int(np.argmin(steps))
@@ -479,9 +480,7 @@ def _check_divergence(first_bad, message):
 
 
 def _to_numpy(leaf):
-    if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-        leaf = jax.random.key_data(leaf)
-    return np.asarray(leaf)
+    return distributed.to_host(leaf)  # raw key data for PRNG keys; gathered over processes
 
 
 def _fingerprint(rng_key, initial_state, args) -> dict:
@@ -512,6 +511,8 @@ def _save(path, config, chunks_done, carry, pieces):
             arrays[f"draws_{i}"] = np.asarray(leaf)
     meta = {**config, "chunks_done": int(chunks_done), "has_draws": bool(pieces)}
     arrays["config"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    if jax.process_index() != 0:  # under jax.distributed one process writes the gathered run
+        return
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
@@ -551,7 +552,7 @@ def _read(path, config, carry, template):
             if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
                 arr = jax.random.wrap_key_data(arr)
             if isinstance(leaf, jax.Array):
-                arr = jax.device_put(arr, leaf.sharding)
+                arr = distributed.put(arr, leaf.sharding)
             restored.append(arr)
         carry = jax.tree_util.tree_unflatten(treedef, restored)
         pieces = []

@@ -1,0 +1,209 @@
+"""Chains over all devices of all processes (:mod:`samplers.distributed`).
+
+Single process: the 8 simulated CPU devices of ``conftest.py``. Several processes: two local
+processes under multi-controller JAX (``jax.distributed.initialize``, coordinator on localhost,
+CPU collectives through gloo), 2 simulated devices each, whose gathered draws must be those of
+a single-process run with the same key.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from samplers import distributed, sgmcmc
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N, D = 40, 3
+KWARGS = dict(num_samples=6, batch_size=8, step_size=1e-2, num_burnin=4, progress_bar=False)
+
+
+def _data():
+    return (
+        jax.random.normal(jax.random.key(42), (N, D)) + jnp.arange(D, dtype=jnp.float32)[None, :]
+    )
+
+
+def logdensity(theta, batch, data_size):
+    return -0.5 * jnp.sum(theta**2) - 0.5 * data_size * jnp.mean(
+        jnp.sum((batch - theta[None, :]) ** 2, -1)
+    )
+
+
+def _init(num_chains):
+    return jax.random.normal(jax.random.key(1), (num_chains, D))
+
+
+def _run(num_chains, **kwargs):
+    return sgmcmc.sample(
+        jax.random.key(2),
+        sgmcmc.sghmc(alpha=0.5),
+        logdensity,
+        _data(),
+        _init(num_chains),
+        **KWARGS,
+        **kwargs,
+    )
+
+
+def _needs_devices(n):
+    if jax.device_count() < n:
+        pytest.skip(f"needs {n} devices (conftest simulates 8 CPU devices)")
+
+
+def test_chain_mesh_pads_with_copies_of_the_first_chains():
+    _needs_devices(8)
+    with pytest.warns(distributed.UnevenChainsWarning, match="6 chains do not divide over 8"):
+        layout = distributed.chain_mesh(6)
+    assert (layout.num_padded, layout.num_padding) == (8, 2)
+    x = jnp.arange(6 * 2, dtype=jnp.float32).reshape(6, 2)
+    keys = jax.random.split(jax.random.key(0), 6)
+    sx, skeys = layout.shard((x, keys))
+    assert sx.shape == (8, 2) and len(sx.sharding.device_set) == 8
+    assert [s.data.shape for s in sx.addressable_shards] == [(1, 2)] * 8
+    np.testing.assert_array_equal(distributed.to_host(sx), np.asarray(x)[[0, 1, 2, 3, 4, 5, 0, 1]])
+    np.testing.assert_array_equal(
+        distributed.to_host(skeys), np.asarray(jax.random.key_data(keys))[[0, 1, 2, 3, 4, 5, 0, 1]]
+    )
+    np.testing.assert_array_equal(layout.unpad(distributed.to_host(sx)), np.asarray(x))
+    with pytest.raises(ValueError, match="leading chain axis of size 6"):
+        layout.shard(jnp.zeros((5, 2)))
+    with pytest.raises(ValueError, match="num_chains"):
+        distributed.ChainMesh(0)
+
+
+def test_chain_mesh_even_or_single_device_needs_no_padding():
+    _needs_devices(8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert distributed.chain_mesh(16).num_padding == 0
+        assert distributed.chain_mesh(16, shard=False) is None
+        assert distributed.chain_mesh(3, devices=jax.devices()[:1]) is None
+
+
+def test_distributed_uneven_chains_are_padded_with_a_warning():
+    # 6 chains on 8 devices: 8 chains run (2 copies dropped) instead of falling back to one
+    # device; the draws are those of the unsharded run (exactly: same program per chain).
+    _needs_devices(8)
+    with pytest.warns(distributed.UnevenChainsWarning, match="running 8 chains"):
+        sharded = _run(6)
+    single = _run(6, shard=False)
+    assert sharded.positions.shape == (6, KWARGS["num_samples"], D)
+    assert sharded.info.logdensity.shape == (6, KWARGS["num_samples"])
+    assert jax.tree.leaves(sharded.state)[0].shape[0] == 6
+    np.testing.assert_array_equal(sharded.positions, single.positions)
+    np.testing.assert_array_equal(sharded.info.logdensity, single.info.logdensity)
+    # The chains are distinct, so equality above pins every chain to its own key.
+    assert np.all(np.abs(np.diff(single.positions[:, -1], axis=0)) > 1e-3)
+
+
+WORKER = textwrap.dedent(
+    """
+    import os, sys, warnings
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    jax.config.update("jax_default_matmul_precision", "highest")
+    process_id, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    jax.distributed.initialize(
+        coordinator_address=f"localhost:{port}", num_processes=2, process_id=process_id
+    )
+    import test_distributed as t
+    from samplers import distributed
+
+    result = {}
+    for num_chains in (4, 3):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = t._run(num_chains)
+        leaf = jax.tree.leaves(res.state.kernel_state.position)[0]
+        result[str(num_chains)] = dict(
+            positions=res.positions.tolist(),
+            logdensity=res.info.logdensity.tolist(),
+            uneven_warning=any(
+                issubclass(w.category, distributed.UnevenChainsWarning) for w in caught
+            ),
+            local_devices=len(leaf.sharding.addressable_devices),
+            global_devices=len(leaf.sharding.device_set),
+            final=distributed.to_host(leaf).tolist(),
+        )
+    result["process_count"] = jax.process_count()
+    result["device_count"] = jax.device_count()
+    with open(out, "w") as fh:
+        import json
+        json.dump(result, fh)
+    """
+)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_two_processes_match_single_process(tmp_path):
+    """Two processes x 2 CPU devices (jax.distributed.initialize) give single-process draws.
+
+    Compared exactly: each chain runs the same float32 program from the same key
+    ``fold_in(rng_key, c)`` (global chain index ``c``) whatever device or process holds it,
+    and the processes use the compile options of this test process.
+    """
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER)
+    port = str(_free_port())
+    env = dict(os.environ)
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    flags = [f for f in flags if "xla_force_host_platform_device_count" not in f]
+    env.update(
+        XLA_FLAGS=" ".join([*flags, "--xla_force_host_platform_device_count=2"]),
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "tests")]),
+    )
+    outs = [tmp_path / f"out{i}.json" for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(worker), str(i), port, str(outs[i])],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    logs = []
+    try:
+        for p in procs:
+            logs.append(p.communicate(timeout=240)[0])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for i, p in enumerate(procs):
+        assert p.returncode == 0, f"process {i} failed:\n{logs[i][-4000:]}"
+    results = [json.loads(o.read_text()) for o in outs]
+    for r in results:
+        assert (r["process_count"], r["device_count"]) == (2, 4)
+    for num_chains in (4, 3):
+        single = _run(num_chains, shard=False)
+        for r in results:
+            got = r[str(num_chains)]
+            # Each process holds 2 of the 4 devices' chains and gathers all of them.
+            assert (got["local_devices"], got["global_devices"]) == (2, 4)
+            assert got["uneven_warning"] == (num_chains == 3)
+            np.testing.assert_array_equal(np.asarray(got["positions"]), single.positions)
+            np.testing.assert_array_equal(np.asarray(got["logdensity"]), single.info.logdensity)
+            np.testing.assert_array_equal(
+                np.asarray(got["final"]), np.asarray(single.state.kernel_state.position)
+            )
