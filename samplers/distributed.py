@@ -18,10 +18,11 @@ Contract of the placement:
   uses ``fold_in(rng_key, c)``), so a run sharded over any number of devices and processes
   gives the draws of a single-device run with the same key (up to the floating-point
   differences of code compiled for another batch size);
-* a chain count ``C`` that does not divide the device count ``D`` is padded to
-  ``ceil(C / D) * D`` chains with an :class:`UnevenChainsWarning`: padding chain ``c >= C``
-  is an exact copy of chain ``c mod C`` (state and keys), so it neither changes nor
-  outlives the real chains (it diverges exactly when its original does) and
+* a chain count ``C`` that does not divide the device count ``D`` runs ``k = ceil(C / D)``
+  chains per device on as few devices as hold them, padded with at most ``k - 1`` extra
+  chains, with an :class:`UnevenChainsWarning` (see :class:`ChainMesh`): padding chain
+  ``c >= C`` is an exact copy of chain ``c mod C`` (state and keys), so it neither changes
+  nor outlives the real chains (it diverges exactly when its original does) and
   :meth:`ChainMesh.unpad` drops it.
 
 The mesh is built with :class:`jax.sharding.Mesh` and :class:`jax.sharding.NamedSharding`
@@ -69,29 +70,53 @@ def put(x, sharding, prepare=None):
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
+def _interleave(devices):
+    """Devices ordered first device of every process, second of every process, ...: any
+    prefix of the list is spread as evenly as possible over the processes."""
+    by_process: dict[int, list] = {}
+    for device in devices:
+        by_process.setdefault(device.process_index, []).append(device)
+    rank = {id(d): r for group in by_process.values() for r, d in enumerate(group)}
+    return sorted(devices, key=lambda d: (rank[id(d)], d.process_index))
+
+
 class ChainMesh:
-    """A one-dimensional device mesh for the chain axis, with padding to a multiple of it.
+    """A one-dimensional device mesh for the chain axis, padded when the chains do not divide.
+
+    With ``C`` chains on ``D`` devices every device used holds ``k = ceil(C / D)`` chains, on
+    ``d = ceil(C / k)`` devices (at least one per process), and ``d * k - C < k`` padding
+    chains fill the last device: the fewest chains per device (the wall time), then the
+    fewest chains computed and dropped. E.g. 6 chains on 8 devices use 6 devices, 9 chains
+    use 5 devices with 2 chains each (one of them padding). When ``d < D``, the devices used
+    alternate between processes.
 
     Parameters
     ----------
     num_chains
         Number of chains ``C`` of the run.
     devices
-        Devices of the mesh (default ``jax.devices()``: all devices of all processes).
+        Devices to use (default ``jax.devices()``: all devices of all processes).
     """
 
     def __init__(self, num_chains: int, devices=None):
-        if isinstance(num_chains, bool) or not isinstance(num_chains, int | np.integer):
-            raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
-        if num_chains < 1:
+        if (
+            isinstance(num_chains, bool)
+            or not isinstance(num_chains, int | np.integer)
+            or num_chains < 1
+        ):
             raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
         devices = list(jax.devices() if devices is None else devices)
         if not devices:
             raise ValueError("devices is empty")
         self.num_chains = int(num_chains)
-        self.num_devices = len(devices)
-        self.num_padded = -(-self.num_chains // self.num_devices) * self.num_devices
-        self.mesh = Mesh(np.array(devices), (AXIS,))
+        self.num_available = len(devices)
+        per_device = -(-self.num_chains // len(devices))
+        num_processes = len({d.process_index for d in devices})
+        used = max(-(-self.num_chains // per_device), num_processes)
+        self.chains_per_device = per_device
+        self.num_devices = used
+        self.num_padded = used * per_device
+        self.mesh = Mesh(np.array(_interleave(devices)[:used]), (AXIS,))
         self.chain_sharding = NamedSharding(self.mesh, PartitionSpec(AXIS))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
 
@@ -99,6 +124,11 @@ class ChainMesh:
     def num_padding(self) -> int:
         """Padding chains computed and dropped: ``num_padded - num_chains``."""
         return self.num_padded - self.num_chains
+
+    @property
+    def num_idle(self) -> int:
+        """Devices left without chains."""
+        return self.num_available - self.num_devices
 
     def _pad(self, x):
         if self.num_padding == 0:
@@ -135,21 +165,28 @@ class ChainMesh:
 def chain_mesh(num_chains: int, shard: bool = True, devices=None) -> ChainMesh | None:
     """The :class:`ChainMesh` a run should use, or ``None`` to stay on the default device.
 
-    ``None`` when ``shard`` is false or there is a single device. A chain count that does not
-    divide the device count is padded, with an :class:`UnevenChainsWarning` saying how many
-    chains are computed and dropped.
+    ``None`` when ``shard`` is false or the chains fit one device (a single device, or a
+    single chain). A layout that leaves devices idle or computes padding chains comes with
+    an :class:`UnevenChainsWarning` saying so.
     """
     if not shard:
         return None
     layout = ChainMesh(num_chains, devices)
     if layout.num_devices < 2:
         return None
-    if layout.num_padding:
+    if layout.num_padding or layout.num_idle:
+        padding = (
+            f", plus {layout.num_padding} padding chain(s) copying the first ones, computed "
+            "and dropped"
+            if layout.num_padding
+            else ""
+        )
         warnings.warn(
-            f"{layout.num_chains} chains do not divide over {layout.num_devices} devices: "
-            f"running {layout.num_padded} chains, whose last {layout.num_padding} copy the "
-            f"first ones and are dropped; use a multiple of {layout.num_devices} chains to "
-            "use every device fully, or shard=False to stay on one device",
+            f"{layout.num_chains} chains do not divide over {layout.num_available} devices: "
+            f"running {layout.chains_per_device} chain(s) on each of {layout.num_devices} "
+            f"devices{padding}; {layout.num_idle} device(s) idle. Use a multiple of "
+            f"{layout.num_available} chains to use every device, or shard=False to stay on "
+            "one device",
             UnevenChainsWarning,
             stacklevel=3,
         )

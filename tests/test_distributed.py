@@ -60,45 +60,56 @@ def _needs_devices(n):
 
 
 def test_chain_mesh_pads_with_copies_of_the_first_chains():
+    # 9 chains on 8 devices: 2 per device on 5 devices, one padding chain (a copy of chain 0).
     _needs_devices(8)
-    with pytest.warns(distributed.UnevenChainsWarning, match="6 chains do not divide over 8"):
-        layout = distributed.chain_mesh(6)
-    assert (layout.num_padded, layout.num_padding) == (8, 2)
-    x = jnp.arange(6 * 2, dtype=jnp.float32).reshape(6, 2)
-    keys = jax.random.split(jax.random.key(0), 6)
+    with pytest.warns(distributed.UnevenChainsWarning, match="9 chains do not divide over 8"):
+        layout = distributed.chain_mesh(9, devices=jax.devices()[:8])
+    assert (layout.chains_per_device, layout.num_devices, layout.num_padding) == (2, 5, 1)
+    x = jnp.arange(9 * 2, dtype=jnp.float32).reshape(9, 2)
+    keys = jax.random.split(jax.random.key(0), 9)
     sx, skeys = layout.shard((x, keys))
-    assert sx.shape == (8, 2) and len(sx.sharding.device_set) == 8
-    assert [s.data.shape for s in sx.addressable_shards] == [(1, 2)] * 8
-    np.testing.assert_array_equal(distributed.to_host(sx), np.asarray(x)[[0, 1, 2, 3, 4, 5, 0, 1]])
+    order = [0, 1, 2, 3, 4, 5, 6, 7, 8, 0]
+    assert sx.shape == (10, 2) and len(sx.sharding.device_set) == 5
+    assert [s.data.shape for s in sx.addressable_shards] == [(2, 2)] * 5
+    np.testing.assert_array_equal(distributed.to_host(sx), np.asarray(x)[order])
     np.testing.assert_array_equal(
-        distributed.to_host(skeys), np.asarray(jax.random.key_data(keys))[[0, 1, 2, 3, 4, 5, 0, 1]]
+        distributed.to_host(skeys), np.asarray(jax.random.key_data(keys))[order]
     )
     np.testing.assert_array_equal(layout.unpad(distributed.to_host(sx)), np.asarray(x))
-    with pytest.raises(ValueError, match="leading chain axis of size 6"):
+    with pytest.raises(ValueError, match="leading chain axis of size 9"):
         layout.shard(jnp.zeros((5, 2)))
     with pytest.raises(ValueError, match="num_chains"):
         distributed.ChainMesh(0)
 
 
-def test_chain_mesh_even_or_single_device_needs_no_padding():
+def test_chain_mesh_layouts():
     _needs_devices(8)
+    devices = jax.devices()[:8]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert distributed.chain_mesh(16).num_padding == 0
-        assert distributed.chain_mesh(16, shard=False) is None
-        assert distributed.chain_mesh(3, devices=jax.devices()[:1]) is None
+        even = distributed.chain_mesh(16, devices=devices)
+        assert (even.chains_per_device, even.num_devices, even.num_padding) == (2, 8, 0)
+        assert distributed.chain_mesh(16, shard=False, devices=devices) is None
+        assert distributed.chain_mesh(3, devices=devices[:1]) is None
+        assert distributed.chain_mesh(1, devices=devices) is None
+    # (chains) -> (chains per device, devices used, padding chains)
+    for c, want in {6: (1, 6, 0), 10: (2, 5, 0), 17: (3, 6, 1), 23: (3, 8, 1)}.items():
+        with pytest.warns(distributed.UnevenChainsWarning):
+            layout = distributed.chain_mesh(c, devices=devices)
+        assert (layout.chains_per_device, layout.num_devices, layout.num_padding) == want
 
 
-def test_distributed_uneven_chains_are_padded_with_a_warning():
-    # 6 chains on 8 devices: 8 chains run (2 copies dropped) instead of falling back to one
-    # device; the draws are those of the unsharded run (exactly: same program per chain).
+def test_distributed_uneven_chains_are_sharded_with_a_warning():
+    # 9 chains on 8 devices: 2 chains on each of 5 devices (one padding chain, dropped)
+    # instead of falling back to one device; the draws are exactly those of the unsharded
+    # run (each chain runs the same program from the same key fold_in(rng_key, c)).
     _needs_devices(8)
-    with pytest.warns(distributed.UnevenChainsWarning, match="running 8 chains"):
-        sharded = _run(6)
-    single = _run(6, shard=False)
-    assert sharded.positions.shape == (6, KWARGS["num_samples"], D)
-    assert sharded.info.logdensity.shape == (6, KWARGS["num_samples"])
-    assert jax.tree.leaves(sharded.state)[0].shape[0] == 6
+    with pytest.warns(distributed.UnevenChainsWarning, match="2 chain.s. on each of 5"):
+        sharded = _run(9)
+    single = _run(9, shard=False)
+    assert sharded.positions.shape == (9, KWARGS["num_samples"], D)
+    assert sharded.info.logdensity.shape == (9, KWARGS["num_samples"])
+    assert jax.tree.leaves(sharded.state)[0].shape[0] == 9
     np.testing.assert_array_equal(sharded.positions, single.positions)
     np.testing.assert_array_equal(sharded.info.logdensity, single.info.logdensity)
     # The chains are distinct, so equality above pins every chain to its own key.
