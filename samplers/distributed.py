@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["ChainMesh", "UnevenChainsWarning", "chain_mesh", "put", "to_host"]
+__all__ = ["ChainMesh", "UnevenChainsWarning", "chain_mesh", "put", "spans_devices", "to_host"]
 
 AXIS = "chain"
 
@@ -191,6 +191,14 @@ def chain_mesh(num_chains: int, shard: bool = True, devices=None) -> ChainMesh |
             stacklevel=3,
         )
     return layout
+
+
+def spans_devices(tree) -> bool:
+    """Whether some leaf of ``tree`` is spread over several devices."""
+    return any(
+        isinstance(x, jax.Array) and len(x.sharding.device_set) > 1
+        for x in jax.tree_util.tree_leaves(tree)
+    )
 
 
 def to_host(tree):

@@ -42,8 +42,10 @@ Host-side services (only when :func:`run` is called eagerly, i.e. not under ``ji
   afresh), a corrupt file with one naming the path, and a missing directory is reported
   before sampling;
 * divergence checks: ``diverged(state, info) -> (num_chains,) bool`` is evaluated after every
-  step on the device; once a chain has diverged no further step is made, and after the chunk
-  a :class:`DivergenceError` names the first chain and step that diverged.
+  step on the device; once a chain has diverged no further step is made (chains spread over
+  several devices finish the chunk instead: stopping them all would need a cross-device
+  reduction at every step), and after the chunk a :class:`DivergenceError` names the first
+  chain and step that diverged.
 
 Under tracing (``run`` inside ``jit``/``vmap``) the whole run is one program: no progress bar,
 no checkpoints (a ``ValueError``), and divergence is not checked (the first diverging step of
@@ -406,7 +408,9 @@ def run(
         accumulate,
         key_fn or _default_key_fn,
         diverged,
-        diverged is not None and not traced,
+        # Stopping every chain needs an all-chain reduction after each step: a collective
+        # when the chains span several devices (processes), so sharded runs stop per chunk.
+        diverged is not None and not traced and not distributed.spans_devices(initial_state),
     )
 
     acc = None if accumulate is None else jax.vmap(accumulate.init)(initial_state)
