@@ -38,7 +38,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["ChainMesh", "UnevenChainsWarning", "chain_mesh", "put", "spans_devices", "to_host"]
+__all__ = [
+    "ChainMesh",
+    "UnevenChainsWarning",
+    "barrier",
+    "chain_mesh",
+    "put",
+    "spans_devices",
+    "to_host",
+]
 
 AXIS = "chain"
 
@@ -191,6 +199,14 @@ def chain_mesh(num_chains: int, shard: bool = True, devices=None) -> ChainMesh |
             stacklevel=3,
         )
     return layout
+
+
+def barrier(name: str) -> None:
+    """Wait until every process reaches the barrier ``name`` (nothing with one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def spans_devices(tree) -> bool:

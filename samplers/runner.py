@@ -515,14 +515,14 @@ def _save(path, config, chunks_done, carry, pieces):
             arrays[f"draws_{i}"] = np.asarray(leaf)
     meta = {**config, "chunks_done": int(chunks_done), "has_draws": bool(pieces)}
     arrays["config"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    if jax.process_index() != 0:  # under jax.distributed one process writes the gathered run
-        return
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    if jax.process_index() == 0:  # under jax.distributed one process writes the gathered run
+        tmp = f"{path}.tmp"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    distributed.barrier("checkpoint saved")  # every process resumes from the same file
 
 
 def _load(path, config, carry, template):
@@ -555,7 +555,7 @@ def _read(path, config, carry, template):
             arr = jnp.asarray(f[f"state_{i}"])
             if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
                 arr = jax.random.wrap_key_data(arr)
-            if isinstance(leaf, jax.Array):
+            if distributed.spans_devices(leaf):  # else left uncommitted, like a fresh run's
                 arr = distributed.put(arr, leaf.sharding)
             restored.append(arr)
         carry = jax.tree_util.tree_unflatten(treedef, restored)

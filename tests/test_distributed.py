@@ -99,14 +99,19 @@ def test_chain_mesh_layouts():
         assert (layout.chains_per_device, layout.num_devices, layout.num_padding) == want
 
 
-def test_distributed_uneven_chains_are_sharded_with_a_warning():
+@pytest.fixture(scope="module")
+def single9():
+    return _run(9, shard=False)
+
+
+def test_distributed_uneven_chains_are_sharded_with_a_warning(single9):
     # 9 chains on 8 devices: 2 chains on each of 5 devices (one padding chain, dropped)
     # instead of falling back to one device; the draws are exactly those of the unsharded
     # run (each chain runs the same program from the same key fold_in(rng_key, c)).
     _needs_devices(8)
     with pytest.warns(distributed.UnevenChainsWarning, match="2 chain.s. on each of 5"):
         sharded = _run(9)
-    single = _run(9, shard=False)
+    single = single9
     assert sharded.positions.shape == (9, KWARGS["num_samples"], D)
     assert sharded.info.logdensity.shape == (9, KWARGS["num_samples"])
     assert jax.tree.leaves(sharded.state)[0].shape[0] == 9
@@ -114,6 +119,29 @@ def test_distributed_uneven_chains_are_sharded_with_a_warning():
     np.testing.assert_array_equal(sharded.info.logdensity, single.info.logdensity)
     # The chains are distinct, so equality above pins every chain to its own key.
     assert np.all(np.abs(np.diff(single.positions[:, -1], axis=0)) > 1e-3)
+
+
+def test_distributed_sharded_checkpoint_resumes(single9, tmp_path, monkeypatch):
+    # A sharded, padded run cut after its first chunk resumes onto the devices' layout and
+    # gives the draws of the uninterrupted unsharded run.
+    from samplers import runner
+
+    _needs_devices(8)
+    path = str(tmp_path / "run.npz")
+    real_save = runner._save
+
+    def crashing_save(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(runner, "_save", crashing_save)
+    with pytest.warns(distributed.UnevenChainsWarning), pytest.raises(KeyboardInterrupt):
+        _run(9, checkpoint_path=path, checkpoint_every=3)
+    monkeypatch.setattr(runner, "_save", real_save)
+    with pytest.warns(distributed.UnevenChainsWarning):
+        resumed = _run(9, checkpoint_path=path, checkpoint_every=3)
+    assert len(jax.tree.leaves(resumed.state)[0].sharding.device_set) == 5
+    np.testing.assert_array_equal(resumed.positions, single9.positions)
 
 
 WORKER = textwrap.dedent(
@@ -126,7 +154,7 @@ WORKER = textwrap.dedent(
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.config.update("jax_numpy_rank_promotion", "raise")
     jax.config.update("jax_default_matmul_precision", "highest")
-    process_id, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    process_id, port, out, ckpt = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     jax.distributed.initialize(
         coordinator_address=f"localhost:{port}", num_processes=2, process_id=process_id
     )
@@ -135,10 +163,14 @@ WORKER = textwrap.dedent(
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", distributed.UnevenChainsWarning)
-        res = t._run(4)
+        # Two chunks: process 0 writes the gathered run to the checkpoint after each.
+        res = t._run(4, checkpoint_path=ckpt, checkpoint_every=3)
+        # The checkpoint of the finished run is found by both processes: nothing is rerun.
+        again = t._run(4, checkpoint_path=ckpt, checkpoint_every=3)
     leaf = jax.tree.leaves(res.state.kernel_state.position)[0]
     result = dict(
         positions=res.positions.tolist(),
+        resumed=again.positions.tolist(),
         logdensity=res.info.logdensity.tolist(),
         local_devices=len(leaf.sharding.addressable_devices),
         global_devices=len(leaf.sharding.device_set),
@@ -180,7 +212,7 @@ def test_distributed_two_processes_match_single_process(tmp_path):
     outs = [tmp_path / f"out{i}.json" for i in range(2)]
     procs = [
         subprocess.Popen(
-            [sys.executable, str(worker), str(i), port, str(outs[i])],
+            [sys.executable, str(worker), str(i), port, str(outs[i]), str(tmp_path / "c.npz")],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -202,10 +234,13 @@ def test_distributed_two_processes_match_single_process(tmp_path):
     for r in results:
         assert (r["process_count"], r["device_count"]) == (2, 4)
     single = _run(4, shard=False)
+    with np.load(tmp_path / "c.npz") as saved:  # draws are stored (num_samples, chains, D)
+        np.testing.assert_array_equal(saved["draws_0"].swapaxes(0, 1), single.positions)
     for r in results:
         # Each process computes the chains of its 2 devices (of 4) and gathers all of them.
         assert (r["local_devices"], r["global_devices"]) == (2, 4)
         np.testing.assert_array_equal(np.asarray(r["positions"]), single.positions)
+        np.testing.assert_array_equal(np.asarray(r["resumed"]), single.positions)
         np.testing.assert_array_equal(np.asarray(r["logdensity"]), single.info.logdensity)
         np.testing.assert_array_equal(
             np.asarray(r["final"]), np.asarray(single.state.kernel_state.position)
