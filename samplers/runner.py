@@ -51,6 +51,8 @@ Host-side services (only when :func:`run` is called eagerly, i.e. not under ``ji
   finite runaways); :func:`divergence_check` turns a stateless ``fn(state, info) -> bool``
   into one. Once a chain has diverged no further step is made, and after the chunk a
   :class:`DivergenceError` names the first chain and step that diverged.
+  Chains spread over several devices finish the chunk instead of stopping at once (stopping
+  them all would need a cross-device reduction at every step).
 
 Under tracing (``run`` inside ``jit``/``vmap``) the whole run is one program: no progress bar,
 no checkpoints (a ``ValueError``), and divergence is not checked (the first diverging step of
@@ -78,6 +80,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samplers import distributed
 from samplers._validate import is_traced
 
 __all__ = [
@@ -464,7 +467,9 @@ def run(
         accumulate,
         key_fn or _default_key_fn,
         None if diverged is None else diverged.update,
-        diverged is not None and not traced,
+        # Stopping every chain needs an all-chain reduction after each step: a collective
+        # when the chains span several devices (processes), so sharded runs stop per chunk.
+        diverged is not None and not traced and not distributed.spans_devices(initial_state),
     )
 
     acc = None if accumulate is None else jax.vmap(accumulate.init)(initial_state)
@@ -513,7 +518,7 @@ def run(
             piece = None
             if n:
                 piece = jax.tree.map(lambda x: x[:n], (obs, info))
-                piece = piece if traced else jax.tree.map(np.asarray, piece)
+                piece = piece if traced else distributed.to_host(piece)
                 pieces.append(piece)
             if not traced and diverged is not None:
                 _check_divergence(*carry[1][:2], divergence_message)
@@ -535,12 +540,12 @@ def run(
 
 
 def _check_divergence(first_bad, first_code, message):
-    bad = np.asarray(first_bad)
+    bad = distributed.to_host(first_bad)
     if (bad >= 0).any():
         steps = np.where(bad >= 0, bad, np.iinfo(np.int32).max)
         chain = int(np.argmin(steps))
         text = (
-            message(chain, int(bad[chain]), int(np.asarray(first_code)[chain]))
+            message(chain, int(bad[chain]), int(distributed.to_host(first_code)[chain]))
             if message is not None
             else f"chain {chain} diverged at step {int(bad[chain])}"
         )
@@ -548,9 +553,7 @@ def _check_divergence(first_bad, first_code, message):
 
 
 def _to_numpy(leaf):
-    if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-        leaf = jax.random.key_data(leaf)
-    return np.asarray(leaf)
+    return distributed.to_host(leaf)  # raw key data for PRNG keys; gathered over processes
 
 
 def _fingerprint(rng_key, initial_state, args) -> dict:
@@ -607,12 +610,16 @@ def _write_atomic(path, arrays):
 
 def _start_fresh(path):
     """Remove the draws of an earlier run (only the runner's own piece files)."""
+    if jax.process_index() != 0:  # under jax.distributed process 0 owns the files
+        distributed.barrier("checkpoint reset")
+        return
     folder = _draws_dir(path)
     if os.path.isdir(folder):
         for name in os.listdir(folder):
             if name.startswith("piece_") and name.endswith((".npz", ".npz.tmp")):
                 os.remove(os.path.join(folder, name))
     os.makedirs(folder, exist_ok=True)
+    distributed.barrier("checkpoint reset")
 
 
 def _save(path, config, run_id, chunks_done, carry, piece, num_pieces):
@@ -621,19 +628,24 @@ def _save(path, config, run_id, chunks_done, carry, piece, num_pieces):
     Each write is atomic (temporary file, fsync, rename), and the piece is written before
     the state file that counts it, so a run killed at any point resumes from a state file
     whose pieces are all complete. Only the new chunk's draws are written: checkpoint cost
-    is linear in the number of draws.
+    is linear in the number of draws. Under ``jax.distributed`` process 0 writes the gathered
+    run and every process waits for it (all resume from the same files).
     """
+    state = {f"state_{i}": _to_numpy(x) for i, x in enumerate(jax.tree_util.tree_leaves(carry))}
+    if jax.process_index() != 0:
+        distributed.barrier("checkpoint saved")
+        return
     if piece is not None:
         arrays = {f"draws_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(piece))}
         arrays["meta"] = np.frombuffer(
             json.dumps({"run_id": run_id, "index": num_pieces - 1}).encode(), np.uint8
         )
         _write_atomic(_piece_path(path, num_pieces - 1), arrays)
-    arrays = {f"state_{i}": _to_numpy(x) for i, x in enumerate(jax.tree_util.tree_leaves(carry))}
     meta = {**config, "chunks_done": int(chunks_done), "num_pieces": int(num_pieces)}
     meta["run_id"] = run_id
-    arrays["config"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    _write_atomic(path, arrays)
+    state["config"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    _write_atomic(path, state)
+    distributed.barrier("checkpoint saved")
 
 
 _READ_ERRORS = (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile)
@@ -694,8 +706,8 @@ def _read(path, config, carry):
             arr = jnp.asarray(f[f"state_{i}"])
             if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
                 arr = jax.random.wrap_key_data(arr)
-            if isinstance(leaf, jax.Array):
-                arr = jax.device_put(arr, leaf.sharding)
+            if distributed.spans_devices(leaf):  # else left uncommitted, like a fresh run's
+                arr = distributed.put(arr, leaf.sharding)
             restored.append(arr)
         carry = jax.tree_util.tree_unflatten(treedef, restored)
     return chunks_done, carry, num_pieces, run_id

@@ -5,8 +5,9 @@ runner (:func:`samplers.runner.run`, which does burn-in, thinning, chunks, the p
 checkpoints and divergence checks) and adds what BlackJAX leaves to the user:
 
 * a minibatch stream per chain (:mod:`samplers.sgmcmc.minibatch`);
-* many chains at once (``vmap``), sharded over devices with ``jax.sharding`` when there are
-  several and the number of chains divides evenly;
+* many chains at once (``vmap``), sharded over all devices of all processes
+  (:mod:`samplers.distributed`; a chain count that does not divide the device count is padded,
+  with a warning);
 * a per-draw :class:`SGMCMCInfo` (minibatch log-density, gradient norm, step size,
   temperature, exploration flag, finiteness);
 * step-size schedules (:mod:`samplers.sgmcmc.schedules`), optional gradient clipping and
@@ -38,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samplers import runner
+from samplers import distributed, runner
 from samplers.runner import DivergenceError
 from samplers.sgmcmc import minibatch
 from samplers.sgmcmc.base import SGMCMCKernel, tree_sq_norm
@@ -208,7 +209,7 @@ def _check_final_positions(position, num_steps, message):
     """The last step's output is never evaluated by a later step: check it on the host."""
     bad = np.zeros(jax.tree_util.tree_leaves(position)[0].shape[0], bool)
     for leaf in jax.tree_util.tree_leaves(position):
-        leaf = np.asarray(leaf)
+        leaf = distributed.to_host(leaf)
         leaf = leaf.astype(np.float32) if leaf.dtype.itemsize < 4 else leaf
         bad |= ~np.isfinite(leaf.reshape(leaf.shape[0], -1)).all(axis=1)
     if bad.any():
@@ -271,17 +272,6 @@ def _validate(data, init_positions, batch_size, temperature):
     if not (math.isfinite(float(temperature)) and float(temperature) >= 0):
         raise ValueError(f"temperature must be finite and >= 0, got {temperature!r}")
     return data_size, chains.pop()
-
-
-def _chain_sharding(num_chains: int, shard: bool):
-    devices = jax.devices()
-    if not shard or len(devices) < 2 or num_chains % len(devices):
-        return None, None
-    mesh = jax.sharding.Mesh(np.array(devices), ("chain",))
-    return (
-        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chain")),
-        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
-    )
 
 
 def _step_index(rng_key, t):
@@ -564,7 +554,11 @@ def sample(
         with other settings, key, positions layout or data is refused unless
         ``overwrite_checkpoint=True``, which starts afresh).
     shard
-        Shard chains over devices when several are present.
+        Shard chains over all devices (of all processes under ``jax.distributed``) when
+        there are several (:mod:`samplers.distributed`); a chain count that does not divide
+        the device count is padded with copies of the first chains, which are dropped, with
+        an :class:`~samplers.distributed.UnevenChainsWarning`. The draws do not depend on the
+        layout: chain ``c``'s random numbers come from ``fold_in(rng_key, c)``.
     position_template
         Optional position of ONE chain with the structure, shapes and dtypes the model
         expects (e.g. the model's ``init`` output): ``init_positions`` is checked against it.
@@ -661,11 +655,10 @@ def sample(
             chain_keys
         ),
     )
-    chain_sharding, replicated = _chain_sharding(num_chains, shard)
-    if chain_sharding is not None:
-        state = jax.device_put(state, chain_sharding)
-        chain_keys = jax.device_put(chain_keys, chain_sharding)
-        data = jax.device_put(data, replicated)
+    layout = distributed.chain_mesh(num_chains, shard)
+    if layout is not None:
+        state, chain_keys = layout.shard((state, chain_keys))
+        data = layout.replicate(data)
 
     num_params = sum(
         math.prod(jnp.shape(x)[1:]) for x in jax.tree_util.tree_leaves(init_positions)
@@ -732,6 +725,13 @@ def sample(
         },
         overwrite=overwrite_checkpoint,
     )
+    if layout is not None:
+        out = out._replace(
+            state=layout.unpad(out.state),
+            trace=layout.unpad(out.trace),
+            info=layout.unpad(out.info),
+            accumulated=layout.unpad(out.accumulated),
+        )
     _check_final_positions(out.state.kernel_state.position, total_steps, message)
     positions, gibbs_states = out.trace if store_draws else (None, None)
     return SampleResult(
