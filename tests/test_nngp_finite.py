@@ -174,7 +174,7 @@ def test_finite_cnn_matches_t_process():
     posterior predictive mean and sd of ``f(x*)`` at 5 test images within the Dense test's
     tolerance (4 MC standard errors + ``10 / width`` of the sd).
 
-    Observed: sd within 10%, means within 0.13 sd (about 50 s on a loaded 2-core machine).
+    Observed: sd within 10%, means within 0.13 sd (50-100 s on a loaded 2-core machine).
     """
     _compare(_conv_problem(128), 16, 100, 30, 1000, allowance=10.0 / 128)
 
