@@ -195,3 +195,11 @@ def test_bad_inputs():
         finite.sample_predictive(
             conv, jax.random.key(0), np.zeros((3, 6, 6, 1)), np.zeros(3), np.zeros((2, 5, 5, 1))
         )
+    with pytest.raises(ValueError, match="y must have a last axis"):
+        finite.sample_predictive(
+            conv,
+            jax.random.key(0),
+            np.zeros((3, 6, 6, 1)),
+            np.zeros((3, 2)),
+            np.zeros((2, 6, 6, 1)),
+        )

@@ -155,9 +155,6 @@ def sample_predictive(
     x, y = model.check_data(x, y)
     x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
     x_test = jnp.asarray(model.check_data(x_test, name_x="x_test")[0], jnp.float32)
-    out_dim = model.architecture.output_shape(model.input_shape)[-1]
-    if y.ndim != 2 or y.shape[1] != out_dim:
-        raise ValueError(f"y must be (n, {out_dim}) (one column per output), got {y.shape}")
     init_key, run_key = jax.random.split(rng_key)
 
     def prior_draw(key):
