@@ -1,7 +1,8 @@
 """Finite width meets infinite width: a BNN with an inverse-gamma readout variance.
 
 The finite counterpart of the scale mixture of NNGPs (Lee, Yun, Yang, Lee, ICLR 2022): a
-network ``serial(Dense, act, ..., Dense(C, W_std=1, b_std=None))`` in the ``"ntk"``
+network ``serial(Dense, act, ..., Dense(C, W_std=1, b_std=None))`` (or a convolutional one,
+``serial(Conv, act, ..., Flatten(), Dense(C, W_std=1, b_std=None))``) in the ``"ntk"``
 parameterisation with raw weights ``N(0, 1)`` in the hidden layers and readout weights
 ``N(0, sigma^2)``, ``sigma^2 ~ IG(alpha, beta)``
 (:func:`bayesnn.priors.last_layer_scale_mixture`), and Gaussian observation noise of fixed
@@ -129,9 +130,10 @@ def sample_predictive(
     rng_key
         PRNG key.
     x, y
-        Training data ``(n, d)``, ``(n, C)``.
+        Training data: inputs ``(n, *input_shape)`` (``(n, d)`` vectors or ``(n, H, W, C)``
+        NHWC images) and targets ``(n, C)``.
     x_test
-        ``(m, d)`` test inputs.
+        ``(m, *input_shape)`` test inputs.
     num_chains, num_samples, thinning, num_burnin
         Sampler lengths (see :func:`samplers.sgmcmc.sample`).
     step_size, friction
@@ -147,13 +149,12 @@ def sample_predictive(
     """
     from samplers import sgmcmc
 
-    x = jnp.asarray(x, jnp.float32)
     y = jnp.asarray(y, jnp.float32)
     if y.ndim == 1:
         y = y[:, None]
-    if x.ndim != 2 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"x and y must be (n, d) and (n, C), got {x.shape} and {y.shape}")
-    x_test = jnp.asarray(x_test, jnp.float32)
+    x, y = model.check_data(x, y)
+    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
+    x_test = jnp.asarray(model.check_data(x_test, name_x="x_test")[0], jnp.float32)
     init_key, run_key = jax.random.split(rng_key)
 
     def prior_draw(key):
