@@ -7,7 +7,8 @@ SGHMC with the tuned prior). The building blocks stay in their submodules:
 :mod:`~bayesnn.functional_prior.critic` (the Lipschitz critic),
 :mod:`~bayesnn.functional_prior.flows` (normalizing-flow bijections),
 :mod:`~bayesnn.functional_prior.families` (tunable prior families),
-:mod:`~bayesnn.functional_prior.fit` (function samplers, the fit state).
+:mod:`~bayesnn.functional_prior.fit` (function samplers, the fit state),
+:mod:`~bayesnn.functional_prior.targets` (GP targets on images: pixel kernels, CNN-GP).
 
 Example
 -------
@@ -20,7 +21,7 @@ Example
 ...     family="gaussian", steps=200)
 """
 
-from bayesnn.functional_prior import critic, families, fit, flows
+from bayesnn.functional_prior import critic, families, fit, flows, targets
 from bayesnn.functional_prior.critic import CriticW1, estimate_w1
 from bayesnn.functional_prior.families import (
     PriorFamily,
@@ -48,6 +49,7 @@ from bayesnn.functional_prior.posterior import (
     sample_posterior,
 )
 from bayesnn.functional_prior.sliced import SlicedW1, sliced_w1
+from bayesnn.functional_prior.targets import ArchitectureKernel, median_distance
 
 __all__ = [
     "fit_functional_prior",
@@ -69,6 +71,8 @@ __all__ = [
     "uniform_box",
     "mixture",
     "classification_minibatch",
+    "ArchitectureKernel",
+    "median_distance",
     "sample_posterior",
     "SamplerConfig",
     "PosteriorSamples",
@@ -79,4 +83,5 @@ __all__ = [
     "families",
     "fit",
     "flows",
+    "targets",
 ]

@@ -112,9 +112,14 @@ def function_sampler(architecture: Layer, family: PriorFamily):
 
 
 def gp_function_sampler(gp_prior: GPPrior, num_outputs: int = 1):
-    """``sample(rng_key, x, n) -> ((n, m, k), ok)``: independent GP draws per output."""
+    """``sample(rng_key, x, n) -> ((n, m, k), ok)``: independent GP draws per output.
+
+    ``x`` is ``(m, d)`` or ``(m, *input_shape)`` (e.g. NHWC images), flattened to ``(m, -1)``
+    for the kernel.
+    """
 
     def sample(rng_key, x, n):
+        x = x.reshape(x.shape[0], -1)  # images are flattened: the GP kernel sees vectors
         f, ok = gp_prior.sample_with_status(rng_key, x, n * num_outputs)
         return jnp.moveaxis(f.reshape(num_outputs, n, x.shape[0]), 0, 2), ok
 
@@ -142,6 +147,19 @@ def _check_args(architecture, gp_prior, sampler, steps, num_functions, estimator
     return estimator.resolved()
 
 
+def _output_shape(architecture, input_shape):
+    """The architecture's output shape for one measurement point, or a clear error."""
+    try:
+        out = architecture.output_shape(tuple(input_shape))
+        jax.eval_shape(lambda k: architecture.init(k, tuple(input_shape)), jax.random.key(0))
+    except Exception as err:  # noqa: BLE001 - re-raised with the argument named
+        raise ValueError(
+            f"measurement points of shape {tuple(input_shape)} (measurement_sampler) do not "
+            f"fit the architecture: {err}"
+        ) from err
+    return tuple(out)
+
+
 def fit_functional_prior(
     architecture: Layer,
     gp_prior: GPPrior,
@@ -156,6 +174,7 @@ def fit_functional_prior(
     family_kwargs: dict | None = None,
     check_every: int = 10,
     callback: Callable | None = None,
+    input_shape: tuple | None = None,
 ):
     """Tune ``family``'s hyperparameters so the BNN's function prior matches ``gp_prior``.
 
@@ -166,11 +185,19 @@ def fit_functional_prior(
     ----------
     architecture
         A :mod:`bayesnn.nn.stax` network (``"ntk"`` parameterisation: the prior is on the raw,
-        unscaled weights, the "scaled" prior of the paper). Several outputs share the critic.
+        unscaled weights, the "scaled" prior of the paper). Each of ``K`` outputs (e.g. the
+        logits of a classifier) is matched to an independent GP with the same kernel: one
+        critic shared across outputs, distances summed (Tran et al. 2022); the dependence
+        between a finite network's outputs is not matched.
     gp_prior
         Target :class:`bayesnn.gp.GPPrior` (fixed hyperparameters or log-normal hyperpriors).
     measurement_sampler
-        A :class:`MeasurementSampler` (its ``dim`` is the network's input dimension).
+        A :class:`MeasurementSampler` whose points have the network's input shape
+        (``(d,)`` vectors, or ``(H, W, C)`` NHWC images for a convolutional network, e.g.
+        :func:`~bayesnn.functional_prior.classification_minibatch` of training images). The
+        GP sees the points flattened: use a kernel on vectors of pixels (e.g.
+        :class:`bayesnn.gp.RBF`) or :class:`~bayesnn.functional_prior.ArchitectureKernel`
+        (an NNGP/CNN-GP on images).
     rng_key
         PRNG key (network initialisation, critic, measurement sets, function draws).
     family
@@ -194,6 +221,10 @@ def fit_functional_prior(
         Iterations between NaN checks (raises ``FloatingPointError``).
     callback
         ``callback(step, w1, theta)`` called at each check.
+    input_shape
+        The input shape of the model the prior is for (e.g. ``(28, 28, 1)``); if given, the
+        measurement points must have it (``ValueError`` otherwise), so that the tuned prior's
+        parameter template is the model's.
 
     Returns
     -------
@@ -210,11 +241,16 @@ def fit_functional_prior(
         CriticW1() if estimator is None else estimator,
         check_every,
     )
-    d = measurement_sampler.dim
+    in_shape = measurement_sampler.input_shape
+    if input_shape is not None and tuple(input_shape) != tuple(in_shape):
+        raise ValueError(
+            f"measurement points have shape {tuple(in_shape)} (measurement_sampler), but "
+            f"input_shape is {tuple(input_shape)}: pass measurement inputs of the model's shape"
+        )
     m = measurement_sampler.num_points
     init_key, fam_key, loop_key = jax.random.split(rng_key, 3)
-    params0 = architecture.init(init_key, (d,))
-    out_shape = architecture.output_shape((d,))
+    out_shape = _output_shape(architecture, in_shape)
+    params0 = architecture.init(init_key, in_shape)
     num_outputs = int(np.prod(out_shape)) if len(out_shape) else 1
     template = template_of(params0)
     kw = dict(family_kwargs or {})
@@ -228,8 +264,10 @@ def fit_functional_prior(
     gp_in_jit = gp_prior.precision == "float32"
 
     x_probe = jax.eval_shape(measurement_sampler.sample, jax.random.key(0))
-    if x_probe.shape != (m, d):
-        raise ValueError(f"measurement_sampler returned shape {x_probe.shape}, expected {(m, d)}")
+    if x_probe.shape != (m, *in_shape):
+        raise ValueError(
+            f"measurement_sampler returned shape {x_probe.shape}, expected {(m, *in_shape)}"
+        )
 
     theta0 = fam.init()
     critic0 = estimator.init(fam_key, m)
@@ -382,11 +420,11 @@ def evaluate_w1(
         Mean held-out dual estimate and its Monte Carlo standard error.
     """
     x = jnp.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"x must have shape (m, d), got {x.shape}")
+    if x.ndim < 2:
+        raise ValueError(f"x must have shape (m, d) or (m, H, W, C), got {x.shape}")
     if penalty not in PENALTIES:
         raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
-    k = int(np.prod(architecture.output_shape((x.shape[1],))) or 1)
+    k = int(np.prod(_output_shape(architecture, x.shape[1:])) or 1)
     pool_key, key = jax.random.split(rng_key)
     pool, ok = gp_function_sampler(gp_prior, k)(pool_key, x, 64 * num_samples)
     if not bool(ok):

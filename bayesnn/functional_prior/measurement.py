@@ -1,7 +1,9 @@
 """Measurement-set samplers: where the BNN and GP function values are compared.
 
-A :class:`MeasurementSampler` draws a set ``X_t`` of ``num_points`` inputs (``(n, d)``) per
-prior iteration; the critic sees the function values at ``X_t``, so ``num_points`` is fixed.
+A :class:`MeasurementSampler` draws a set ``X_t`` of ``num_points`` inputs (``(n, d)``, or
+``(n, H, W, C)`` images for a convolutional network) per prior iteration; the critic sees the
+function values at ``X_t``, so ``num_points`` is fixed. :func:`training_inputs`,
+:func:`classification_minibatch` and :func:`fixed_points` accept NHWC images as they are.
 The samplers of Tran et al. (2022): a fixed grid (1-D), training inputs, uniform in a box,
 their 70%/30% mixture (UCI), and minibatches of training inputs (classification).
 
@@ -36,28 +38,45 @@ class MeasurementSampler(NamedTuple):
     Attributes
     ----------
     sample
-        ``sample(rng_key) -> X`` of shape ``(num_points, dim)``.
+        ``sample(rng_key) -> X`` of shape ``(num_points, *input_shape)``.
     num_points, dim
-        Size of every measurement set and input dimension.
+        Size of every measurement set and input dimension (the number of pixels times
+        channels for images).
     name
         Short description.
+    shape
+        Shape of one input, e.g. ``(H, W, C)`` for NHWC images; ``None`` (vectors) means
+        ``(dim,)``. Read it through :attr:`input_shape`.
     """
 
     sample: Callable[[jax.Array], jax.Array]
     num_points: int
     dim: int
     name: str
+    shape: tuple | None = None
+
+    @property
+    def input_shape(self) -> tuple:
+        """Shape of one measurement point: ``shape``, or ``(dim,)`` for vectors."""
+        return (self.dim,) if self.shape is None else tuple(self.shape)
 
 
-def _as_inputs(x, name):
+def _as_inputs(x, name, images=False):
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 1:
         x = x[:, None]
-    if x.ndim != 2 or x.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (n, d), got {x.shape}")
+    ok = x.ndim == 2 or (images and x.ndim == 4)
+    if not ok or x.shape[0] < 1 or 0 in x.shape:
+        want = "(n, d) or NHWC images (n, H, W, C)" if images else "(n, d)"
+        raise ValueError(f"{name} must have shape {want}, got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name} contains NaN or inf")
     return x
+
+
+def _shape_of(x):
+    """``(dim, shape)`` of one input: ``shape`` is ``None`` for vectors."""
+    return int(np.prod(x.shape[1:])), (tuple(x.shape[1:]) if x.ndim > 2 else None)
 
 
 def _check_n(num_points, limit=None, what="num_points"):
@@ -69,9 +88,11 @@ def _check_n(num_points, limit=None, what="num_points"):
 
 
 def fixed_points(x) -> MeasurementSampler:
-    """The same points ``x`` (``(n, d)``) every iteration."""
-    x = jnp.asarray(_as_inputs(x, "x"))
-    return MeasurementSampler(lambda rng_key: x, x.shape[0], x.shape[1], "fixed")
+    """The same points ``x`` (``(n, d)`` or NHWC images) every iteration."""
+    x = _as_inputs(x, "x", images=True)
+    dim, shape = _shape_of(x)
+    x = jnp.asarray(x)
+    return MeasurementSampler(lambda rng_key: x, x.shape[0], dim, "fixed", shape)
 
 
 def grid(lower: float, upper: float, num_points: int) -> MeasurementSampler:
@@ -91,10 +112,12 @@ def _subset(x, n):
 
 
 def training_inputs(x_train, num_points: int) -> MeasurementSampler:
-    """``num_points`` training inputs drawn without replacement each iteration."""
-    x = _as_inputs(x_train, "x_train")
+    """``num_points`` training inputs (``(N, d)`` or NHWC images) drawn without replacement
+    each iteration."""
+    x = _as_inputs(x_train, "x_train", images=True)
     n = _check_n(num_points, x.shape[0])
-    return MeasurementSampler(_subset(jnp.asarray(x), n), n, x.shape[1], "training inputs")
+    dim, shape = _shape_of(x)
+    return MeasurementSampler(_subset(jnp.asarray(x), n), n, dim, "training inputs", shape)
 
 
 def uniform_box(lower, upper, num_points: int) -> MeasurementSampler:
