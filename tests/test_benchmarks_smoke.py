@@ -25,7 +25,8 @@ SCRIPTS = sorted(
 # kernels (~20-60 s CPU each at any size; 60-200 s on a loaded 2-core machine). The CNN-GP
 # scripts compile several kernel programs (float32 and float64, two readouts) and start
 # neural-tangents' environment when it exists; the Bayesian-CNN scripts compile
-# a convolutional SG-MCMC run and its baselines.
+# a convolutional SG-MCMC run and its baselines (bcnn_functional_prior: two CNN prior fits,
+# their independent W1 critics and five SG-MCMC runs, ~150 s CPU).
 SLOW = {
     "fprior_drift",
     "fprior_speed",
@@ -38,6 +39,7 @@ SLOW = {
     "cnngp_corrupted",
     "bayesian_cnn",
     "bcnn_speed",
+    "bcnn_functional_prior",
 }
 # Scripts whose owner has not added --smoke yet; the test below fails once they have it, so
 # this set only shrinks.

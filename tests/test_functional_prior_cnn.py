@@ -143,6 +143,7 @@ def test_cnngp_target_fit_recovers_the_target_kernel(nngp_fit):
     assert 2.5 < product < 5.0, product
 
 
+@pytest.mark.slow  # ~10 s CPU: the hierarchical family's gamma draws compile slowly
 def test_pixel_rbf_target_hierarchical_fit_on_a_multi_output_cnn(rbf_fit):
     """Hierarchical family, 3 outputs matched to independent pixel-space RBF GPs (variance 4,
     median-distance lengthscale): the held-out sliced W1 falls by at least a quarter

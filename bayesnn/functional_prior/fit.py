@@ -99,14 +99,21 @@ class FitHistory(NamedTuple):
 
 
 def function_sampler(architecture: Layer, family: PriorFamily):
-    """``sample(theta, rng_key, x, n) -> (n, m, k)``: ``n`` i.i.d. functions at ``x``."""
+    """``sample(theta, rng_key, x, n) -> (n, m, k)``: ``n`` i.i.d. functions at ``x``.
+
+    Vector inputs ``(m, d)``: the ``n`` networks are vectorised (``vmap``; batched matrix
+    products). Image inputs ``(m, H, W, C)``: one network after the other (``lax.map``):
+    vectorised over weights, a convolution becomes a grouped convolution, which XLA:CPU runs
+    several times slower than a loop of ordinary ones.
+    """
 
     def sample(theta, rng_key, x, n):
         def one(key):
             y = architecture.apply(family.sample_params(theta, key), x)
             return y.reshape(x.shape[0], -1)
 
-        return jax.vmap(one)(jax.random.split(rng_key, n))
+        keys = jax.random.split(rng_key, n)
+        return jax.lax.map(one, keys) if x.ndim > 2 else jax.vmap(one)(keys)
 
     return sample
 
