@@ -26,7 +26,7 @@ SCRIPTS = sorted(
 # scripts compile several kernel programs (float32 and float64, two readouts) and start
 # neural-tangents' environment when it exists; the Bayesian-CNN scripts compile
 # a convolutional SG-MCMC run and its baselines (bcnn_functional_prior: two CNN prior fits,
-# their independent W1 critics and five SG-MCMC runs, ~150 s CPU).
+# their independent W1 critics and five SG-MCMC runs, ~85 s CPU).
 SLOW = {
     "fprior_drift",
     "fprior_speed",
