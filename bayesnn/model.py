@@ -154,7 +154,7 @@ class BayesianNeuralNet:
         return hasattr(self.prior, "gibbs")
 
     def init(self, rng_key):
-        """A starting position: architecture initialisation (as the reference code does)."""
+        """A starting position: architecture initialisation (as the functional-prior code, github.com/tranbahien/you-need-a-good-prior, does)."""
         params = self.architecture.init(rng_key, self.input_shape)
         if hasattr(self.prior, "template"):
             check_params(self.prior.template, params, "architecture parameters")
