@@ -178,6 +178,76 @@ def test_numpyro_model_sampled_by_engine():
     assert np.all(np.abs(est - post_mean) < 5 * np.sqrt(np.diag(cov)))
 
 
+def _linreg_halfnormal(x, y):
+    w = numpyro.sample("w", dist.Normal(0, 1).expand([2]).to_event(1))
+    s = numpyro.sample("s", dist.HalfNormal(1.0))
+    numpyro.sample("y", dist.Normal(x @ w, s), obs=y)
+
+
+@pytest.fixture(scope="module")
+def linreg_data():
+    x = jax.random.normal(jax.random.key(8), (60, 2))
+    y = x @ jnp.array([1.0, -1.0]) + 0.3 * jax.random.normal(jax.random.key(9), (60,))
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def linreg_model(linreg_data):
+    return numpyro_model(_linreg_halfnormal, linreg_data, jax.random.key(0))
+
+
+def test_numpyro_init_uses_its_key_and_strategy(linreg_data, linreg_model):
+    from numpyro.infer import init_to_uniform, init_to_value
+
+    m = linreg_model
+    starts = jax.vmap(m.init)(jax.random.split(jax.random.key(1), 4))
+    flat = np.concatenate([np.asarray(starts["w"]), np.asarray(starts["s"])[:, None]], 1)
+    assert len({tuple(r) for r in flat.round(6)}) == 4  # four different starting points
+    assert np.all(np.abs(flat) < 2.0)  # init_to_uniform: (-2, 2) in the unconstrained space
+    assert np.all(np.asarray(jax.vmap(m.constrain)(starts)["s"]) > 0)  # in the support
+    a, b = m.init(jax.random.key(2)), m.init(jax.random.key(3))
+    assert not np.allclose(a["w"], b["w"])
+    narrow = numpyro_model(
+        _linreg_halfnormal,
+        linreg_data,
+        jax.random.key(0),
+        init_strategy=init_to_uniform(radius=0.1),
+    )
+    near = jax.vmap(narrow.init)(jax.random.split(jax.random.key(1), 4))
+    assert max(float(jnp.abs(v).max()) for v in jax.tree.leaves(near)) < 0.1
+    fixed = numpyro_model(
+        _linreg_halfnormal,
+        linreg_data,
+        jax.random.key(0),
+        init_strategy=init_to_value(values={"w": jnp.array([0.5, -0.5]), "s": 3.0}),
+    )
+    values = fixed.constrain(fixed.init(jax.random.key(4)))
+    np.testing.assert_allclose(values["s"], 3.0, rtol=1e-6)
+    np.testing.assert_allclose(values["w"], [0.5, -0.5], rtol=1e-6)
+    with pytest.raises(TypeError, match="init_strategy"):
+        numpyro_model(_linreg_halfnormal, linreg_data, jax.random.key(0), init_strategy="uniform")
+
+
+def test_numpyro_inference_data_constrained_and_unconstrained(linreg_data, linreg_model):
+    x, y = linreg_data
+    m = linreg_model
+    assert m.constrained_sites == ("s",)
+    init = jax.vmap(m.init)(jax.random.split(jax.random.key(1), 2))
+    result = sgmcmc.sample(
+        jax.random.key(2), sgmcmc.sgld(), m.logdensity, (x, y), init,
+        num_samples=20, batch_size=20, step_size=1e-3, num_burnin=20,
+        progress_bar=False, shard=False,
+    )  # fmt: skip
+    post = m.to_inference_data(result).posterior
+    assert set(post.data_vars) == {"w", "s", "unconstrained.s"}
+    assert post["s"].shape == (2, 20) and post["w"].shape == (2, 20, 2)
+    s, u = post["s"].values, post["unconstrained.s"].values
+    assert np.all(s > 0)
+    np.testing.assert_allclose(s, np.exp(u), rtol=1e-5)  # HalfNormal: s = exp(u)
+    np.testing.assert_array_equal(post["w"].values, np.asarray(result.positions["w"]))
+    np.testing.assert_array_equal(u, np.asarray(result.positions["s"]))
+
+
 def test_model_bad_input(model, regression):
     x, y = regression
     with pytest.raises(ValueError, match="NaN"):
