@@ -313,7 +313,7 @@ class BayesianNeuralNet:
         """Exact Gibbs update of the hierarchical prior state given the weights."""
         return self.prior.gibbs(rng_key, position["net"], prior_state)
 
-    def to_inference_data(self, result, x, y=None, *, max_weights: int | None = 0):
+    def to_inference_data(self, result, x, y=None, *, max_weights: int | None = 0, rng_key=None):
         """ArviZ ``InferenceData`` of a sampler result, in function space by default.
 
         ``posterior`` holds the predictions ``f`` at ``x`` for every draw (what R-hat/ESS
@@ -321,8 +321,12 @@ class BayesianNeuralNet:
         ``max_weights`` is ``None`` or positive, the network weights (at most
         ``max_weights`` entries per leaf; ``None`` keeps all). With ``y``, the pointwise
         ``log_likelihood`` (for ``az.loo``/``az.waic``) and ``observed_data`` are added.
-        ``sample_stats`` holds the sampler's per-draw info. Exploration draws of a cyclical
-        schedule are dropped.
+        With ``rng_key``, ``posterior_predictive`` holds replicated data
+        :math:`\\tilde y_{cd} \\sim p(y \\mid f_{\\theta_{cd}}(x))`, one draw from the
+        likelihood per posterior draw (draw ``(c, d)`` uses ``fold_in(fold_in(rng_key, c),
+        d)``), in the shape of ``y`` when given, so ``az.plot_ppc`` works. The observation
+        axis of ``y`` is named ``obs`` in every group. ``sample_stats`` holds the sampler's
+        per-draw info. Exploration draws of a cyclical schedule are dropped.
         """
         from samplers.results import to_inference_data
 
@@ -344,12 +348,40 @@ class BayesianNeuralNet:
                 positions, (x, y)
             )
             kwargs = {"log_likelihood": {"y": loglik}, "observed_data": {"y": y}}
+        if rng_key is not None:
+            kwargs["posterior_predictive"] = {
+                "y": self._replicate(rng_key, positions["likelihood"], posterior["f"], y)
+            }
         return to_inference_data(
             posterior,
             sample_stats=stats,
             max_weights=max_weights if max_weights else None,
+            dims={"y": ["obs"]},
             **kwargs,
         )
+
+    def _replicate(self, rng_key, lik_params, f, y=None):
+        """One likelihood draw per posterior draw: ``(chains, draws, *y.shape)``."""
+        if not hasattr(self.likelihood, "sample"):
+            raise ValueError(
+                f"rng_key: the likelihood {type(self.likelihood).__name__} cannot draw "
+                "replicated data (it has no sample method)"
+            )
+        chains, draws = f.shape[:2]
+        c, d = jnp.meshgrid(jnp.arange(chains), jnp.arange(draws), indexing="ij")
+        keys = jax.vmap(
+            jax.vmap(lambda c, d: jax.random.fold_in(jax.random.fold_in(rng_key, c), d))
+        )(c, d)
+        draw = jax.vmap(jax.vmap(self.likelihood.sample))
+        y_rep = jax.jit(draw)(keys, lik_params, f)
+        if y is not None:
+            if y_rep[0, 0].size != y.size:
+                raise ValueError(
+                    f"y of shape {y.shape} does not match the likelihood's draws "
+                    f"of shape {y_rep.shape[2:]}"
+                )
+            y_rep = y_rep.reshape((chains, draws, *y.shape)).astype(y.dtype)
+        return y_rep
 
 
 class _ScaleObserved:
