@@ -288,7 +288,9 @@ class BayesianNeuralNet:
         for name, value, minimum in (("num_burnin", num_burnin, 0), ("thinning", thinning, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-        schedule = None if step_size is None else as_schedule(step_size)
+        # only a schedule's exploration flag matters here: floats, per-chain arrays and optax
+        # schedules never explore
+        schedule = as_schedule(step_size) if callable(step_size) else None
         link = (lambda f: jax.nn.softmax(f, axis=-1)) if link is None else link
 
         def predict(state):

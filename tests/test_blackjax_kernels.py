@@ -94,7 +94,8 @@ def test_blackjax_kernels_are_cached_and_named(data):
     assert kernel == sgmcmc.blackjax_kernel(blackjax.sghmc, alpha=0.5, num_integration_steps=3)
     assert hash(kernel) == hash(sgmcmc.blackjax_kernel(blackjax.sghmc.differentiable, alpha=0.5,
                                                        num_integration_steps=3))  # fmt: skip
-    assert kernel.name == "blackjax.sghmc"
+    assert kernel.name == "blackjax.sghmc(alpha=0.5, num_integration_steps=3)"
+    assert sgmcmc.blackjax_kernels.as_kernel(blackjax.sgld).name == "blackjax.sgld"
 
 
 def test_blackjax_kernel_errors(data):

@@ -4,7 +4,6 @@ import pathlib
 import re
 
 import numpy as np
-import pytest
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 FULL_SIZE = "num_samples=100, num_burnin=3000, thinning=20"
@@ -25,8 +24,8 @@ def test_bnn_quickstart_runs_and_ends_with_diagnostics(capsys):
     code = _quickstart()
     assert FULL_SIZE in code, "the test shrinks the run by replacing these settings"
     namespace: dict = {}
-    with pytest.warns(UserWarning):  # PSIS-LOO's Pareto k warning at this tiny size
-        exec(compile(code.replace(FULL_SIZE, SMALL_SIZE), str(README), "exec"), namespace)
+    # (warnings at this tiny size, e.g. PSIS-LOO's Pareto k, are expected and left shown)
+    exec(compile(code.replace(FULL_SIZE, SMALL_SIZE), str(README), "exec"), namespace)
     plt.close("all")
     out = capsys.readouterr().out
     assert re.search(r"max R-hat \d+\.\d+, min bulk ESS \d+ over 20 probes", out), out

@@ -321,21 +321,6 @@ def test_finite_runaway_raises_naming_chain_and_step(data):
     assert np.isfinite(healthy.positions).all() and np.abs(healthy.positions).max() < 10
 
 
-def test_sharded_chains_match_single_device(data):
-    # conftest simulates 8 CPU devices; on a machine with one accelerator there is nothing to shard
-    n_dev = jax.device_count()
-    if n_dev < 2:
-        pytest.skip("sharding needs at least two devices")
-    kwargs = dict(num_samples=20, batch_size=20, step_size=1e-3, num_burnin=5, progress_bar=False)
-    init = jnp.zeros((n_dev, D))
-    sharded = sgmcmc.sample(jax.random.key(2), sgmcmc.sgld(), logdensity, data, init, **kwargs)
-    single = sgmcmc.sample(
-        jax.random.key(2), sgmcmc.sgld(), logdensity, data, init, shard=False, **kwargs
-    )
-    assert len(jax.tree.leaves(sharded.state)[0].sharding.device_set) == n_dev
-    np.testing.assert_allclose(sharded.positions, single.positions, rtol=1e-4, atol=1e-5)
-
-
 STEP_KW = dict(num_samples=15, batch_size=20, num_burnin=6, thinning=2, progress_bar=False)
 
 
@@ -399,8 +384,10 @@ def test_per_chain_step_sizes_are_in_the_checkpoint_fingerprint(data, tmp_path):
 
 
 def test_per_chain_step_sizes_are_sharded_with_the_chains(data):
-    """9 chains on the 8 simulated devices: 2 per device on 5 devices, one padding chain; each
-    chain keeps its own step size and the draws of the single-device run."""
+    """9 chains on the 8 simulated devices: 2 per device on 5 devices, one padding chain (so
+    the step sizes are padded and laid out with the chains); each chain keeps its own step
+    size and the draws of the single-device run. (Sharding without per-chain steps:
+    tests/test_distributed.py.)"""
     if jax.device_count() < 2:
         pytest.skip("sharding needs at least two devices")
     num_chains = 9

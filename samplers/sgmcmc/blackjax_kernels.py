@@ -79,7 +79,9 @@ class BlackJAXKernel(NamedTuple):
         Its hyperparameters as sorted ``(name, value)`` pairs (hashable, so the driver's
         compiled step is cached per kernel and hyperparameters).
     name
-        ``"blackjax.<kernel>"``, used in diagnostics and checkpoint fingerprints.
+        ``"blackjax.<kernel>(<hyperparameters>)"``, e.g. ``"blackjax.sghmc(alpha=0.5)"``,
+        used in diagnostics and checkpoint fingerprints (so a checkpoint of a run with other
+        hyperparameters is refused).
     """
 
     algorithm: Callable
@@ -162,7 +164,11 @@ def blackjax_kernel(algorithm, **params) -> BlackJAXKernel:
             f"blackjax.{name} has no hyperparameter(s) {unknown}; allowed: {sorted(allowed)}"
         )
     _check_params(name, params)
-    return BlackJAXKernel(factory, tuple(sorted(params.items())), f"blackjax.{name}")
+    items = tuple(sorted(params.items()))
+    label = f"blackjax.{name}" + (
+        f"({', '.join(f'{k}={v!r}' for k, v in items)})" if items else ""
+    )
+    return BlackJAXKernel(factory, items, label)
 
 
 def as_kernel(kernel):

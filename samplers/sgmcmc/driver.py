@@ -10,8 +10,11 @@ checkpoints and divergence checks) and adds what BlackJAX leaves to the user:
   with a warning);
 * a per-draw :class:`SGMCMCInfo` (minibatch log-density, gradient norm, step size,
   temperature, exploration flag, finiteness);
-* step-size schedules (:mod:`samplers.sgmcmc.schedules`), optional gradient clipping and
-  control variates;
+* step sizes given as a float, a per-chain array (sharded with the chains), an optax
+  schedule or a schedule of :mod:`samplers.sgmcmc.schedules`, or chosen by the engine
+  (:mod:`samplers.sgmcmc.step_size`); optional gradient clipping and control variates;
+* BlackJAX's own SG kernels (``blackjax.sgld``, ``blackjax.sghmc``), given the minibatch
+  gradient estimator they take (:mod:`samplers.sgmcmc.blackjax_kernels`);
 * an optional Gibbs block (``gibbs_fn``) for variables with exact conditionals, e.g. the
   layer variances of a hierarchical prior;
 * a :class:`~samplers.runner.DivergenceError` naming the chain and step where the
