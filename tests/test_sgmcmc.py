@@ -348,6 +348,14 @@ def test_per_chain_step_sizes_are_the_runs_at_each_step(data):
     np.testing.assert_array_equal(np.asarray(both.info.step_size)[:, 0], np.float32([h1, h2]))
 
 
+def test_per_chain_divergence_names_the_chain_and_its_step_size(data):
+    with pytest.raises(sgmcmc.DivergenceError, match=r"chain 1 .*step_size=0\.5\)"):
+        sgmcmc.sample(
+            jax.random.key(0), sgmcmc.sgld(), logdensity, data, jnp.zeros((2, D)),
+            step_size=[1e-3, 0.5], shard=False, **STEP_KW,
+        )  # fmt: skip
+
+
 def test_optax_schedule_is_the_per_step_schedule(data):
     optax = pytest.importorskip("optax")
     total = STEP_KW["num_burnin"] + STEP_KW["num_samples"] * STEP_KW["thinning"]

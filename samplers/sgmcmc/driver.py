@@ -603,8 +603,8 @@ def sample(
         (e.g. ``optax.cosine_decay_schedule``); or a schedule ``t -> (step_size, explore)``
         from :mod:`samplers.sgmcmc.schedules`. Every step size of the run must be positive
         and finite (a schedule is evaluated over all steps before sampling; a bad value
-        raises a ``ValueError`` naming ``step_size`` before anything is compiled). ``None``: chosen
-        by the engine during the first half of the burn-in
+        raises a ``ValueError`` naming ``step_size`` before anything is compiled).
+        ``None``: chosen by the engine during the first half of the burn-in
         (:func:`samplers.sgmcmc.step_size.tune_step_size`: largest step whose predicted
         bias of posterior variances from discretisation and minibatch noise is <= 10%,
         re-estimated as the chains move); reported in ``result.step_size_info``.
@@ -763,7 +763,7 @@ def sample(
         return (
             f"chain {chain} {reasons.get(code, 'diverged')} at step {t} "
             f"(kernel {kernel.name}); try a smaller step size (step_size="
-            f"{step_size if chain_steps is None else chain_steps[chain]!r}), "
+            f"{step_size if chain_steps is None else float(chain_steps[chain])!r}), "
             "gradient clipping (grad_clip=...), or check the model and data"
         )
 
