@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import os
 
-os.sched_setaffinity(0, {0})
+os.sched_setaffinity(0, {int(os.environ.get("BAYESNN_PIN_CORE", "0"))})  # one core
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
