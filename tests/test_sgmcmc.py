@@ -604,3 +604,42 @@ def test_progress_bar_reports_all_steps(data, capsys):
     )
     err = capsys.readouterr().err
     assert "sampling" in err and "50/50" in err
+
+
+def _logdensity_with_gibbs(theta, batch, data_size, count):
+    del count
+    return logdensity(theta, batch, data_size)
+
+
+def _count_gibbs(rng_key, position, count):
+    del rng_key, position
+    return count + 1
+
+
+def test_gibbs_block_pauses_while_a_cyclical_schedule_explores(data):
+    # A hierarchical variance drawn given weights that are being optimised (no noise) would
+    # shrink towards the mode: the Gibbs block runs only at sampling steps. The block here
+    # counts its calls, so the count is exactly the number of sampling steps t with
+    # (t + 1) % gibbs_every == 0 under the schedule's own explore flag.
+    num_steps, gibbs_every = 60, 2
+    schedule = sgmcmc.schedules.cyclical(1e-3, num_steps, 3, exploration_ratio=0.5)
+    result = sgmcmc.sample(
+        jax.random.key(0),
+        sgmcmc.sghmc(alpha=1.0),
+        _logdensity_with_gibbs,
+        data,
+        jnp.zeros((2, D)),
+        num_samples=num_steps,
+        batch_size=20,
+        step_size=schedule,
+        gibbs_fn=_count_gibbs,
+        init_gibbs_state=jnp.zeros((2,), jnp.int32),
+        gibbs_every=gibbs_every,
+        progress_bar=False,
+        shard=False,
+    )
+    t = np.arange(num_steps)
+    explore = np.asarray(jax.vmap(schedule)(jnp.asarray(t))[1])
+    expected = np.cumsum(((t + 1) % gibbs_every == 0) & ~explore)
+    assert 0 < expected[-1] < num_steps // gibbs_every  # both phases occur
+    np.testing.assert_array_equal(np.asarray(result.gibbs_states), np.stack([expected] * 2))

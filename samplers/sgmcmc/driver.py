@@ -507,8 +507,11 @@ def _build_step(
         )
         gibbs_state = cstate.gibbs_state
         if gibbs_fn is not None:
+            # No Gibbs draw during a schedule's noise-free exploration phase: drawing a
+            # hierarchical variance given weights that are being optimised towards a mode
+            # shrinks the variance, which pulls the weights further (a collapse).
             gibbs_state = jax.lax.cond(
-                jnp.mod(t + 1, gibbs_every) == 0,
+                (jnp.mod(t + 1, gibbs_every) == 0) & ~jnp.asarray(explore),
                 lambda: gibbs_fn(
                     jax.random.fold_in(gibbs_key, t), kernel_state.position, gibbs_state
                 ),
@@ -615,8 +618,9 @@ def sample(
         ``"epoch"`` (permutation per epoch) or ``"replace"`` (indices with replacement).
     gibbs_fn, init_gibbs_state, gibbs_every
         Optional Gibbs block ``gibbs_fn(rng_key, position, gibbs_state) -> gibbs_state``
-        applied after every ``gibbs_every`` SG-MCMC steps; ``init_gibbs_state`` has a
-        leading chain axis.
+        applied after every ``gibbs_every`` SG-MCMC steps, except during the exploration
+        (noise-free) phase of a cyclical schedule; ``init_gibbs_state`` has a leading chain
+        axis.
     grad_clip
         Clip the gradient estimate to this global norm.
     control_variate_center
