@@ -1,6 +1,7 @@
 """Gradient-based optimisation with optax inside ``lax.scan`` (one copy for the package).
 
-:func:`gradient_step` is one optax step ``theta <- theta + update(grad L(theta))``;
+:func:`apply_gradients` is one optax update ``theta <- theta + update(g)`` for given gradients
+``g``; :func:`gradient_step` computes ``g = grad L(theta)`` and applies it;
 :func:`minimize` runs it over the leading axis of ``xs`` (per-step keys, step indices, ...)
 as one ``lax.scan`` and returns the loss trace. Both are pure and traceable, so the callers
 compile a whole optimisation into one program.
@@ -14,7 +15,13 @@ from typing import Any
 import jax
 import optax
 
-__all__ = ["gradient_step", "minimize"]
+__all__ = ["apply_gradients", "gradient_step", "minimize"]
+
+
+def apply_gradients(optimizer: optax.GradientTransformation, params, opt_state, grads):
+    """One optax update of ``params`` with the given ``grads``: ``(params, opt_state)``."""
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
 
 
 def gradient_step(
@@ -34,8 +41,8 @@ def gradient_step(
         ``has_aux``, the pair ``(loss, aux)``).
     """
     value, grads = jax.value_and_grad(loss_fn, has_aux=has_aux)(params, *args)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, value
+    params, opt_state = apply_gradients(optimizer, params, opt_state, grads)
+    return params, opt_state, value
 
 
 def minimize(

@@ -6,6 +6,7 @@ sampled with the network weights:
 * ``init_params() -> dict`` (``{}`` when there is nothing to learn);
 * ``log_prior(lik_params) -> scalar``;
 * ``log_prob(lik_params, f, y) -> per-example log-likelihood`` (shape ``f.shape[:-1]``);
+* ``sample(rng_key, lik_params, f) -> replicated targets`` (posterior predictive checks);
 * ``predictive_log_prob`` of a mixture over posterior samples lives in :mod:`bayesnn.metrics`.
 
 Targets are validated against the likelihood's support (:meth:`check_targets`): at trace time
@@ -136,6 +137,10 @@ class Gaussian:
             raise ValueError(f"outputs f {f.shape} and targets y {y.shape} differ in shape")
         return jnp.sum(dist.Normal(f, self.noise(lik_params)).log_prob(y), axis=-1)
 
+    def sample(self, rng_key, lik_params, f) -> jax.Array:
+        """Replicated targets ``y ~ N(f, sigma^2)``, shape of ``f``."""
+        return dist.Normal(f, self.noise(lik_params)).sample(rng_key)
+
 
 @_dataclass
 class Categorical:
@@ -175,6 +180,10 @@ class Categorical:
         y = jnp.reshape(y, f.shape[:-1])
         return dist.Categorical(logits=f).log_prob(y)
 
+    def sample(self, rng_key, lik_params, f) -> jax.Array:
+        """Replicated labels ``y ~ Categorical(softmax(f))``, shape ``f.shape[:-1]``."""
+        return dist.Categorical(logits=f).sample(rng_key)
+
 
 @_dataclass
 class Bernoulli:
@@ -213,3 +222,9 @@ class Bernoulli:
             raise ValueError(f"labels y {y.shape} do not match outputs f {f.shape}")
         y = jnp.reshape(y, f.shape[:-1]).astype(f.dtype)
         return dist.Bernoulli(logits=f[..., 0]).log_prob(y)
+
+    def sample(self, rng_key, lik_params, f) -> jax.Array:
+        """Replicated labels ``y ~ Bernoulli(sigmoid(f))`` in {0, 1}, shape ``f.shape[:-1]``."""
+        if f.shape[-1] != 1:
+            raise ValueError(f"Bernoulli likelihood needs one output unit, got f {f.shape}")
+        return dist.Bernoulli(logits=f[..., 0]).sample(rng_key)

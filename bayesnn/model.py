@@ -154,7 +154,7 @@ class BayesianNeuralNet:
         return hasattr(self.prior, "gibbs")
 
     def init(self, rng_key):
-        """A starting position: architecture initialisation (as the reference code does)."""
+        """A starting position: architecture initialisation (as the functional-prior code, github.com/tranbahien/you-need-a-good-prior, does)."""
         params = self.architecture.init(rng_key, self.input_shape)
         if hasattr(self.prior, "template"):
             check_params(self.prior.template, params, "architecture parameters")
@@ -288,7 +288,9 @@ class BayesianNeuralNet:
         for name, value, minimum in (("num_burnin", num_burnin, 0), ("thinning", thinning, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-        schedule = None if step_size is None else as_schedule(step_size)
+        # only a schedule's exploration flag matters here: floats, per-chain arrays and optax
+        # schedules never explore
+        schedule = as_schedule(step_size) if callable(step_size) else None
         link = (lambda f: jax.nn.softmax(f, axis=-1)) if link is None else link
 
         def predict(state):
@@ -313,7 +315,7 @@ class BayesianNeuralNet:
         """Exact Gibbs update of the hierarchical prior state given the weights."""
         return self.prior.gibbs(rng_key, position["net"], prior_state)
 
-    def to_inference_data(self, result, x, y=None, *, max_weights: int | None = 0):
+    def to_inference_data(self, result, x, y=None, *, max_weights: int | None = 0, rng_key=None):
         """ArviZ ``InferenceData`` of a sampler result, in function space by default.
 
         ``posterior`` holds the predictions ``f`` at ``x`` for every draw (what R-hat/ESS
@@ -321,8 +323,12 @@ class BayesianNeuralNet:
         ``max_weights`` is ``None`` or positive, the network weights (at most
         ``max_weights`` entries per leaf; ``None`` keeps all). With ``y``, the pointwise
         ``log_likelihood`` (for ``az.loo``/``az.waic``) and ``observed_data`` are added.
-        ``sample_stats`` holds the sampler's per-draw info. Exploration draws of a cyclical
-        schedule are dropped.
+        With ``rng_key``, ``posterior_predictive`` holds replicated data
+        :math:`\\tilde y_{cd} \\sim p(y \\mid f_{\\theta_{cd}}(x))`, one draw from the
+        likelihood per posterior draw (draw ``(c, d)`` uses ``fold_in(fold_in(rng_key, c),
+        d)``), in the shape of ``y`` when given, so ``az.plot_ppc`` works. The observation
+        axis of ``y`` is named ``obs`` in every group. ``sample_stats`` holds the sampler's
+        per-draw info. Exploration draws of a cyclical schedule are dropped.
         """
         from samplers.results import to_inference_data
 
@@ -344,12 +350,40 @@ class BayesianNeuralNet:
                 positions, (x, y)
             )
             kwargs = {"log_likelihood": {"y": loglik}, "observed_data": {"y": y}}
+        if rng_key is not None:
+            kwargs["posterior_predictive"] = {
+                "y": self._replicate(rng_key, positions["likelihood"], posterior["f"], y)
+            }
         return to_inference_data(
             posterior,
             sample_stats=stats,
             max_weights=max_weights if max_weights else None,
+            dims={"y": ["obs"]},
             **kwargs,
         )
+
+    def _replicate(self, rng_key, lik_params, f, y=None):
+        """One likelihood draw per posterior draw: ``(chains, draws, *y.shape)``."""
+        if not hasattr(self.likelihood, "sample"):
+            raise ValueError(
+                f"rng_key: the likelihood {type(self.likelihood).__name__} cannot draw "
+                "replicated data (it has no sample method)"
+            )
+        chains, draws = f.shape[:2]
+        c, d = jnp.meshgrid(jnp.arange(chains), jnp.arange(draws), indexing="ij")
+        keys = jax.vmap(
+            jax.vmap(lambda c, d: jax.random.fold_in(jax.random.fold_in(rng_key, c), d))
+        )(c, d)
+        draw = jax.vmap(jax.vmap(self.likelihood.sample))
+        y_rep = jax.jit(draw)(keys, lik_params, f)
+        if y is not None:
+            if y_rep[0, 0].size != y.size:
+                raise ValueError(
+                    f"y of shape {y.shape} does not match the likelihood's draws "
+                    f"of shape {y_rep.shape[2:]}"
+                )
+            y_rep = y_rep.reshape((chains, draws, *y.shape)).astype(y.dtype)
+        return y_rep
 
 
 class _ScaleObserved:
@@ -376,7 +410,9 @@ class _ScaleObserved:
 class NumpyroModel:
     """A numpyro model behind the ``logdensity(position, batch, data_size)`` interface.
 
-    Positions live in numpyro's unconstrained space; :meth:`constrain` maps draws back.
+    Positions live in numpyro's unconstrained space (a dict keyed by the latent site names);
+    :meth:`constrain` maps draws back, :meth:`init` draws starting points with numpyro's
+    init strategy, :meth:`to_inference_data` shows both.
     """
 
     model: Callable
@@ -384,6 +420,8 @@ class NumpyroModel:
     _potential_gen: Callable
     _postprocess_gen: Callable
     example_batch: Any
+    init_strategy: Callable | None = None
+    constrained_sites: tuple = ()
 
     def logdensity(self, position, batch, data_size, prior_state=None):
         """``-potential`` with observed sites scaled by ``data_size / batch size``."""
@@ -394,37 +432,114 @@ class NumpyroModel:
 
         return -potential_energy(scaled, tuple(batch), {}, position)
 
-    def init(self, rng_key):
-        """The position numpyro's initialisation found (independent of ``rng_key``)."""
-        del rng_key
-        return self.init_position
+    def init(self, rng_key=None):
+        """A starting position (unconstrained) drawn with the init strategy and ``rng_key``.
+
+        numpyro's ``find_valid_initial_params`` applies the strategy (default
+        ``init_to_uniform``: uniform in ``(-2, 2)`` in the unconstrained space) and redraws
+        until the log density and its gradient are finite, so different keys give different
+        valid starting points: ``jax.vmap(model.init)(jax.random.split(key, num_chains))``
+        starts the chains apart. ``rng_key=None`` returns the position found when the model
+        was built.
+        """
+        if rng_key is None:
+            return self.init_position
+        from numpyro.infer import init_to_uniform
+        from numpyro.infer.util import find_valid_initial_params
+
+        (position, _, _), _ = find_valid_initial_params(
+            rng_key,
+            self.model,
+            init_strategy=self.init_strategy or init_to_uniform,
+            model_args=self.example_batch,
+            prototype_params=self.init_position,
+        )
+        return position
 
     def constrain(self, position):
         """Map an unconstrained position (or a batch of them, vmapped) to constrained values."""
         fn = self._postprocess_gen(*self.example_batch)
         return fn(position)
 
+    def to_inference_data(self, result, **kwargs):
+        """ArviZ ``InferenceData`` of a sampler result on this model.
 
-def numpyro_model(model: Callable, example_batch, rng_key) -> NumpyroModel:
+        ``posterior`` holds the constrained values (and deterministic sites) under the
+        model's site names, e.g. ``"sigma"`` for a ``HalfNormal`` scale, and the sampler's
+        unconstrained coordinates of the constrained sites under ``"unconstrained.<site>"``
+        (e.g. ``log sigma``). ``kwargs`` go to :meth:`SampleResult.to_inference_data
+        <samplers.sgmcmc.driver.SampleResult.to_inference_data>` (``posterior_predictive``,
+        ``observed_data``, ...).
+        """
+        constrain = jax.jit(jax.vmap(jax.vmap(self.constrain)))
+
+        def transform(positions):
+            out = dict(constrain(positions))
+            unconstrained = {k: positions[k] for k in self.constrained_sites}
+            if unconstrained:
+                out["unconstrained"] = unconstrained
+            return out
+
+        return result.to_inference_data(transform=transform, **kwargs)
+
+
+def _constrained_sites(model, example_batch) -> tuple:
+    """Latent sites whose support is not the whole space (a non-identity bijection)."""
+    from numpyro import handlers
+    from numpyro.distributions.transforms import (
+        IdentityTransform,
+        IndependentTransform,
+        biject_to,
+    )
+
+    def is_identity(support):
+        transform = biject_to(support)
+        while isinstance(transform, IndependentTransform):
+            transform = transform.base_transform
+        return isinstance(transform, IdentityTransform)
+
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(*example_batch)
+    return tuple(
+        name
+        for name, site in trace.items()
+        if site["type"] == "sample"
+        and not site.get("is_observed")
+        and not is_identity(site["fn"].support)
+    )
+
+
+def numpyro_model(
+    model: Callable, example_batch, rng_key, *, init_strategy: Callable | None = None
+) -> NumpyroModel:
     """Adapt a numpyro model ``model(*batch)`` to the SG-MCMC log-density interface.
 
     The model must take the minibatch arrays as positional arguments and mark the
     likelihood with ``obs=``; observed sites are scaled by ``N / B`` (the prior is not).
     Do not use ``plate(..., subsample_size=...)``: subsampling is the sampler's job.
-    ``rng_key`` draws numpyro's initial position (uniform in ``(-2, 2)`` in the
-    unconstrained space).
+    ``init_strategy`` is a numpyro init strategy (default ``numpyro.infer.init_to_uniform``,
+    uniform in ``(-2, 2)`` in the unconstrained space; e.g. ``init_to_uniform(radius=0.5)``,
+    ``init_to_sample``, ``init_to_value(values=...)``) used by :meth:`NumpyroModel.init`;
+    ``rng_key`` draws the position :meth:`NumpyroModel.init` returns without a key.
     """
+    from numpyro.infer import init_to_uniform
     from numpyro.infer.util import initialize_model
 
     example_batch = tuple(jnp.asarray(a) for a in example_batch)
     for i, a in enumerate(example_batch):
         if jnp.issubdtype(a.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(a))):
             raise ValueError(f"example_batch[{i}] contains NaN or inf")
-    info = initialize_model(rng_key, model, model_args=example_batch, dynamic_args=True)
+    if init_strategy is not None and not callable(init_strategy):
+        raise TypeError(f"init_strategy must be a numpyro init strategy, got {init_strategy!r}")
+    init_strategy = init_strategy or init_to_uniform
+    info = initialize_model(
+        rng_key, model, model_args=example_batch, dynamic_args=True, init_strategy=init_strategy
+    )
     return NumpyroModel(
         model,
         info.param_info.z,
         info.potential_fn,
         info.postprocess_fn,
         example_batch,
+        init_strategy,
+        _constrained_sites(model, example_batch),
     )

@@ -9,8 +9,8 @@ products). Three measurements, each in its own process pinned to core 0 with one
   steps inside one compiled ``lax.scan`` (compiled once before timing);
 * ``torch``: a plain PyTorch SGHMC loop of the same network and update, one chain (the
   per-chain-step time of ``C`` chains run one after the other), ``torch.set_num_threads(1)``,
-  run with the interpreter of ``--torch-python`` (default ``/work/torchenv/bin/python``;
-  skipped with a message when it is missing);
+  run with the interpreter of ``--torch-python`` (default: ``$BAYESNN_TORCH_PYTHON``, else
+  ``torchenv/bin/python`` beside the repository; skipped with a message when it is missing);
 * ``peak``: a 2048 x 2048 float32 matrix product in JAX on the same core, the denominator
   of the achieved FLOP/s.
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import time
@@ -162,7 +163,13 @@ def main():
     parser.add_argument("--chains", default="1,8", help="chain counts (comma separated)")
     parser.add_argument("--steps", type=int, default=50, help="timed steps per chain")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--torch-python", default="/work/torchenv/bin/python")
+    parser.add_argument(
+        "--torch-python",
+        default=os.environ.get(
+            "BAYESNN_TORCH_PYTHON",
+            str(pathlib.Path(__file__).resolve().parents[2] / "torchenv" / "bin" / "python"),
+        ),
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

@@ -41,8 +41,9 @@ import tempfile
 import numpy as np
 
 DATA = pathlib.Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-NT_PYTHON = "/work/ntenv/bin/python"
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# neural-tangents' own environment (jax 0.4.26): $BAYESNN_NT_PYTHON, else ntenv beside the repo
+NT_PYTHON = os.environ.get("BAYESNN_NT_PYTHON", str(ROOT.parent / "ntenv" / "bin" / "python"))
 
 _CONV = "Conv(8, (3, 3), padding='SAME', W_std=1.5, b_std=0.1), Relu()"
 ARCHS = {

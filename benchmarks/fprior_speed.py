@@ -10,8 +10,8 @@ the prior, 200 prior iterations.
 
 Runs:
 
-* ``torch-ref``: the reference algorithm written out from
-  /work/shared/reference/functional-prior.md (not the reference code): critic weights reset
+* ``torch-ref``: the reference algorithm of Tran et al. (github.com/tranbahien/
+  you-need-a-good-prior) written out in PyTorch (its code is not imported): critic weights reset
   every prior step (Xavier-normal weights, N(0, 1) biases), one Adagrad(0.02) created once
   (its accumulators are *not* reset, as in the reference), 200 critic steps on one batch
   pair, then fresh batches for the prior step; GP draws by a loop of float64 Choleskys with

@@ -34,10 +34,9 @@ vectorised so that the nine-set table with all standard splits can run in about 
 * ``--jobs 2``: each data set is its own process (one XLA thread), two at a time, longest
   first; the parent merges the rows and reports wall and children's CPU time.
 
-Compile time (session 3, process CPU, boston, 20 splits x 4 priors x 4 chains): nested
-``vmap`` (split / prior / chain) 28.6 s, flat ``vmap`` 11.2 s; the per-block Gibbs draw with
-one ``jax.random.gamma`` call instead of one gamma loop per layer and parameter kind cut the
-single-chain compile from 19.1 to 12.4 s (``HierarchicalGaussian.gibbs`` now draws that way).
+Compile time: splits, priors and chains are one flat ``vmap`` (a nested ``vmap`` over
+split / prior / chain compiled about 2.5x slower), and the per-block Gibbs draw is one
+``jax.random.gamma`` call (see ``HierarchicalGaussian.gibbs``).
 
 Usage::
 

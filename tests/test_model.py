@@ -100,12 +100,11 @@ def test_hierarchical_model_with_gibbs_block(regression):
     assert any("gibbs" in str(v) for v in idata.posterior.data_vars)
 
 
-def test_model_inference_data_function_space(model, regression):
-    import arviz as az
-
+@pytest.fixture(scope="module")
+def gaussian_result(model, regression):
     x, y = regression
     init = jax.vmap(model.init)(jax.random.split(jax.random.key(9), 2))
-    result = sgmcmc.sample(
+    return sgmcmc.sample(
         jax.random.key(3),
         sgmcmc.sghmc(alpha=1.0),
         model.logdensity,
@@ -119,6 +118,13 @@ def test_model_inference_data_function_space(model, regression):
         progress_bar=False,
         shard=False,
     )
+
+
+def test_model_inference_data_function_space(model, regression, gaussian_result):
+    import arviz as az
+
+    x, y = regression
+    result = gaussian_result
     idata = model.to_inference_data(result, x, y)
     assert idata.posterior["f"].shape == (2, 10, 64, 1)
     assert "net.dense_0.W" not in idata.posterior  # function space by default
@@ -130,6 +136,54 @@ def test_model_inference_data_function_space(model, regression):
     assert np.isfinite(az.loo(idata).elpd_loo)
     with_w = model.to_inference_data(result, x, max_weights=None)
     assert with_w.posterior["net.dense_0.W"].shape[:2] == (2, 10)
+
+
+def test_posterior_predictive_group(model, regression, gaussian_result):
+    """``y_rep - f`` at every draw is N(0, 0.2^2): mean and variance within 4 MC standard
+    errors over the 2 x 10 x 64 replicated values; ``az.plot_ppc`` draws it."""
+    import arviz as az
+    import matplotlib.pyplot as plt
+
+    x, y = regression
+    idata = model.to_inference_data(gaussian_result, x, y, rng_key=jax.random.key(11))
+    ppc = idata.posterior_predictive["y"]
+    assert ppc.dims == ("chain", "draw", "obs", "y_dim_1") and ppc.shape == (2, 10, 64, 1)
+    assert idata.observed_data["y"].dims == ("obs", "y_dim_1")
+    assert idata.log_likelihood["y"].dims == ("chain", "draw", "obs")
+    resid = (ppc.values - idata.posterior["f"].values).ravel()
+    sigma, m = 0.2, resid.size
+    assert abs(resid.mean()) < 4 * sigma / np.sqrt(m), resid.mean()
+    assert abs(resid.var() / sigma**2 - 1) < 4 * np.sqrt(2 / m), resid.var() / sigma**2
+    again = model.to_inference_data(gaussian_result, x, y, rng_key=jax.random.key(11))
+    np.testing.assert_array_equal(again.posterior_predictive["y"].values, ppc.values)
+    other = model.to_inference_data(gaussian_result, x, y, rng_key=jax.random.key(12))
+    assert not np.allclose(other.posterior_predictive["y"].values, ppc.values)
+    assert "posterior_predictive" not in model.to_inference_data(gaussian_result, x, y).groups()
+    axes = az.plot_ppc(idata, num_pp_samples=5, random_seed=0)
+    assert np.size(axes) >= 1
+    plt.close("all")
+
+
+@pytest.mark.parametrize("kind", ["categorical", "bernoulli"])
+def test_likelihood_samples_match_their_probabilities(kind):
+    """Frequencies of 4000 replicated labels per input within 4 binomial standard errors."""
+    n = 4000
+    if kind == "categorical":
+        lik, f = likelihoods.Categorical(), jnp.array([[0.5, -1.0, 1.5], [0.0, 0.0, 2.0]])
+        probs = np.asarray(jax.nn.softmax(f, -1))
+    else:
+        lik, f = likelihoods.Bernoulli(), jnp.array([[0.3], [-2.0]])
+        probs = np.asarray(jax.nn.sigmoid(f))  # P(y = 1)
+    draws = np.asarray(
+        jax.vmap(lambda k: lik.sample(k, {}, f))(jax.random.split(jax.random.key(0), n))
+    )
+    assert draws.shape == (n, 2)
+    freq = (
+        np.stack([(draws == k).mean(0) for k in range(3)], -1)
+        if kind == "categorical"
+        else (draws == 1).mean(0)[:, None]
+    )
+    assert np.all(np.abs(freq - probs) < 4 * np.sqrt(probs * (1 - probs) / n)), (freq, probs)
 
 
 def test_numpyro_model_scales_only_the_likelihood():
@@ -176,6 +230,76 @@ def test_numpyro_model_sampled_by_engine():
     post_mean = cov @ np.asarray(x.T @ y) / 0.25
     est = np.asarray(result.positions["w"]).mean((0, 1))
     assert np.all(np.abs(est - post_mean) < 5 * np.sqrt(np.diag(cov)))
+
+
+def _linreg_halfnormal(x, y):
+    w = numpyro.sample("w", dist.Normal(0, 1).expand([2]).to_event(1))
+    s = numpyro.sample("s", dist.HalfNormal(1.0))
+    numpyro.sample("y", dist.Normal(x @ w, s), obs=y)
+
+
+@pytest.fixture(scope="module")
+def linreg_data():
+    x = jax.random.normal(jax.random.key(8), (60, 2))
+    y = x @ jnp.array([1.0, -1.0]) + 0.3 * jax.random.normal(jax.random.key(9), (60,))
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def linreg_model(linreg_data):
+    return numpyro_model(_linreg_halfnormal, linreg_data, jax.random.key(0))
+
+
+def test_numpyro_init_uses_its_key_and_strategy(linreg_data, linreg_model):
+    from numpyro.infer import init_to_uniform, init_to_value
+
+    m = linreg_model
+    starts = jax.vmap(m.init)(jax.random.split(jax.random.key(1), 4))
+    flat = np.concatenate([np.asarray(starts["w"]), np.asarray(starts["s"])[:, None]], 1)
+    assert len({tuple(r) for r in flat.round(6)}) == 4  # four different starting points
+    assert np.all(np.abs(flat) < 2.0)  # init_to_uniform: (-2, 2) in the unconstrained space
+    assert np.all(np.asarray(jax.vmap(m.constrain)(starts)["s"]) > 0)  # in the support
+    a, b = m.init(jax.random.key(2)), m.init(jax.random.key(3))
+    assert not np.allclose(a["w"], b["w"])
+    narrow = numpyro_model(
+        _linreg_halfnormal,
+        linreg_data,
+        jax.random.key(0),
+        init_strategy=init_to_uniform(radius=0.1),
+    )
+    near = jax.vmap(narrow.init)(jax.random.split(jax.random.key(1), 4))
+    assert max(float(jnp.abs(v).max()) for v in jax.tree.leaves(near)) < 0.1
+    fixed = numpyro_model(
+        _linreg_halfnormal,
+        linreg_data,
+        jax.random.key(0),
+        init_strategy=init_to_value(values={"w": jnp.array([0.5, -0.5]), "s": 3.0}),
+    )
+    values = fixed.constrain(fixed.init(jax.random.key(4)))
+    np.testing.assert_allclose(values["s"], 3.0, rtol=1e-6)
+    np.testing.assert_allclose(values["w"], [0.5, -0.5], rtol=1e-6)
+    with pytest.raises(TypeError, match="init_strategy"):
+        numpyro_model(_linreg_halfnormal, linreg_data, jax.random.key(0), init_strategy="uniform")
+
+
+def test_numpyro_inference_data_constrained_and_unconstrained(linreg_data, linreg_model):
+    x, y = linreg_data
+    m = linreg_model
+    assert m.constrained_sites == ("s",)
+    init = jax.vmap(m.init)(jax.random.split(jax.random.key(1), 2))
+    result = sgmcmc.sample(
+        jax.random.key(2), sgmcmc.sgld(), m.logdensity, (x, y), init,
+        num_samples=20, batch_size=20, step_size=1e-3, num_burnin=20,
+        progress_bar=False, shard=False,
+    )  # fmt: skip
+    post = m.to_inference_data(result).posterior
+    assert set(post.data_vars) == {"w", "s", "unconstrained.s"}
+    assert post["s"].shape == (2, 20) and post["w"].shape == (2, 20, 2)
+    s, u = post["s"].values, post["unconstrained.s"].values
+    assert np.all(s > 0)
+    np.testing.assert_allclose(s, np.exp(u), rtol=1e-5)  # HalfNormal: s = exp(u)
+    np.testing.assert_array_equal(post["w"].values, np.asarray(result.positions["w"]))
+    np.testing.assert_array_equal(u, np.asarray(result.positions["s"]))
 
 
 def test_model_bad_input(model, regression):

@@ -7,6 +7,8 @@ size (as in BlackJAX's MonteCarloStandardErrorTest), plus a discretisation allow
 row of the table states.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -319,19 +321,120 @@ def test_finite_runaway_raises_naming_chain_and_step(data):
     assert np.isfinite(healthy.positions).all() and np.abs(healthy.positions).max() < 10
 
 
-def test_sharded_chains_match_single_device(data):
-    # conftest simulates 8 CPU devices; on a machine with one accelerator there is nothing to shard
-    n_dev = jax.device_count()
-    if n_dev < 2:
-        pytest.skip("sharding needs at least two devices")
-    kwargs = dict(num_samples=20, batch_size=20, step_size=1e-3, num_burnin=5, progress_bar=False)
-    init = jnp.zeros((n_dev, D))
-    sharded = sgmcmc.sample(jax.random.key(2), sgmcmc.sgld(), logdensity, data, init, **kwargs)
-    single = sgmcmc.sample(
-        jax.random.key(2), sgmcmc.sgld(), logdensity, data, init, shard=False, **kwargs
+STEP_KW = dict(num_samples=15, batch_size=20, num_burnin=6, thinning=2, progress_bar=False)
+
+
+def test_per_chain_step_sizes_are_the_runs_at_each_step(data):
+    """Chain ``c`` of a run with steps ``(h1, h2)`` is chain ``c`` of a run at ``h_c`` (chain
+    keys are ``fold_in(rng_key, c)``): chain 0 the one-chain run at ``h1``, chain 1 the
+    two-chain run at ``h2`` (given as a JAX scalar)."""
+    init = jax.random.normal(jax.random.key(3), (2, D))
+    h1, h2 = 1e-3, 4e-3
+    both = sgmcmc.sample(
+        jax.random.key(2), sgmcmc.sghmc(alpha=1.0), logdensity, data, init,
+        step_size=np.array([h1, h2]), shard=False, **STEP_KW,
+    )  # fmt: skip
+    one = sgmcmc.sample(
+        jax.random.key(2), sgmcmc.sghmc(alpha=1.0), logdensity, data, init[:1],
+        step_size=h1, shard=False, **STEP_KW,
+    )  # fmt: skip
+    two = sgmcmc.sample(
+        jax.random.key(2), sgmcmc.sghmc(alpha=1.0), logdensity, data, init,
+        step_size=jnp.float32(h2), shard=False, **STEP_KW,
+    )  # fmt: skip
+    np.testing.assert_allclose(both.positions[0], one.positions[0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(both.positions[1], two.positions[1], rtol=1e-6, atol=1e-7)
+    assert np.abs(np.asarray(both.positions[1] - one.positions[0])).max() > 1e-3
+    np.testing.assert_array_equal(np.asarray(both.info.step_size)[:, 0], np.float32([h1, h2]))
+
+
+def test_per_chain_divergence_names_the_chain_and_its_step_size(data):
+    with pytest.raises(sgmcmc.DivergenceError, match=r"chain 1 .*step_size=0\.5\)"):
+        sgmcmc.sample(
+            jax.random.key(0), sgmcmc.sgld(), logdensity, data, jnp.zeros((2, D)),
+            step_size=[1e-3, 0.5], shard=False, **STEP_KW,
+        )  # fmt: skip
+
+
+def test_optax_schedule_is_the_per_step_schedule(data):
+    optax = pytest.importorskip("optax")
+    total = STEP_KW["num_burnin"] + STEP_KW["num_samples"] * STEP_KW["thinning"]
+    sched = optax.cosine_decay_schedule(5e-3, total, alpha=0.1)
+    init = jnp.zeros((2, D))
+    run = functools.partial(
+        sgmcmc.sample, jax.random.key(4), sgmcmc.sgld(), logdensity, data, init, shard=False,
+        **STEP_KW,
+    )  # fmt: skip
+    with_optax = run(step_size=sched)
+    manual = run(step_size=lambda t: (jnp.asarray(sched(t), jnp.float32), jnp.zeros((), bool)))
+    np.testing.assert_array_equal(with_optax.positions, manual.positions)
+    # kept draw k = 1, 2, ... is the state after step num_burnin + k thinning - 1
+    kept = STEP_KW["num_burnin"] + STEP_KW["thinning"] * np.arange(1, STEP_KW["num_samples"] + 1)
+    kept = kept - 1
+    np.testing.assert_allclose(
+        np.asarray(with_optax.info.step_size)[0], [float(sched(t)) for t in kept], rtol=1e-6
     )
-    assert len(jax.tree.leaves(sharded.state)[0].sharding.device_set) == n_dev
+    assert not np.asarray(with_optax.info.explore).any()
+    # the same optax function is wrapped once: no new compilation on a second call
+    assert sgmcmc.schedules.as_schedule(sched) is sgmcmc.schedules.as_schedule(sched)
+
+
+def test_per_chain_step_sizes_are_in_the_checkpoint_fingerprint(data, tmp_path):
+    path = tmp_path / "run.npz"
+    kw = dict(checkpoint_path=str(path), checkpoint_every=5, shard=False, **STEP_KW)
+    init = jnp.zeros((2, D))
+    args = (jax.random.key(5), sgmcmc.sgld(), logdensity, data, init)
+    first = sgmcmc.sample(*args, step_size=np.array([1e-3, 2e-3]), **kw)
+    again = sgmcmc.sample(*args, step_size=jnp.array([1e-3, 2e-3]), **kw)
+    np.testing.assert_array_equal(again.positions, first.positions)
+    with pytest.raises(ValueError, match=r"step_sizes.*per_chain.*0\.002.*0\.003"):
+        sgmcmc.sample(*args, step_size=np.array([1e-3, 3e-3]), **kw)
+
+
+def test_per_chain_step_sizes_are_sharded_with_the_chains(data):
+    """9 chains on the 8 simulated devices: 2 per device on 5 devices, one padding chain (so
+    the step sizes are padded and laid out with the chains); each chain keeps its own step
+    size and the draws of the single-device run. (Sharding without per-chain steps:
+    tests/test_distributed.py.)"""
+    if jax.device_count() < 2:
+        pytest.skip("sharding needs at least two devices")
+    num_chains = 9
+    steps = np.geomspace(5e-4, 5e-3, num_chains).astype(np.float32)
+    init = jax.random.normal(jax.random.key(6), (num_chains, D))
+    args = (jax.random.key(6), sgmcmc.sgld(), logdensity, data, init)
+    with pytest.warns(UserWarning, match="padding"):
+        sharded = sgmcmc.sample(*args, step_size=steps, **STEP_KW)
+    single = sgmcmc.sample(*args, step_size=steps, shard=False, **STEP_KW)
+    assert len(jax.tree.leaves(sharded.state)[0].sharding.device_set) == 5
+    np.testing.assert_array_equal(np.asarray(sharded.info.step_size)[:, 0], steps)
     np.testing.assert_allclose(sharded.positions, single.positions, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "step_size,match",
+    [
+        (np.array([1e-3, 1e-3, 1e-3]), r"step_size has shape \(3,\).*\(num_chains,\) = \(2,\)"),
+        (np.full((2, 1), 1e-3), r"step_size has shape \(2, 1\)"),
+        (np.array([1e-3, np.nan]), "step_size must be positive and finite.*chain 1"),
+        (jnp.array([0.0, 1e-3]), "step_size must be positive and finite.*chain 0"),
+        (jnp.float32(-1e-3), "step_size must be positive"),
+        ("0.01", "step_size must be a positive number"),
+        (lambda t: jnp.where(t == 11, 0.0, 1e-3), r"step size 0.0 at step 11 \(of 36\)"),
+    ],
+)
+def test_bad_step_sizes_raise_before_compiling(data, step_size, match):
+    traced = []
+
+    def spy(theta, batch, data_size):
+        traced.append(1)
+        return logdensity(theta, batch, data_size)
+
+    with pytest.raises(ValueError, match=match):
+        sgmcmc.sample(
+            jax.random.key(0), sgmcmc.sgld(), spy, data, jnp.zeros((2, D)),
+            step_size=step_size, **STEP_KW,
+        )  # fmt: skip
+    assert not traced
 
 
 def test_cyclical_schedule_explores_then_samples():
@@ -501,3 +604,42 @@ def test_progress_bar_reports_all_steps(data, capsys):
     )
     err = capsys.readouterr().err
     assert "sampling" in err and "50/50" in err
+
+
+def _logdensity_with_gibbs(theta, batch, data_size, count):
+    del count
+    return logdensity(theta, batch, data_size)
+
+
+def _count_gibbs(rng_key, position, count):
+    del rng_key, position
+    return count + 1
+
+
+def test_gibbs_block_pauses_while_a_cyclical_schedule_explores(data):
+    # A hierarchical variance drawn given weights that are being optimised (no noise) would
+    # shrink towards the mode: the Gibbs block runs only at sampling steps. The block here
+    # counts its calls, so the count is exactly the number of sampling steps t with
+    # (t + 1) % gibbs_every == 0 under the schedule's own explore flag.
+    num_steps, gibbs_every = 60, 2
+    schedule = sgmcmc.schedules.cyclical(1e-3, num_steps, 3, exploration_ratio=0.5)
+    result = sgmcmc.sample(
+        jax.random.key(0),
+        sgmcmc.sghmc(alpha=1.0),
+        _logdensity_with_gibbs,
+        data,
+        jnp.zeros((2, D)),
+        num_samples=num_steps,
+        batch_size=20,
+        step_size=schedule,
+        gibbs_fn=_count_gibbs,
+        init_gibbs_state=jnp.zeros((2,), jnp.int32),
+        gibbs_every=gibbs_every,
+        progress_bar=False,
+        shard=False,
+    )
+    t = np.arange(num_steps)
+    explore = np.asarray(jax.vmap(schedule)(jnp.asarray(t))[1])
+    expected = np.cumsum(((t + 1) % gibbs_every == 0) & ~explore)
+    assert 0 < expected[-1] < num_steps // gibbs_every  # both phases occur
+    np.testing.assert_array_equal(np.asarray(result.gibbs_states), np.stack([expected] * 2))

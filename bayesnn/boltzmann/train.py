@@ -14,7 +14,7 @@ differentiated implicitly (:mod:`bayesnn.boltzmann.implicit`). **This is empiric
 training of an approximate-inference procedure, not maximum likelihood**: no negative phase,
 no partition function (compare Domke 2013, Stoyanov et al. 2011).
 
-As in their code, the completion term can instead be a class-balanced focal loss (Lin et al.
+As in Feng, Winston and Kolter's code (github.com/locuslab/MonotoneDBM), the completion term can instead be a class-balanced focal loss (Lin et al.
 2017; Cui et al. 2019): with :math:`p_i` the predicted probability of pixel ``i``'s true bin
 :math:`x_i` and bin weights :math:`w_c`,
 
@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bayesnn._training import apply_gradients
 from bayesnn.boltzmann.coupling import MDBMParams
 from bayesnn.boltzmann.model import (
     DEFAULT_CONFIG,
@@ -357,8 +358,9 @@ def make_train_step(spec, optimizer, training=DEFAULT_TRAINING, config=DEFAULT_C
         (loss, aux), grads = jax.value_and_grad(masked_loss, has_aux=True)(
             trainable, spec, pixels, labels, mask, training, config
         )
-        updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
-        params, log_scale = optax.apply_updates(trainable, updates)
+        (params, log_scale), opt_state = apply_gradients(
+            optimizer, trainable, state.opt_state, grads
+        )
         if max_norm is not None:  # projection: the stored parameters satisfy the cap
             params = params._replace(A=spec.cap_rows(params.A, float(max_norm)))
         gnorm = optax.tree.norm(grads)

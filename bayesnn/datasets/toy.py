@@ -155,8 +155,8 @@ def make_gap_regression(
     draw :math:`f` (RBF, amplitude 1.6, lengthscale 1.8) at the training inputs and at a test
     grid of ``n_test`` points on ``[low - margin, high + margin]``;
     :math:`y_i = f(x_i) + \varepsilon_i`, :math:`\varepsilon_i \sim N(0, 0.1)`.
-    Tran, Rossi, Milios & Filippone, JMLR 2022 (section on 1-D regression). Unlike the
-    reference code, the noise-free function at the test grid is returned too.
+    Tran, Rossi, Milios & Filippone, JMLR 2022 (section on 1-D regression). Unlike
+    github.com/tranbahien/you-need-a-good-prior, the noise-free function at the test grid is returned too.
 
     Parameters
     ----------

@@ -67,7 +67,7 @@ class LogNormal:
     ----------
     loc, scale
         Mean and standard deviation of ``log theta`` (scalars or arrays; an array ``loc``
-        gives an ARD lengthscale). Note: the reference code's ``LogNormal(mu, var)`` takes
+        gives an ARD lengthscale). Note: ``LogNormal(mu, var)`` in github.com/tranbahien/you-need-a-good-prior takes
         the variance; pass ``scale=sqrt(var)``.
     """
 

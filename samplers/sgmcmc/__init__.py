@@ -14,12 +14,14 @@ Example
 (4, 100)
 
 Kernels: :func:`sgld`, :func:`sghmc`, :func:`sgnht` (BlackJAX's diffusions), :func:`psgld`
-(RMSprop-preconditioned SGLD), :func:`adaptive_sghmc` (Springenberg et al. 2016).
+(RMSprop-preconditioned SGLD), :func:`adaptive_sghmc` (Springenberg et al. 2016); BlackJAX's
+own ``blackjax.sgld`` and ``blackjax.sghmc`` run as they are (:func:`blackjax_kernel`).
 """
 
 from samplers.sgmcmc import schedules
 from samplers.sgmcmc.adaptive_sghmc import adaptive_sghmc
 from samplers.sgmcmc.base import SGMCMCKernel
+from samplers.sgmcmc.blackjax_kernels import BlackJAXKernel, blackjax_kernel
 from samplers.sgmcmc.csgld import csgld
 from samplers.sgmcmc.driver import DivergenceError, DriverState, SampleResult, SGMCMCInfo, sample
 from samplers.sgmcmc.gradients import clip_by_global_norm, control_variates, value_and_grad
@@ -29,12 +31,14 @@ from samplers.sgmcmc.sgld import sgld
 from samplers.sgmcmc.sgnht import sgnht
 
 __all__ = [
+    "BlackJAXKernel",
     "DivergenceError",
     "DriverState",
     "SGMCMCInfo",
     "SGMCMCKernel",
     "SampleResult",
     "adaptive_sghmc",
+    "blackjax_kernel",
     "clip_by_global_norm",
     "control_variates",
     "csgld",

@@ -44,6 +44,15 @@ class SGMCMCKernel(NamedTuple):
     step: Callable
     name: str
 
+    def bind(self, grad_fn: Callable) -> Callable:
+        """The step for one minibatch, given the minibatch gradient estimator ``grad_fn``
+        (``position -> gradient``) at positions other than the current one: ``step`` itself,
+        since these kernels use only the gradient at the current position. Kernels that
+        integrate several steps per minibatch (BlackJAX's SGHMC,
+        :mod:`samplers.sgmcmc.blackjax_kernels`) use ``grad_fn``."""
+        del grad_fn
+        return self.step
+
 
 def tree_normal(rng_key, tree):
     """Standard normal noise with the structure and dtypes of ``tree`` (no ravel copy)."""

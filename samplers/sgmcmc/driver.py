@@ -10,8 +10,11 @@ checkpoints and divergence checks) and adds what BlackJAX leaves to the user:
   with a warning);
 * a per-draw :class:`SGMCMCInfo` (minibatch log-density, gradient norm, step size,
   temperature, exploration flag, finiteness);
-* step-size schedules (:mod:`samplers.sgmcmc.schedules`), optional gradient clipping and
-  control variates;
+* step sizes given as a float, a per-chain array (sharded with the chains), an optax
+  schedule or a schedule of :mod:`samplers.sgmcmc.schedules`, or chosen by the engine
+  (:mod:`samplers.sgmcmc.step_size`); optional gradient clipping and control variates;
+* BlackJAX's own SG kernels (``blackjax.sgld``, ``blackjax.sghmc``), given the minibatch
+  gradient estimator they take (:mod:`samplers.sgmcmc.blackjax_kernels`);
 * an optional Gibbs block (``gibbs_fn``) for variables with exact conditionals, e.g. the
   layer variances of a hierarchical prior;
 * a :class:`~samplers.runner.DivergenceError` naming the chain and step where the
@@ -43,6 +46,7 @@ from samplers import distributed, runner
 from samplers.runner import DivergenceError
 from samplers.sgmcmc import minibatch
 from samplers.sgmcmc.base import SGMCMCKernel, tree_sq_norm
+from samplers.sgmcmc.blackjax_kernels import as_kernel
 from samplers.sgmcmc.gradients import clip_by_global_norm, control_variates, value_and_grad
 from samplers.sgmcmc.schedules import as_schedule
 
@@ -120,12 +124,20 @@ class SampleResult(NamedTuple):
     step_size_info: Any = None
     accumulated: Any = None
 
-    def to_inference_data(self, **kwargs):
-        """ArviZ ``InferenceData`` of the posterior draws (exploration draws dropped)."""
+    def to_inference_data(self, transform: Callable | None = None, **kwargs):
+        """ArviZ ``InferenceData`` of the posterior draws (exploration draws dropped).
+
+        ``transform`` maps the kept positions (leaves ``(num_chains, num_draws, ...)``) to
+        the ``posterior`` group, e.g. a model's constrained values; ``kwargs`` go to
+        :func:`samplers.results.to_inference_data` (``posterior_predictive``,
+        ``log_likelihood``, ``observed_data``, ``dims``...).
+        """
         from samplers.results import to_inference_data
 
         keep = ~np.asarray(self.info.explore).any(axis=0)
         positions = jax.tree.map(lambda x: np.asarray(x)[:, keep], self.positions)
+        if transform is not None:
+            positions = transform(positions)
         stats = {k: np.asarray(v)[:, keep] for k, v in self.info._asdict().items()}
         stats["diverging"] = ~stats["is_finite"]
         if self.gibbs_states is not None:
@@ -216,20 +228,62 @@ def _check_final_positions(position, num_steps, message):
         raise DivergenceError(message(int(np.argmax(bad)), num_steps - 1, _FINAL))
 
 
-def _step_size_fingerprint(step_size, num_burnin, num_steps):
-    """Step sizes at the first step, after burn-in and at the last step (checkpoint check)."""
+def _step_size_fingerprint(step_size, chain_steps, num_burnin, num_steps):
+    """Step sizes at the first step, after burn-in and at the last step, or every chain's
+    step size (checkpoint check)."""
+    if chain_steps is not None:
+        return {"per_chain": [float(h) for h in chain_steps]}
     if not callable(step_size):
         return [float(step_size)]
-    return [float(step_size(jnp.int32(t))[0]) for t in (0, num_burnin, num_steps - 1)]
+    schedule = as_schedule(step_size)
+    return [float(schedule(jnp.int32(t))[0]) for t in (0, num_burnin, num_steps - 1)]
+
+
+#: Marker of a per-chain step size in the compiled step (the values travel with the chains).
+PER_CHAIN = "per_chain"
+
+
+def _normalize_step_size(step_size, num_chains):
+    """``(step_size, chain_steps)``: a float or a schedule, or ``(PER_CHAIN, (num_chains,)
+    float32 array)`` for a per-chain step size; bad values raise a ``ValueError`` naming
+    ``step_size`` before anything is compiled."""
+    if callable(step_size):
+        return step_size, None
+    if isinstance(step_size, bool | str | bytes):
+        raise ValueError(f"step_size must be a positive number, got {step_size!r}")
+    try:
+        value = np.asarray(step_size)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"step_size must be a number or an array, got {step_size!r}") from err
+    if value.dtype.kind not in "iuf" and value.dtype.name != "bfloat16":
+        raise ValueError(f"step_size must hold real numbers, got dtype {value.dtype}")
+    if value.ndim == 0:
+        return float(value), None
+    if value.shape != (num_chains,):
+        raise ValueError(
+            f"step_size has shape {value.shape}: a per-chain step size needs shape "
+            f"(num_chains,) = ({num_chains},)"
+        )
+    value = value.astype(np.float32)
+    bad = ~(np.isfinite(value) & (value > 0))
+    if bad.any():
+        chain = int(np.argmax(bad))
+        raise ValueError(
+            f"step_size must be positive and finite for every chain; chain {chain} has "
+            f"{value[chain]!r}"
+        )
+    return PER_CHAIN, value
 
 
 def _check_step_size(step_size, num_steps):
+    if step_size is PER_CHAIN:  # checked by _normalize_step_size
+        return
     if not callable(step_size):
         h = float(step_size)
         if not (math.isfinite(h) and h > 0):
             raise ValueError(f"step_size must be positive and finite, got {step_size!r}")
         return
-    best, where = _schedule_minimum(step_size)(jnp.int32(num_steps))
+    best, where = _schedule_minimum(as_schedule(step_size))(jnp.int32(num_steps))
     if not float(best) > 0:
         value = "NaN" if float(best) == -np.inf else float(best)
         raise ValueError(
@@ -403,35 +457,42 @@ def _build_step(
     control_variate_center=None,
     data=None,
 ):
-    """The runner step ``step(t, state, data, chain_keys) -> (state, SGMCMCInfo)``.
+    """The runner step ``step(t, state, data, chain_keys[, chain_steps]) -> (state,
+    SGMCMCInfo)``.
 
     Every random number of chain ``c`` at step ``t`` is a fold of its key
     ``fold_in(rng_key, c)`` (passed in ``chain_keys``) and ``t`` (kernel noise: stream 0,
     minibatches: stream 1, Gibbs block: stream 2), so the runner hands the step the global step
-    index instead of a key.
+    index instead of a key. With ``step_size=PER_CHAIN`` the step takes each chain's step
+    size as a further chain-axis argument ``chain_steps``.
     """
-    schedule = as_schedule(step_size)
+    per_chain = step_size is PER_CHAIN
+    schedule = None if per_chain else as_schedule(step_size)
     estimator = value_and_grad(logdensity_fn)
     if control_variate_center is not None:
         estimator = control_variates(estimator, control_variate_center, data, data_size)
 
-    def chain_step(t, cstate: DriverState, chain_key, data):
+    def chain_step(t, cstate: DriverState, chain_key, data, chain_h=None):
         kernel_key, data_key, gibbs_key = (jax.random.fold_in(chain_key, i) for i in range(3))
         batch, batch_state = minibatch.next_batch(
             data_key, cstate.batch_state, t, data, batch_size, batches
         )
-        h, explore = schedule(t)
+        h, explore = (chain_h, jnp.zeros((), bool)) if per_chain else schedule(t)
         temp = jnp.where(explore, 0.0, temperature).astype(jnp.float32)
         position = cstate.kernel_state.position
-        if gibbs_fn is None:
-            value, grad = estimator(position, batch, data_size)
-        else:
-            value, grad = estimator(position, batch, data_size, cstate.gibbs_state)
+        extra = () if gibbs_fn is None else (cstate.gibbs_state,)
+        value, grad = estimator(position, batch, data_size, *extra)
         if grad_clip is not None:
             grad = clip_by_global_norm(grad, grad_clip)
         grad_norm = jnp.sqrt(tree_sq_norm(grad))
         finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
-        kernel_state, _ = kernel.step(
+
+        def grad_fn(x):
+            """The minibatch gradient estimator at another position (same batch)."""
+            g = estimator(x, batch, data_size, *extra)[1]
+            return g if grad_clip is None else clip_by_global_norm(g, grad_clip)
+
+        kernel_state, _ = kernel.bind(grad_fn)(
             jax.random.fold_in(kernel_key, t),
             cstate.kernel_state,
             value,
@@ -446,8 +507,11 @@ def _build_step(
         )
         gibbs_state = cstate.gibbs_state
         if gibbs_fn is not None:
+            # No Gibbs draw during a schedule's noise-free exploration phase: drawing a
+            # hierarchical variance given weights that are being optimised towards a mode
+            # shrinks the variance, which pulls the weights further (a collapse).
             gibbs_state = jax.lax.cond(
-                jnp.mod(t + 1, gibbs_every) == 0,
+                (jnp.mod(t + 1, gibbs_every) == 0) & ~jnp.asarray(explore),
                 lambda: gibbs_fn(
                     jax.random.fold_in(gibbs_key, t), kernel_state.position, gibbs_state
                 ),
@@ -462,6 +526,14 @@ def _build_step(
             finite,
         )
         return DriverState(kernel_state, gibbs_state, batch_state), info
+
+    if per_chain:
+        step_all = jax.vmap(chain_step, in_axes=(None, 0, 0, None, 0))
+
+        def step(t, state, data, chain_keys, chain_steps):
+            return step_all(t, state, chain_keys, data, chain_steps)
+
+        return step
 
     step_all = jax.vmap(chain_step, in_axes=(None, 0, 0, None))
 
@@ -511,7 +583,11 @@ def sample(
     rng_key
         PRNG key; chain ``c`` uses ``fold_in(rng_key, c)`` for its noise and minibatches.
     kernel
-        An :class:`SGMCMCKernel`, e.g. ``samplers.sgmcmc.sghmc(alpha=0.1)``.
+        An :class:`SGMCMCKernel`, e.g. ``samplers.sgmcmc.sghmc(alpha=0.1)``, or one of
+        BlackJAX's own SG kernels as BlackJAX exports it (``blackjax.sgld``,
+        ``blackjax.sghmc``), or with its hyperparameters through
+        :func:`samplers.sgmcmc.blackjax_kernels.blackjax_kernel`; the driver builds the
+        minibatch gradient estimator BlackJAX's kernels take.
     logdensity_fn
         ``(position, batch, data_size[, gibbs_state]) -> scalar`` minibatch log posterior.
     data
@@ -524,10 +600,14 @@ def sample(
     batch_size
         Minibatch size ``B``.
     step_size
-        A float or a schedule ``t -> (step_size, explore)`` from
-        :mod:`samplers.sgmcmc.schedules`; every step size of the run must be positive and
-        finite (a schedule is evaluated over all steps before sampling). ``None``: chosen
-        by the engine during the first half of the burn-in
+        One of: a float or a scalar (JAX or NumPy) array; a per-chain array of shape
+        ``(num_chains,)`` (chain ``c`` runs at its own constant step size ``step_size[c]``;
+        the array is sharded with the chains); an optax schedule ``step -> step_size``
+        (e.g. ``optax.cosine_decay_schedule``); or a schedule ``t -> (step_size, explore)``
+        from :mod:`samplers.sgmcmc.schedules`. Every step size of the run must be positive
+        and finite (a schedule is evaluated over all steps before sampling; a bad value
+        raises a ``ValueError`` naming ``step_size`` before anything is compiled).
+        ``None``: chosen by the engine during the first half of the burn-in
         (:func:`samplers.sgmcmc.step_size.tune_step_size`: largest step whose predicted
         bias of posterior variances from discretisation and minibatch noise is <= 10%,
         re-estimated as the chains move); reported in ``result.step_size_info``.
@@ -538,8 +618,9 @@ def sample(
         ``"epoch"`` (permutation per epoch) or ``"replace"`` (indices with replacement).
     gibbs_fn, init_gibbs_state, gibbs_every
         Optional Gibbs block ``gibbs_fn(rng_key, position, gibbs_state) -> gibbs_state``
-        applied after every ``gibbs_every`` SG-MCMC steps; ``init_gibbs_state`` has a
-        leading chain axis.
+        applied after every ``gibbs_every`` SG-MCMC steps, except during the exploration
+        (noise-free) phase of a cyclical schedule; ``init_gibbs_state`` has a leading chain
+        axis.
     grad_clip
         Clip the gradient estimate to this global norm.
     control_variate_center
@@ -600,6 +681,10 @@ def sample(
     data_size, num_chains = _validate(data, init_positions, batch_size, temperature)
     if position_template is not None:
         _check_template(init_positions, position_template)
+    kernel = as_kernel(kernel)
+    chain_steps = None
+    if step_size is not None:
+        step_size, chain_steps = _normalize_step_size(step_size, num_chains)
     step_size_info = None
     if step_size is None:
         if gibbs_fn is not None or control_variate_center is not None:
@@ -655,9 +740,10 @@ def sample(
             chain_keys
         ),
     )
+    per_chain = () if chain_steps is None else (jnp.asarray(chain_steps),)
     layout = distributed.chain_mesh(num_chains, shard)
     if layout is not None:
-        state, chain_keys = layout.shard((state, chain_keys))
+        state, chain_keys, per_chain = layout.shard((state, chain_keys, per_chain))
         data = layout.replicate(data)
 
     num_params = sum(
@@ -680,7 +766,8 @@ def sample(
     def message(chain, t, code):
         return (
             f"chain {chain} {reasons.get(code, 'diverged')} at step {t} "
-            f"(kernel {kernel.name}); try a smaller step size (step_size={step_size!r}), "
+            f"(kernel {kernel.name}); try a smaller step size (step_size="
+            f"{step_size if chain_steps is None else float(chain_steps[chain])!r}), "
             "gradient clipping (grad_clip=...), or check the model and data"
         )
 
@@ -696,7 +783,7 @@ def sample(
         step,
         state,
         num_samples,
-        args=(data, chain_keys),
+        args=(data, chain_keys, *per_chain),
         num_burnin=num_burnin,
         thinning=thinning,
         observe=_observe if store_draws else None,
@@ -720,7 +807,7 @@ def sample(
             "step_sizes": (
                 None
                 if checkpoint_path is None
-                else _step_size_fingerprint(step_size, num_burnin, total_steps)
+                else _step_size_fingerprint(step_size, chain_steps, num_burnin, total_steps)
             ),
         },
         overwrite=overwrite_checkpoint,

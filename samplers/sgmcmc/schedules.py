@@ -3,15 +3,21 @@
 ``explore`` is a boolean: during an exploration phase the driver sets the temperature to
 zero (the sampler becomes an optimiser) and marks the draws so they are left out of the
 posterior. Schedules are pure functions of a traced step index.
+
+Any optax schedule (a callable ``step -> value``, e.g. ``optax.cosine_decay_schedule``) is
+accepted as well: :func:`as_schedule` recognises it by its output (one scalar instead of a
+pair) and wraps it with :func:`from_optax` (never exploring).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 
-__all__ = ["constant", "polynomial_decay", "cyclical", "as_schedule"]
+__all__ = ["constant", "polynomial_decay", "cyclical", "from_optax", "as_schedule"]
 
 
 def _check_positive(name, value):
@@ -70,8 +76,44 @@ def cyclical(
     return schedule
 
 
+@functools.lru_cache(maxsize=64)
+def from_optax(schedule: Callable) -> Callable:
+    """An optax-style schedule ``step -> step_size`` as a driver schedule (never exploring).
+
+    ``h_t = schedule(t)`` as float32, e.g. ``from_optax(optax.cosine_decay_schedule(1e-2,
+    1000))``. The wrapper is cached per ``schedule`` (the same function gives the same
+    wrapper, so the driver compiles it once).
+    """
+    if not callable(schedule):
+        raise TypeError(f"schedule must be callable (step -> step size), got {schedule!r}")
+
+    def wrapped(t):
+        return jnp.asarray(schedule(t), jnp.float32), jnp.zeros((), bool)
+
+    return wrapped
+
+
+def _is_pair_schedule(schedule: Callable) -> bool:
+    """Whether ``schedule(t)`` returns ``(step_size, explore)`` (else one scalar: optax)."""
+    try:
+        out = jax.eval_shape(schedule, jax.ShapeDtypeStruct((), jnp.int32))
+    except Exception as err:  # noqa: BLE001 - reported with the argument's name
+        raise ValueError(
+            f"step_size schedule cannot be evaluated at a traced integer step: {err}"
+        ) from err
+    if isinstance(out, tuple) and len(out) == 2:
+        return True
+    if hasattr(out, "shape") and out.shape == ():
+        return False
+    raise ValueError(
+        "step_size schedule must return a scalar step size (optax style) or a pair "
+        f"(step_size, explore); got {out}"
+    )
+
+
 def as_schedule(step_size) -> Callable:
-    """A schedule from a float (constant) or a schedule (unchanged)."""
+    """A schedule from a float or scalar array (constant), an optax-style schedule
+    ``step -> value`` (wrapped by :func:`from_optax`) or a schedule (unchanged)."""
     if callable(step_size):
-        return step_size
+        return step_size if _is_pair_schedule(step_size) else from_optax(step_size)
     return constant(step_size)
