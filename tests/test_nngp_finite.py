@@ -1,6 +1,8 @@
 """Finite BNN with an inverse-gamma readout variance vs its infinite-width scale mixture
 (Dense and convolutional architectures)."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,6 +49,14 @@ def test_fixed_noise_mixture_limits():
     assert s2m == pytest.approx(c, rel=1e-4)
     with pytest.raises(ValueError, match="noise_var"):
         finite.fixed_noise_mixture_moments(K, Kx, kd, y, 2.0, 2.0, 0.0)
+    # float64 kernels outside jax.enable_x64 keep their precision (no float32 truncation).
+    with jax.enable_x64(True):
+        want = finite.fixed_noise_mixture_moments(K, Kx, kd, y, A, B, NOISE**2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = finite.fixed_noise_mixture_moments(K, Kx, kd, y, A, B, NOISE**2)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
 
 
 def _compare(problem, chains, num_samples, thinning, burnin, allowance):

@@ -37,7 +37,7 @@ import numpy as np
 
 from bayesnn import likelihoods, priors
 from bayesnn.model import BayesianNeuralNet
-from bayesnn.nngp._common import as_2d_targets, check_matrix, positive
+from bayesnn.nngp._common import positive
 
 __all__ = [
     "FinitePredictive",
@@ -184,6 +184,17 @@ def sample_predictive(
     return FinitePredictive(f, result.gibbs_states[last]["W"])
 
 
+def _float64_matrix(name, k, square=False):
+    """``k`` as a finite float64 NumPy matrix (the errors of ``nngp._common.check_matrix``)."""
+    k = np.asarray(k, np.float64)
+    if k.ndim != 2 or (square and k.shape[0] != k.shape[1]):
+        kind = "square 2-D" if square else "2-D"
+        raise ValueError(f"{name} must be a {kind} matrix, got shape {k.shape}")
+    if not np.all(np.isfinite(k)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return k
+
+
 def fixed_noise_mixture_moments(
     k_train,
     k_test_train,
@@ -227,9 +238,14 @@ def fixed_noise_mixture_moments(
     """
     alpha, beta = positive("alpha", alpha), positive("beta", beta)
     noise_var = positive("noise_var", noise_var)
-    K = np.asarray(check_matrix("k_train", k_train, square=True), np.float64)
-    Y = np.asarray(as_2d_targets(y, K.shape[0]), np.float64)
-    kx = np.asarray(check_matrix("k_test_train", k_test_train), np.float64)
+    # NumPy throughout: a float64 kernel passed outside jax.enable_x64 keeps its precision
+    # (jnp.asarray would truncate it to float32).
+    K = _float64_matrix("k_train", k_train, square=True)
+    Y = np.asarray(y, np.float64)
+    Y = Y[:, None] if Y.ndim == 1 else Y
+    if Y.ndim != 2 or Y.shape[0] != K.shape[0]:
+        raise ValueError(f"y must have shape ({K.shape[0]},) or ({K.shape[0]}, C), got {Y.shape}")
+    kx = _float64_matrix("k_test_train", k_test_train)
     kd = np.asarray(k_test_diag, np.float64)
     n, c = Y.shape
     lam, U = np.linalg.eigh(0.5 * (K + K.T))
