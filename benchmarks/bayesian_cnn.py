@@ -84,6 +84,17 @@ def to_nhwc(images, max_value=255.0):
     return (np.asarray(images, np.float32) / max_value)[..., None]
 
 
+def corrupted_test_sets(names, severity, seed, num):
+    """``{name: (NHWC images, labels)}`` of the first ``num`` corrupted test images per set
+    (``names`` empty or ``None``: every corruption but the identity)."""
+    names = names or tuple(c for c in CORRUPTIONS if c != "identity")
+    corrupted = {}
+    for name in names:
+        images, labels = load_corrupted_fashion_mnist(name, severity, seed=seed, num=num)
+        corrupted[name] = (to_nhwc(images), labels)
+    return corrupted
+
+
 def ood_digits():
     """sklearn's digits, x3 nearest upsampling (24x24), zero-padded to 28x28, in [0, 1]."""
     images, _ = load_digits()
@@ -142,13 +153,7 @@ def main():
     x_train, y_train = to_nhwc(x_all[idx]), y_all[idx]
     x_te, y_test = load_fashion_mnist("test")
     x_test, y_test = to_nhwc(x_te[: cfg["n_test"]]), y_test[: cfg["n_test"]]
-    names = cfg["corruptions"] or tuple(c for c in CORRUPTIONS if c != "identity")
-    corrupted = {}
-    for name in names:
-        images, labels = load_corrupted_fashion_mnist(
-            name, args.severity, seed=args.seed, num=cfg["n_test"]
-        )
-        corrupted[name] = (to_nhwc(images), labels)
+    corrupted = corrupted_test_sets(cfg["corruptions"], args.severity, args.seed, cfg["n_test"])
     x_ood = ood_digits()[: cfg["n_test"]]
     clock.lap("data")
 

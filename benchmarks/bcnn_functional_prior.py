@@ -51,14 +51,12 @@ import optax  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bayesian_cnn import MODES as BCNN_MODES  # noqa: E402
-from bayesian_cnn import Clock, cnn, evaluate, to_nhwc  # noqa: E402
+from bayesian_cnn import Clock, cnn, corrupted_test_sets, evaluate, to_nhwc  # noqa: E402
 
 from bayesnn import BayesianNeuralNet, likelihoods, priors  # noqa: E402
 from bayesnn import functional_prior as fp  # noqa: E402
 from bayesnn.baselines import mean_predictive_probs  # noqa: E402
 from bayesnn.datasets import (  # noqa: E402
-    CORRUPTIONS,
-    load_corrupted_fashion_mnist,
     load_fashion_mnist,
 )
 from bayesnn.gp import RBF, GPPrior  # noqa: E402
@@ -129,13 +127,7 @@ def main():
     x_val, y_val = to_nhwc(x_all[va]), y_all[va]
     x_te, y_te = load_fashion_mnist("test")
     x_test, y_test = to_nhwc(x_te[: cfg["n_test"]]), y_te[: cfg["n_test"]]
-    names = cfg["corruptions"] or tuple(c for c in CORRUPTIONS if c != "identity")
-    corrupted = {}
-    for name in names:
-        images, labels = load_corrupted_fashion_mnist(
-            name, args.severity, seed=args.seed, num=cfg["n_test"]
-        )
-        corrupted[name] = (to_nhwc(images), labels)
+    corrupted = corrupted_test_sets(cfg["corruptions"], args.severity, args.seed, cfg["n_test"])
     clock.lap("data")
 
     arch = cnn(cfg["c1"], cfg["c2"])
