@@ -66,8 +66,7 @@ def worker(args) -> None:
     """One measurement in this (pinned) process; prints one JSON line."""
     os.sched_setaffinity(0, {0})
     os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "")
-        + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
     )
     import resource
     import time
@@ -125,7 +124,7 @@ def worker(args) -> None:
 def conv_grad_in_scan() -> None:
     """Weight gradient of a convolution, alone and inside lax.scan (pinned, this process)."""
     os.sched_setaffinity(0, {0})
-    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
     import time
 
     import jax

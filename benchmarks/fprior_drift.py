@@ -13,8 +13,7 @@ This script runs several prior optimisers / step counts on that setting and repo
 (:func:`bayesnn.functional_prior.evaluate_w1`, one fresh critic per checkpoint, common random
 numbers). Usage::
 
-    XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \\
-        python benchmarks/fprior_drift.py [--quick] [--configs rmsprop:0.05:1000 ...]
+    python benchmarks/fprior_drift.py [--quick] [--configs rmsprop:0.05:1000 ...]
 """
 
 from __future__ import annotations
@@ -23,9 +22,9 @@ import argparse
 import os
 import time
 
-os.environ.setdefault(
-    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-)
+from _pinning import pin_to_one_core  # noqa: E402
+
+pin_to_one_core()  # before jax: XLA sizes its thread pool from the affinity mask
 
 import jax  # noqa: E402
 import optax  # noqa: E402

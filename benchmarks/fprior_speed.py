@@ -30,8 +30,7 @@ fresh batches at one fixed measurement set, common random numbers for all checkp
 "Time to the reference's W1" is the (wall / CPU) time of the first checkpoint whose
 independent W1 is at or below the torch-ref final one. Usage::
 
-    XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
-        python benchmarks/fprior_speed.py [--quick] [--iters 200]
+    python benchmarks/fprior_speed.py [--quick] [--iters 200]
 """
 
 from __future__ import annotations
@@ -41,9 +40,9 @@ import math
 import os
 import time
 
-os.environ.setdefault(
-    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-)
+from _pinning import pin_to_one_core  # noqa: E402
+
+pin_to_one_core()  # before jax: XLA sizes its thread pool from the affinity mask
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -21,8 +21,9 @@ for single-threaded runs). Rows:
 
     python benchmarks/hebbian_speed.py [--quick] [--chains 1,256] [--ks 3,30] [--devices 2]
 
-Pin one thread per device with XLA_FLAGS="--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1" for core-for-core comparisons with numba. ``--devices D``
+The process pins itself to one core (``BAYESNN_PIN_CORE``, default 0) before importing JAX,
+for core-for-core comparisons with numba; with ``--devices D`` it is pinned to the first D
+allowed cores instead (one per host device). ``--devices D``
 sets ``jax_num_cpu_devices = D`` and shards the chains over the first D default devices
 (host devices on a CPU-only machine). The platform is never forced, so on a GPU machine the
 JAX rows run on the GPU.
@@ -61,6 +62,12 @@ def _parse():
 
 
 ARGS = _parse() if __name__ == "__main__" else None
+if ARGS is not None and ARGS.devices == 1:
+    from _pinning import pin_to_one_core
+
+    pin_to_one_core()  # before jax: XLA sizes its thread pool from the affinity mask
+elif ARGS is not None:
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: ARGS.devices])
 
 import jax  # noqa: E402
 

@@ -25,9 +25,9 @@ the GPU, where the wall-time columns are the ones to read.
 
 import os
 
-os.environ.setdefault(
-    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-)
+from _pinning import pin_to_one_core  # noqa: E402
+
+pin_to_one_core()  # before jax: XLA sizes its thread pool from the affinity mask
 
 import argparse  # noqa: E402
 import time  # noqa: E402

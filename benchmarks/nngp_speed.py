@@ -7,8 +7,9 @@ which the reference note measured at the same speed), run side by side in the sa
 A second row gives the same recursion with bayesnn's polynomial float32 ``atan2``, to show
 how much of the gain is the cheaper angle and how much the blocking/triangle.
 
-    XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
-        python benchmarks/nngp_speed.py [--quick]
+    python benchmarks/nngp_speed.py [--quick]
+
+The process pins itself to one core (``BAYESNN_PIN_CORE``, default 0) before importing JAX.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ import argparse
 import statistics
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+from _pinning import pin_to_one_core
 
-from bayesnn.nn import stax
-from bayesnn.nn.kernels import _atan2, kernel_fn
+pin_to_one_core()  # before jax: XLA sizes its thread pool from the affinity mask
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bayesnn.nn import stax  # noqa: E402
+from bayesnn.nn.kernels import _atan2, kernel_fn  # noqa: E402
 
 W, B, DEPTH = 1.5, 0.05, 3
 SMOKE_HELP = "tiny sizes: checks that the script runs (seconds); its numbers are not results"
