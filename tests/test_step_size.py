@@ -178,7 +178,15 @@ def test_tune_moves_chains_and_grows_the_step(data3):
         num_steps=800,
         num_rounds=3,
     )
-    assert len(info.history) == 3
+    assert len(info.history) == 3 + 2  # stability rounds, then rounds at the accuracy step
+    # the refinements never step above the last stability round, and the result is what the
+    # accuracy rule allows at the positions returned (or the step the last round ran at)
+    assert info.history[3] <= info.history[2]
+    assert info.step_size <= info.history[-1]
+    again = ss.choose_step_size(
+        jax.random.key(7), sgmcmc.sgld(), logdensity, (x, y), positions, batch_size=20
+    )
+    assert info.step_size <= 1.5 * again.step_size
     hess, _, _ = _exact(x, y, np.zeros(3), 20)
     w_map = np.linalg.solve(hess, np.asarray(x.T @ y) / SIG**2)
     # the posterior sd is below 0.02 in every direction; the start was 5 away
@@ -211,6 +219,12 @@ def test_bad_input(data3):
         ss.estimate_local_scales(
             jax.random.key(0), logdensity, (x, y), pos, batch_size=10, batches="nope"
         )
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="num_refinements"):
+            ss.tune_step_size(
+                jax.random.key(0), sgmcmc.sgld(), logdensity, (x, y), pos, batch_size=10,
+                num_steps=100, num_refinements=bad,
+            )  # fmt: skip
 
 
 def test_sample_without_step_size_uses_and_reports_the_engines(data3):

@@ -653,18 +653,29 @@ def tune_step_size(
     num_steps: int,
     num_rounds: int = 4,
     stability_fraction: float = 0.5,
+    num_refinements: int = 2,
     **choose_kwargs: Any,
 ):
     """Burn in while re-estimating the local scales as the chains move; choose ``h`` at the end.
 
     Far from the typical set the gradient noise is orders of magnitude above its value there
-    and the accuracy rule would give a step too small to move. The burn-in rounds therefore
-    run at ``stability_fraction`` times the stability limit (accuracy does not matter while
-    burning in, only getting there), re-estimated at the start of each round; the rounds'
-    lengths double. The final step size is chosen by :func:`choose_step_size` at the positions
-    reached. The caller then runs (part of its burn-in and) the sampling at that step size.
-    A round whose chains leave the finite numbers (the curvature grew on the way, e.g. as a
-    learned noise scale shrinks) is rerun from its start with a step four times smaller.
+    and the accuracy rule would give a step too small to move. The first ``num_rounds``
+    burn-in rounds (half of ``num_steps``, lengths doubling) therefore run at
+    ``stability_fraction`` times the stability limit (accuracy does not matter while burning
+    in, only getting there), re-estimated at the start of each round. A round whose chains
+    leave the finite numbers (the curvature grew on the way, e.g. as a learned noise scale
+    shrinks) is rerun from its start with a step four times smaller.
+
+    A step near the stability limit also biases where the chains settle: the discretisation
+    inflates the variance, so a learned noise scale stays above its posterior range, where
+    the curvature (about ``N / σ²``) is smaller. The accuracy step chosen there can be
+    unstable once the chains reach the posterior's own scales, which shows as finite bursts,
+    not as NaNs. The other half of ``num_steps`` is therefore ``num_refinements`` rounds of
+    equal length run *at the accuracy step*: each chooses the step by
+    :func:`choose_step_size` at the positions reached, runs the round at it, and re-estimates;
+    the result is the smaller of the last two estimates, and never above the last stability
+    round's step. The caller then runs (part of its
+    burn-in and) the sampling at that step size.
 
     Parameters
     ----------
@@ -675,27 +686,39 @@ def tune_step_size(
     num_steps
         Total burn-in steps over all rounds.
     num_rounds
-        Number of re-estimations before the final choice.
+        Number of burn-in rounds at a fraction of the stability limit.
     stability_fraction
         Burn-in step as a fraction of the smallest per-chain stability limit, in (0, 1).
+    num_refinements
+        Number of rounds at the accuracy step that follow (0: choose once, after the
+        stability rounds, from all of ``num_steps``).
     **choose_kwargs
         Passed to :func:`choose_step_size` (``tolerance``, ``temperature``, ``batches``...).
 
     Returns
     -------
     ``(positions, info)``: the positions after burn-in and the final :class:`StepSizeInfo`,
-    whose ``history`` lists the burn-in step size of every round.
+    whose ``history`` lists the step size of every round, stability rounds first.
     """
     if not isinstance(num_rounds, int) or num_rounds < 1:
         raise ValueError(f"num_rounds must be a positive integer, got {num_rounds!r}")
-    if not isinstance(num_steps, int) or num_steps < num_rounds:
-        raise ValueError(f"num_steps must be an integer >= num_rounds, got {num_steps!r}")
+    if isinstance(num_refinements, bool) or not isinstance(num_refinements, int):
+        raise ValueError(f"num_refinements must be an integer >= 0, got {num_refinements!r}")
+    if num_refinements < 0:
+        raise ValueError(f"num_refinements must be an integer >= 0, got {num_refinements!r}")
+    if not isinstance(num_steps, int) or num_steps < 2 * (num_rounds + num_refinements):
+        raise ValueError(
+            "num_steps must be an integer >= 2 * (num_rounds + num_refinements) = "
+            f"{2 * (num_rounds + num_refinements)}, got {num_steps!r}"
+        )
     if not 0 < stability_fraction < 1:
         raise ValueError(f"stability_fraction must be in (0, 1), got {stability_fraction!r}")
     run = _burn_in(kernel, logdensity_fn, batch_size, float(choose_kwargs.get("temperature", 1.0)))
+    refine_steps = num_steps // 2 if num_refinements else 0
     weights = 2.0 ** np.arange(num_rounds)
-    lengths = np.maximum(1, np.floor(num_steps * weights / weights.sum())).astype(int)
-    lengths[-1] += num_steps - lengths.sum()
+    stability_steps = num_steps - refine_steps
+    lengths = np.maximum(1, np.floor(stability_steps * weights / weights.sum())).astype(int)
+    lengths[-1] += stability_steps - lengths.sum()
     history = []
     keys = jax.random.split(rng_key, 2 * num_rounds + 1)
     for k in range(num_rounds):
@@ -709,25 +732,41 @@ def tune_step_size(
             **choose_kwargs,
         )
         h = stability_fraction * float(np.min(info.stability_limit))
-        for _ in range(_MAX_RETRIES):
-            moved = run(keys[2 * k + 1], positions, data, h, int(lengths[k]))
-            if all(bool(jnp.isfinite(a).all()) for a in jax.tree_util.tree_leaves(moved)):
-                break
-            h /= 4.0  # the curvature grew along the way: retry the round with a smaller step
-        else:
-            raise FloatingPointError(
-                f"burn-in round {k} diverged even at step size {h:.3g}; check the model or "
-                "pass step_size explicitly"
-            )
+        positions, h = _run_round(run, keys[2 * k + 1], positions, data, h, int(lengths[k]), k)
         history.append(h)
-        positions = moved
-    info = choose_step_size(
-        keys[-1],
-        kernel,
-        logdensity_fn,
-        data,
-        positions,
-        batch_size=batch_size,
-        **choose_kwargs,
-    )
+
+    def choose(rng_key):
+        return choose_step_size(
+            rng_key, kernel, logdensity_fn, data, positions, batch_size=batch_size,
+            **choose_kwargs,
+        )  # fmt: skip
+
+    info = choose(keys[-1])
+    if num_refinements:
+        # never above the last burn-in step: far from the posterior's own scales (e.g. a
+        # learned noise scale still large) the accuracy rule can see a flat density
+        info = info._replace(step_size=min(info.step_size, history[-1]))
+        refine_keys = jax.random.split(jax.random.fold_in(rng_key, 1), 2 * num_refinements)
+        edges = np.linspace(0, refine_steps, num_refinements + 1).astype(int)
+        for j in range(num_refinements):
+            k = num_rounds + j
+            positions, h = _run_round(
+                run, refine_keys[2 * j], positions, data, info.step_size, int(np.diff(edges)[j]), k
+            )
+            history.append(h)
+            new = choose(refine_keys[2 * j + 1])
+            info = new if new.step_size <= h else info._replace(step_size=h)
     return positions, info._replace(history=tuple(history))
+
+
+def _run_round(run, rng_key, positions, data, h, num_steps, k):
+    """Run one burn-in round; retry from its start with a 4x smaller step if it diverges."""
+    for _ in range(_MAX_RETRIES):
+        moved = run(rng_key, positions, data, h, num_steps)
+        if all(bool(jnp.isfinite(a).all()) for a in jax.tree_util.tree_leaves(moved)):
+            return moved, h
+        h /= 4.0  # the curvature grew along the way: retry the round with a smaller step
+    raise FloatingPointError(
+        f"burn-in round {k} diverged even at step size {h:.3g}; check the model or "
+        "pass step_size explicitly"
+    )
