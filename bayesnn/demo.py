@@ -7,10 +7,17 @@ original units, the function-space convergence summary (R-hat/ESS of predictions
 inputs, via ArviZ; a :class:`samplers.convergence.ConvergenceWarning` when R-hat > 1.05 or
 bulk ESS < 100), and writes a plot of test predictions with uncertainty.
 
-The shipped sets have a few hundred training rows, so the default is the full data per step:
-with minibatches the step size that keeps the minibatch-noise bias small shrinks by about
-``B/N`` (see :mod:`samplers.sgmcmc.step_size`) and the same accuracy costs more gradient
+The shipped sets have a few hundred to 1,439 training rows, so the default is the full data
+per step: with minibatches the step size that keeps the minibatch-noise bias small shrinks by
+about ``B/N`` (see :mod:`samplers.sgmcmc.step_size`) and the same accuracy costs more gradient
 evaluations than full batches.
+
+The default set is red wine quality, whose targets are noisy (test RMSE ~0.63 in rating
+units): the posterior is broad and its function-space R-hat/ESS settle within 30,000 full-batch
+steps. The near-deterministic sets (yacht, energy) have a learned noise scale of about 1% of
+the target's spread, so the posterior's curvature ``N / σ²`` is ~10⁶ against ~1 in the
+prior-dominated directions; the step that is stable there needs far more steps than a demo
+can spend (yacht: function-space R-hat ~1.2-1.4 at 50,000 steps), and the demo warns so.
 """
 
 from __future__ import annotations
@@ -65,13 +72,13 @@ def _check_positive_int(name, value):
 
 
 def run_demo(
-    dataset: str = "yacht",
+    dataset: str = "wine-quality-red",
     *,
     hidden: int = 50,
     num_chains: int = 4,
-    num_samples: int = 300,
-    num_burnin: int = 20000,
-    thinning: int = 100,
+    num_samples: int = 400,
+    num_burnin: int = 10000,
+    thinning: int = 50,
     batch_size: int | None = None,
     step_size: float | None = None,
     friction: float = 5.0,
@@ -265,21 +272,21 @@ def main(argv=None):
     )
     demo.add_argument(
         "--dataset",
-        default="yacht",
+        default="wine-quality-red",
         metavar="NAME",
         help=f"UCI regression set shipped with the package, one of: {', '.join(SHIPPED_UCI)}",
     )
     demo.add_argument("--chains", type=int, default=4, help="number of SGHMC chains")
-    demo.add_argument("--samples", type=int, default=300, help="draws kept per chain")
+    demo.add_argument("--samples", type=int, default=400, help="draws kept per chain")
     demo.add_argument(
         "--burnin",
         type=int,
-        default=20000,
+        default=10000,
         help="SGHMC steps discarded before the first draw (the first half also chooses the "
         "step size)",
     )
     demo.add_argument(
-        "--thinning", type=int, default=100, help="SGHMC steps between two kept draws"
+        "--thinning", type=int, default=50, help="SGHMC steps between two kept draws"
     )
     demo.add_argument(
         "--batch-size",

@@ -83,3 +83,12 @@ def test_demo_bad_output_paths_fail_before_sampling(tmp_path, monkeypatch, capsy
     assert exc.value.code == 2 and "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "p.png").exists()
     locked.chmod(0o700)
+
+
+@pytest.mark.slow
+def test_demo_defaults_converge():
+    """The default demo meets the convergence bar it checks: function-space R-hat <= 1.05 and
+    bulk ESS >= 50 at its probe points, with a test RMSE of a trained net (rating sd ~0.8)."""
+    out = run_demo(plot_path=None, verbose=False)
+    assert out["max_rhat"] <= 1.05 and out["min_ess"] >= 50, (out["max_rhat"], out["min_ess"])
+    assert out["test_rmse"] < 0.75
