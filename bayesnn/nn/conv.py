@@ -35,8 +35,6 @@ from bayesnn.nn.layer import (
 
 __all__ = ["Conv", "AvgPool", "MaxPool", "GlobalAvgPool", "Flatten", "conv2d"]
 
-_DN = ("NHWC", "HWIO", "NHWC")
-
 
 def conv2d(x: jax.Array, W: jax.Array, strides=(1, 1), padding: str = "VALID") -> jax.Array:
     """2-D convolution (cross-correlation) of NHWC ``x`` with HWIO ``W`` by im2col.
@@ -190,14 +188,14 @@ def Conv(
                 f"Conv: expects inputs with {W.shape[2]} channels, got shape {x.shape}"
             )
         _out_hw("Conv", "filter_shape", x.shape[1:3], filter_shape, strides, padding)
-        y = conv2d(x, W, strides, padding)
         if parameterization == "ntk":
-            y = (W_std / math.sqrt(W.shape[2] * fan_taps)) * y
+            # scale the filter, not the (much larger) output
+            y = conv2d(x, (W_std / math.sqrt(W.shape[2] * fan_taps)) * W, strides, padding)
             if "b" in params:
-                y = y + b_std * _lift(params["b"], y.ndim)
-        elif "b" in params:
-            y = y + _lift(params["b"], y.ndim)
-        return y
+                y = y + _lift(b_std * params["b"], y.ndim)
+            return y
+        y = conv2d(x, W, strides, padding)
+        return y + _lift(params["b"], y.ndim) if "b" in params else y
 
     kernel = _spatial.conv_kernel(
         filter_shape, strides, padding, W_std, b_std, parameterization, out_chan
