@@ -28,22 +28,39 @@ def _images(seed, n, h=6, w=5, c=2, dtype=np.float64):
 
 
 @pytest.mark.parametrize(
-    "filt,strides,padding",
-    [((3, 3), (1, 1), "SAME"), ((3, 2), (2, 1), "VALID"), ((2, 3), (2, 2), "SAME")],
+    "filt,strides,padding,cin",
+    [
+        ((3, 3), (1, 1), "SAME", 3),
+        ((3, 2), (2, 1), "VALID", 1),
+        ((2, 3), (2, 2), "SAME", 3),
+        ((1, 3), (1, 2), "SAME", 2),
+    ],
 )
-def test_conv2d_im2col_equals_lax_conv(filt, strides, padding):
-    """im2col + matmul equals lax.conv_general_dilated, values and gradients."""
-    x = jnp.asarray(_images(0, 3, 7, 6, 3, np.float32))
-    W = jax.random.normal(jax.random.key(1), filt + (3, 4))
+def test_conv2d_im2col_equals_lax_conv(filt, strides, padding, cin):
+    """im2col + matmul equals lax.conv_general_dilated: values, gradients, forward-mode
+    derivatives, and per-chain weights under vmap."""
+    x = jnp.asarray(_images(0, 3, 7, 6, cin, np.float32))
+    W = jax.random.normal(jax.random.key(1), filt + (cin, 4))
     dn = ("NHWC", "HWIO", "NHWC")
 
     def ref(x, W):
         return jax.lax.conv_general_dilated(x, W, strides, padding, dimension_numbers=dn)
 
-    np.testing.assert_allclose(nn.conv2d(x, W, strides, padding), ref(x, W), rtol=1e-5, atol=1e-5)
-    g1 = jax.grad(lambda x, W: jnp.sum(jnp.sin(nn.conv2d(x, W, strides, padding))), (0, 1))(x, W)
-    g2 = jax.grad(lambda x, W: jnp.sum(jnp.sin(ref(x, W))), (0, 1))(x, W)
-    for a, b in zip(g1, g2, strict=True):
+    def ours(x, W):
+        return nn.conv2d(x, W, strides, padding)
+
+    @jax.jit  # one compilation for all the checks
+    def both(x, W):
+        out = []
+        for conv in (ours, ref):
+            grads = jax.grad(lambda x, W: jnp.sum(jnp.sin(conv(x, W))), (0, 1))(x, W)
+            tangent = jax.jvp(conv, (x, W), (jnp.cos(x), jnp.sin(W)))[1]
+            # two chains with their own weights and images
+            chains = jax.vmap(conv)(jnp.stack([x, x[::-1]]), jnp.stack([W, -0.5 * W]))
+            out.append((conv(x, W), *grads, tangent, chains))
+        return out
+
+    for a, b in zip(*both(x, W), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 

@@ -6,10 +6,14 @@ one input, ``(H, W, C)`` (neural-tangents includes the batch axis there). Filter
 (``"VALID"``, ``"SAME"``) are implemented; neural-tangents' ``dimension_numbers`` and
 ``"CIRCULAR"`` padding are not.
 
-The finite convolution is computed as im2col (``lax.conv_general_dilated_patches``) plus a
-matrix product, which equals ``lax.conv_general_dilated`` to rounding: on XLA:CPU the weight
-gradient of ``conv_general_dilated`` is tens of times slower inside ``lax.scan`` (the loop
-of an SG-MCMC chain) than outside it, while the matrix product's gradient is not.
+The finite convolution is computed as im2col (strided slices of the zero-padded input) plus
+one matrix product, which equals ``lax.conv_general_dilated`` to rounding. On XLA:CPU the
+gradients of ``conv_general_dilated`` are lowered to naive loops inside ``lax.scan`` (the loop
+of an SG-MCMC chain; outside a loop they are rewritten to fast library convolutions), and
+``vmap`` over chains with their own filters makes them grouped convolutions, also slow; the
+matrix product's gradients are matrix products in both cases, and the slices' transposes are
+pads and adds. ``lax.conv_general_dilated_patches`` is not used: it is itself a convolution
+with a one-hot filter, ``(f_h f_w C)^2`` multiply-adds per output position.
 """
 
 from __future__ import annotations
@@ -31,8 +35,6 @@ from bayesnn.nn.layer import (
 
 __all__ = ["Conv", "AvgPool", "MaxPool", "GlobalAvgPool", "Flatten", "conv2d"]
 
-_DN = ("NHWC", "HWIO", "NHWC")
-
 
 def conv2d(x: jax.Array, W: jax.Array, strides=(1, 1), padding: str = "VALID") -> jax.Array:
     """2-D convolution (cross-correlation) of NHWC ``x`` with HWIO ``W`` by im2col.
@@ -41,16 +43,38 @@ def conv2d(x: jax.Array, W: jax.Array, strides=(1, 1), padding: str = "VALID") -
     "HWIO", "NHWC"))`` up to rounding; its gradients stay fast inside ``lax.scan`` on CPU.
     """
     fh, fw, cin, cout = W.shape
-    patches = jax.lax.conv_general_dilated_patches(
-        x,
-        (fh, fw),
-        tuple(strides),
-        padding,
-        dimension_numbers=_DN,
-        precision=jax.lax.Precision.HIGHEST,  # exact copies (no TF32 rounding on GPUs)
-    )  # (N, H', W', C * fh * fw), channel-major features
-    w = jnp.transpose(W, (2, 0, 1, 3)).reshape(cin * fh * fw, cout)
-    return patches @ w
+    patches = _patches(x, (fh, fw), tuple(strides), padding)
+    y = patches.reshape(-1, fh * fw * cin) @ W.reshape(fh * fw * cin, cout)
+    return y.reshape(patches.shape[:-1] + (cout,))
+
+
+def _patches(x, filter_shape, strides, padding):
+    """im2col: ``(N, H', W', f_h f_w C)``, features ordered ``(tap_h, tap_w, channel)`` as a
+    reshaped HWIO filter, from strided slices of the zero-padded input.
+
+    Built in two stages (the ``f_w`` column taps, then the ``f_h`` row taps of those): XLA:CPU
+    copies a concatenation of a few wide pieces several times faster than one of ``f_h f_w``
+    narrow pieces (e.g. 1-channel images), and the slices' transposes (the input gradient)
+    are pads and adds.
+    """
+    n, h, w, c = x.shape
+    (fh, fw), (sh, sw) = filter_shape, strides
+    oh, lo_h, hi_h = _spatial.same_padding(h, fh, sh, padding)
+    ow, lo_w, hi_w = _spatial.same_padding(w, fw, sw, padding)
+    xp = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
+    hp = xp.shape[1]
+    cols = [
+        jax.lax.slice(xp, (0, 0, j, 0), (n, hp, j + (ow - 1) * sw + 1, c), (1, 1, sw, 1))
+        for j in range(fw)
+    ]
+    cols = jnp.concatenate(cols, axis=-1) if fw > 1 else cols[0]  # (N, H_pad, W', f_w C)
+    rows = [
+        jax.lax.slice(cols, (0, i, 0, 0), (n, i + (oh - 1) * sh + 1, ow, fw * c), (1, sh, 1, 1))
+        for i in range(fh)
+    ]
+    if fh == 1:
+        return rows[0]
+    return jnp.stack(rows, axis=-2).reshape(n, oh, ow, fh * fw * c)
 
 
 def _check_image_shape(layer: str, input_shape) -> tuple[int, int, int]:
@@ -164,14 +188,14 @@ def Conv(
                 f"Conv: expects inputs with {W.shape[2]} channels, got shape {x.shape}"
             )
         _out_hw("Conv", "filter_shape", x.shape[1:3], filter_shape, strides, padding)
-        y = conv2d(x, W, strides, padding)
         if parameterization == "ntk":
-            y = (W_std / math.sqrt(W.shape[2] * fan_taps)) * y
+            # scale the filter, not the (much larger) output
+            y = conv2d(x, (W_std / math.sqrt(W.shape[2] * fan_taps)) * W, strides, padding)
             if "b" in params:
-                y = y + b_std * _lift(params["b"], y.ndim)
-        elif "b" in params:
-            y = y + _lift(params["b"], y.ndim)
-        return y
+                y = y + _lift(b_std * params["b"], y.ndim)
+            return y
+        y = conv2d(x, W, strides, padding)
+        return y + _lift(params["b"], y.ndim) if "b" in params else y
 
     kernel = _spatial.conv_kernel(
         filter_shape, strides, padding, W_std, b_std, parameterization, out_chan
