@@ -192,7 +192,7 @@ def train_map_to_convergence(
     *,
     batch_size: int,
     learning_rate: float = 3e-3,
-    rtol: float = 1e-3,
+    rtol: float = 1e-4,
     num_decays: int = 1,
     decay_factor: float = 0.1,
     max_epochs: int = 200,

@@ -20,7 +20,7 @@ Protocol (reference note ``bayesian-cnn.md`` sections 1 and 5, sized for a CPU):
   trained to convergence by a rule fixed before any test number was seen
   (:func:`bayesnn.baselines.train_map_to_convergence`): Adam (``--map-lr``, 3e-3), batch
   ``--batch-size``, the full-data training log posterior evaluated after every epoch; when an
-  epoch improves its best value by less than ``--map-rtol`` (1e-3) relative, the learning
+  epoch improves its best value by less than ``--map-rtol`` (1e-4) relative, the learning
   rate is divided by 10, at most twice; the third such plateau stops training; cap 150
   epochs; the best position seen is the MAP;
 * deep ensemble: ``--members`` MAP networks with as many gradient evaluations in total as
@@ -160,7 +160,7 @@ def main():
     parser.add_argument("--explore", type=float, default=0.7, help="exploration ratio")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--map-lr", type=float, default=3e-3, help="Adam lr of MAP (3e-3)")
-    parser.add_argument("--map-rtol", type=float, default=1e-3, help="MAP plateau (1e-3)")
+    parser.add_argument("--map-rtol", type=float, default=1e-4, help="MAP plateau (1e-4)")
     parser.add_argument("--severity", type=int, default=3, help="corruption severity (3)")
     parser.add_argument("--steps", type=int, default=None, help="steps per chain")
     parser.add_argument("--members", type=int, default=None, help="ensemble size (0: none)")
