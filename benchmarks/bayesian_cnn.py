@@ -33,10 +33,10 @@ Protocol (reference note ``bayesian-cnn.md`` sections 1 and 5, sized for a CPU):
   (over-confident when the confidence is larger) and the reliability diagram
   (:func:`bayesnn.metrics.calibration_bins`) of the posterior and MAP, on the validation and
   clean test images; on the validation images, the posterior predictive of each chain alone
-  against that of all chains (does adding chains / modes move the calibration?); OOD AUROC of the predictive entropy against
-  scikit-learn's 8x8 digits upsampled (x3, nearest) and zero-padded to 28x28 (handwritten
-  digits are the usual Fashion-MNIST OOD set, MNIST, which is not shipped here; these are
-  the closest offline substitute).
+  against that of all chains (does adding chains / modes move the calibration?); OOD AUROC
+  of the predictive entropy against scikit-learn's 8x8 digits upsampled (x3, nearest) and
+  zero-padded to 28x28 (handwritten digits are the usual Fashion-MNIST OOD set, MNIST, which
+  is not shipped here; these are the closest offline substitute).
 
 The posterior predictive is the mean of the class probabilities over the kept draws,
 accumulated draw by draw (:func:`bayesnn.baselines.mean_predictive_probs`).
