@@ -23,7 +23,8 @@ means: the maximiser, not an early-stopped network.
 
 Minibatches come from :mod:`samplers.sgmcmc.minibatch` (an epoch permutation per member),
 the optimisation loop from :mod:`bayesnn._training`, so a whole training run is one compiled
-``lax.scan``.
+``lax.scan`` (one per epoch in :func:`train_map_to_convergence`, which checks the objective
+between epochs).
 """
 
 from __future__ import annotations
