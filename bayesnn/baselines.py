@@ -17,9 +17,14 @@ formula as the posterior predictive over draws (:func:`mean_predictive_probs`). 
 equal cost, give the ensemble as many gradient evaluations as the sampler:
 ``num_members * num_steps = num_chains * steps_per_chain``.
 
+:func:`train_map` runs a fixed number of steps; :func:`train_map_to_convergence` trains until
+the full-data objective stops improving (a stated rule, see there), which is what "the MAP"
+means: the maximiser, not an early-stopped network.
+
 Minibatches come from :mod:`samplers.sgmcmc.minibatch` (an epoch permutation per member),
 the optimisation loop from :mod:`bayesnn._training`, so a whole training run is one compiled
-``lax.scan``.
+``lax.scan`` (one per epoch in :func:`train_map_to_convergence`, which checks the objective
+between epochs).
 """
 
 from __future__ import annotations
@@ -33,7 +38,15 @@ import optax
 from bayesnn._training import gradient_step
 from samplers.sgmcmc import minibatch
 
-__all__ = ["MAPResult", "train_map", "deep_ensemble", "mean_predictive_probs"]
+__all__ = [
+    "MAPResult",
+    "ConvergedMAP",
+    "train_map",
+    "train_map_to_convergence",
+    "full_data_objective",
+    "deep_ensemble",
+    "mean_predictive_probs",
+]
 
 
 class MAPResult(NamedTuple):
@@ -130,6 +143,163 @@ def train_map(
         )
     )
     return run(rng_key, init_position)
+
+
+class ConvergedMAP(NamedTuple):
+    """Result of :func:`train_map_to_convergence`.
+
+    Attributes
+    ----------
+    position
+        ``{"net": ..., "likelihood": ...}``: the position with the lowest full-data objective
+        seen (checked after every epoch).
+    objective
+        ``(num_epochs + 1,)`` full-data negative log posterior per example,
+        ``-log p(theta | data) / N`` up to a constant, at the start and after each epoch.
+    learning_rates
+        ``(num_epochs,)`` the learning rate of each epoch.
+    converged
+        Whether the stopping rule fired before ``max_epochs``.
+    """
+
+    position: Any
+    objective: jax.Array
+    learning_rates: jax.Array
+    converged: bool
+
+
+def full_data_objective(model, position, x, y, *, batch_size: int = 1000):
+    """Full-data negative log posterior per example, ``-(log p(theta) + sum_i log p(y_i |
+    theta, x_i)) / N``, accumulated over chunks of ``batch_size`` examples (traceable: jit it
+    with ``batch_size`` static).
+
+    Each chunk ``c`` gives ``model.logdensity(theta, c, N) = log p(theta) + N/|c| sum_c log
+    p``; the ``|c|/N``-weighted sum over chunks is the exact full-data log posterior, so any
+    model with the ``logdensity`` protocol works.
+    """
+    n = x.shape[0]
+    total = 0.0
+    for i in range(0, n, batch_size):
+        chunk = (x[i : i + batch_size], y[i : i + batch_size])
+        total = total + (chunk[0].shape[0] / n) * model.logdensity(position, chunk, n)
+    return -total / n
+
+
+def train_map_to_convergence(
+    rng_key,
+    model,
+    x,
+    y,
+    *,
+    batch_size: int,
+    learning_rate: float = 3e-3,
+    rtol: float = 1e-4,
+    num_decays: int = 1,
+    decay_factor: float = 0.1,
+    max_epochs: int = 200,
+    eval_batch_size: int = 1000,
+    init_position=None,
+) -> ConvergedMAP:
+    r"""Train the MAP network of ``model`` until its full-data objective stops improving.
+
+    The objective is :math:`U(\theta) = -\log p(\theta \mid \mathcal D) / N` up to a
+    constant (:func:`full_data_objective`), evaluated on *all* training data after every epoch
+    of minibatch Adam (``N // batch_size`` steps, an epoch permutation). The rule, with
+    :math:`U^\star` the best value so far:
+
+    1. after an epoch, the relative improvement is :math:`(U^\star - U) / |U^\star|`;
+    2. if it is below ``rtol`` (a plateau, or a worse value), the learning rate is multiplied
+       by ``decay_factor``, at most ``num_decays`` times (the minibatch noise floor of a
+       constant-step Adam is lowered, so training gets closer to the maximiser);
+    3. a plateau with no decay left stops training (``converged=True``); ``max_epochs`` caps
+       the run (``converged=False``).
+
+    The returned position is the one with the lowest :math:`U` seen. A stochastic optimiser
+    at a constant step hovers around the maximiser at a distance set by its step and the
+    minibatch noise; ``converged=True`` says that a whole epoch at the smallest learning rate
+    improved :math:`U^\star` by less than ``rtol`` relative, not that the gradient is zero.
+
+    Parameters
+    ----------
+    rng_key
+        Key for the initialisation (``model.init``) and the minibatch order.
+    model
+        A :class:`~bayesnn.model.BayesianNeuralNet` (or any model with ``init``,
+        ``logdensity``, ``check_data``).
+    x, y
+        Training data, validated by ``model.check_data`` before anything is compiled.
+    batch_size
+        Minibatch size of the Adam steps.
+    learning_rate
+        Adam's initial learning rate.
+    rtol
+        Relative improvement per epoch below which a plateau is declared, in ``(0, 1)``.
+    num_decays, decay_factor
+        Learning-rate decays allowed, and their factor in ``(0, 1)``.
+    max_epochs
+        Cap on the number of epochs.
+    eval_batch_size
+        Chunk size of the full-data objective.
+    init_position
+        Start here instead of ``model.init(key)``.
+    """
+    _check_int("max_epochs", max_epochs)
+    _check_int("num_decays", num_decays, minimum=0)
+    _check_int("eval_batch_size", eval_batch_size)
+    if not 0.0 < float(rtol) < 1.0:
+        raise ValueError(f"rtol must lie in (0, 1), got {rtol!r}")
+    if not 0.0 < float(decay_factor) < 1.0:
+        raise ValueError(f"decay_factor must lie in (0, 1), got {decay_factor!r}")
+    x, y, _ = _prepare(model, x, y, 1, batch_size, learning_rate, None)
+    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=float(learning_rate))
+    n = x.shape[0]
+    steps_per_epoch = n // batch_size
+    init_key, batch_key = jax.random.split(rng_key)
+    position = model.init(init_key) if init_position is None else init_position
+    batch_state = minibatch.init(batch_key, n, "epoch")
+
+    def loss_fn(position, batch):
+        return -model.logdensity(position, batch, n) / n
+
+    @jax.jit
+    def epoch(carry, epoch_index, data):
+        def step(carry, t):
+            position, opt_state, batch_state = carry
+            batch, batch_state = minibatch.next_batch(
+                batch_key, batch_state, t, data, batch_size, "epoch"
+            )
+            position, opt_state, _ = gradient_step(loss_fn, optimizer, position, opt_state, batch)
+            return (position, opt_state, batch_state), None
+
+        ts = epoch_index * steps_per_epoch + jnp.arange(steps_per_epoch)
+        return jax.lax.scan(step, carry, ts)[0]
+
+    objective = jax.jit(
+        lambda pos, xs, ys: full_data_objective(model, pos, xs, ys, batch_size=eval_batch_size)
+    )
+    carry = (position, optimizer.init(position), batch_state)
+    best = float(objective(position, x, y))
+    best_position, values, rates = position, [best], []
+    decays_left, lr, converged = num_decays, float(learning_rate), False
+    for e in range(max_epochs):
+        rates.append(lr)
+        carry = epoch(carry, e, (x, y))
+        value = float(objective(carry[0], x, y))
+        values.append(value)
+        improvement = (best - value) / abs(best)
+        if value < best:
+            best, best_position = value, carry[0]
+        if improvement < rtol:
+            if decays_left == 0:
+                converged = True
+                break
+            decays_left -= 1
+            lr *= float(decay_factor)
+            position, opt_state, batch_state = carry
+            hyper = dict(opt_state.hyperparams)
+            hyper["learning_rate"] = jnp.asarray(lr, hyper["learning_rate"].dtype)
+            carry = (position, opt_state._replace(hyperparams=hyper), batch_state)
+    return ConvergedMAP(best_position, jnp.asarray(values), jnp.asarray(rates), converged)
 
 
 def deep_ensemble(

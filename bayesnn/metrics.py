@@ -14,6 +14,7 @@ NaN/inf only for concrete inputs).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,8 @@ __all__ = [
     "predictive_probs",
     "accuracy",
     "categorical_nll",
+    "CalibrationBins",
+    "calibration_bins",
     "expected_calibration_error",
     "brier_score",
     "predictive_entropy",
@@ -260,6 +263,64 @@ def categorical_nll(samples, labels, *, logits: bool = False, reduce: bool = Tru
     return nll.mean() if reduce else nll
 
 
+class CalibrationBins(NamedTuple):
+    """Reliability diagram of the top-label confidence, per equal-width bin.
+
+    Attributes
+    ----------
+    count
+        ``(M,)`` number of points in each bin.
+    confidence
+        ``(M,)`` mean confidence :math:`\\mathrm{conf}(B_b)` of the bin (0 when empty).
+    accuracy
+        ``(M,)`` accuracy :math:`\\mathrm{acc}(B_b)` of the bin (0 when empty).
+    """
+
+    count: jax.Array
+    confidence: jax.Array
+    accuracy: jax.Array
+
+
+def _top_label(probs, labels, num_bins):
+    if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 1:
+        raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}")
+    probs = _probs("probs", probs)
+    labels = _check_labels(labels, probs.shape[0], probs.shape[1])
+    probs = _check_unit_interval("probs", probs)
+    conf = probs.max(axis=-1)
+    correct = (jnp.argmax(probs, axis=-1) == labels).astype(conf.dtype)
+    bins = jnp.clip(jnp.ceil(conf * num_bins).astype(jnp.int32) - 1, 0, num_bins - 1)
+    return conf, correct, bins
+
+
+def calibration_bins(probs, labels, *, num_bins: int = 15) -> CalibrationBins:
+    r"""Reliability diagram: per-bin count, mean confidence and accuracy (Guo et al., 2017).
+
+    The bins are those of :func:`expected_calibration_error`, :math:`B_b = ((b-1)/M, b/M]`
+    over the top-label confidence :math:`c_i = \max_k p_{ik}`. A bin with
+    :math:`\mathrm{conf}(B_b) > \mathrm{acc}(B_b)` is over-confident; the count-weighted
+    means of both rows are the overall mean confidence and accuracy, and
+
+    .. math:: \mathrm{ECE} = \sum_b \frac{|B_b|}{n}\,\bigl|\mathrm{acc}(B_b) -
+              \mathrm{conf}(B_b)\bigr| .
+
+    Parameters
+    ----------
+    probs
+        Predictive probabilities ``(n, K)`` or per-sample ``(S, n, K)`` (averaged first).
+    labels
+        Integer labels ``(n,)``.
+    num_bins
+        Number of bins :math:`M \ge 1`.
+    """
+    conf, correct, bins = _top_label(probs, labels, num_bins)
+    count = jax.ops.segment_sum(jnp.ones_like(conf), bins, num_segments=num_bins)
+    safe = jnp.maximum(count, 1.0)
+    conf_sum = jax.ops.segment_sum(conf, bins, num_segments=num_bins)
+    correct_sum = jax.ops.segment_sum(correct, bins, num_segments=num_bins)
+    return CalibrationBins(count.astype(jnp.int32), conf_sum / safe, correct_sum / safe)
+
+
 def expected_calibration_error(probs, labels, *, num_bins: int = 15):
     r"""Expected calibration error of the top-label confidence (Guo et al., ICML 2017).
 
@@ -278,16 +339,9 @@ def expected_calibration_error(probs, labels, *, num_bins: int = 15):
     num_bins
         Number of bins :math:`M \ge 1`.
     """
-    if not isinstance(num_bins, int) or num_bins < 1:
-        raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}")
-    probs = _probs("probs", probs)
-    labels = _check_labels(labels, probs.shape[0], probs.shape[1])
-    probs = _check_unit_interval("probs", probs)
-    conf = probs.max(axis=-1)
-    correct = (jnp.argmax(probs, axis=-1) == labels).astype(conf.dtype)
-    bins = jnp.clip(jnp.ceil(conf * num_bins).astype(jnp.int32) - 1, 0, num_bins - 1)
+    conf, correct, bins = _top_label(probs, labels, num_bins)
     gap = jax.ops.segment_sum(correct - conf, bins, num_segments=num_bins)
-    return jnp.abs(gap).sum() / probs.shape[0]
+    return jnp.abs(gap).sum() / conf.shape[0]
 
 
 def brier_score(probs, labels):

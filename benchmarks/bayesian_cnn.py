@@ -16,14 +16,27 @@ Protocol (reference note ``bayesian-cnn.md`` sections 1 and 5, sized for a CPU):
   ``h_0 = sqrt(lr_0 / N)`` (the per-example learning rate ``lr_0`` of SGD with momentum),
   friction ``alpha = (1 - momentum) / h_0``, the first ``--explore`` of each cycle without
   noise (optimisation), draws every ``--thin`` steps in the rest; the first cycle is burn-in;
-* MAP: the same model (the prior is the weight decay), Adam, as many steps as one chain;
+* MAP: the same model (the prior is the weight decay), the maximiser of the log posterior,
+  trained to convergence by a rule fixed before any test number was seen
+  (:func:`bayesnn.baselines.train_map_to_convergence`): Adam (``--map-lr``, 3e-3), batch
+  ``--batch-size``, the full-data training log posterior evaluated after every epoch; when an
+  epoch improves its best value by less than ``--map-rtol`` (1e-4) relative, the learning
+  rate is divided by 10, at most twice; the third such plateau stops training; cap 150
+  epochs; the best position seen is the MAP;
 * deep ensemble: ``--members`` MAP networks with as many gradient evaluations in total as
-  the sampler (``members * steps = chains * steps_per_chain``);
+  the sampler (``members * steps = chains * steps_per_chain``), Adam at ``--map-lr``;
+* validation: ``n_val`` further images of the training pool (not in the training subset,
+  never used for training) for any choice that needs data and for the calibration
+  diagnostics; none in full mode, which trains on all 60,000;
 * metrics (:mod:`bayesnn.metrics`): accuracy, NLL, ECE (15 bins), Brier on the clean test
-  images and the mean over the corrupted sets; OOD AUROC of the predictive entropy against
-  scikit-learn's 8x8 digits upsampled (x3, nearest) and zero-padded to 28x28 (handwritten
-  digits are the usual Fashion-MNIST OOD set, MNIST, which is not shipped here; these are
-  the closest offline substitute).
+  images and the mean over the corrupted sets; the mean confidence against accuracy
+  (over-confident when the confidence is larger) and the reliability diagram
+  (:func:`bayesnn.metrics.calibration_bins`) of the posterior and MAP, on the validation and
+  clean test images; on the validation images, the posterior predictive of each chain alone
+  against that of all chains (does adding chains / modes move the calibration?); OOD AUROC
+  of the predictive entropy against scikit-learn's 8x8 digits upsampled (x3, nearest) and
+  zero-padded to 28x28 (handwritten digits are the usual Fashion-MNIST OOD set, MNIST, which
+  is not shipped here; these are the closest offline substitute).
 
 The posterior predictive is the mean of the class probabilities over the kept draws,
 accumulated draw by draw (:func:`bayesnn.baselines.mean_predictive_probs`).
@@ -46,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesnn import BayesianNeuralNet, likelihoods, metrics, nn, priors
-from bayesnn.baselines import deep_ensemble, mean_predictive_probs, train_map
+from bayesnn.baselines import deep_ensemble, mean_predictive_probs, train_map_to_convergence
 from bayesnn.datasets import (
     CORRUPTIONS,
     load_corrupted_fashion_mnist,
@@ -56,13 +69,14 @@ from bayesnn.datasets import (
 from samplers import sgmcmc
 
 MODES = {
-    # n_train, n_test, c1, c2, chains, steps per chain, cycles, members, corruptions
-    "smoke": dict(n_train=256, n_test=64, c1=2, c2=4, chains=2, steps=20, cycles=2, members=0,
-                  corruptions=("shot_noise",), thin=2),
-    "quick": dict(n_train=5000, n_test=2000, c1=8, c2=16, chains=4, steps=1200, cycles=4,
-                  members=4, corruptions=None, thin=15),
-    "full": dict(n_train=60000, n_test=10000, c1=16, c2=32, chains=4, steps=23400, cycles=10,
-                 members=4, corruptions=None, thin=117),
+    # n_train, n_val (further training-pool images), n_test, c1, c2, chains, steps per chain,
+    # cycles, members, corruptions, thinning, MAP epoch cap
+    "smoke": dict(n_train=256, n_val=64, n_test=64, c1=2, c2=4, chains=2, steps=20, cycles=2,
+                  members=0, corruptions=("shot_noise",), thin=2, map_epochs=3),
+    "quick": dict(n_train=5000, n_val=1000, n_test=2000, c1=8, c2=16, chains=4, steps=1200,
+                  cycles=4, members=4, corruptions=None, thin=15, map_epochs=150),
+    "full": dict(n_train=60000, n_val=0, n_test=10000, c1=16, c2=32, chains=4, steps=23400,
+                 cycles=10, members=4, corruptions=None, thin=117, map_epochs=150),
 }  # fmt: skip
 
 
@@ -104,11 +118,24 @@ def ood_digits():
 
 def evaluate(probs, labels):
     return {
+        "conf": float(np.asarray(probs).max(-1).mean()),
         "acc": float(metrics.accuracy(probs, labels)),
         "nll": float(metrics.categorical_nll(probs, labels)),
         "ece": float(metrics.expected_calibration_error(probs, labels)),
         "brier": float(metrics.brier_score(probs, labels)),
     }
+
+
+def print_reliability(name, probs, labels, num_bins=15):
+    bins = metrics.calibration_bins(probs, labels, num_bins=num_bins)
+    count, conf, acc = (np.asarray(a) for a in bins)
+    rows = [
+        f"({b / num_bins:.2f},{(b + 1) / num_bins:.2f}] n={count[b]} conf={conf[b]:.3f} "
+        f"acc={acc[b]:.3f}"
+        for b in range(num_bins)
+        if count[b] > 0
+    ]
+    print(f"  reliability {name}: " + "; ".join(rows))
 
 
 class Clock:
@@ -132,25 +159,32 @@ def main():
     parser.add_argument("--momentum", type=float, default=0.9, help="1 - alpha h_0 (0.9)")
     parser.add_argument("--explore", type=float, default=0.7, help="exploration ratio")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--map-lr", type=float, default=1e-3, help="Adam lr of MAP (1e-3)")
+    parser.add_argument("--map-lr", type=float, default=3e-3, help="Adam lr of MAP (3e-3)")
+    parser.add_argument("--map-rtol", type=float, default=1e-4, help="MAP plateau (1e-4)")
     parser.add_argument("--severity", type=int, default=3, help="corruption severity (3)")
     parser.add_argument("--steps", type=int, default=None, help="steps per chain")
     parser.add_argument("--members", type=int, default=None, help="ensemble size (0: none)")
+    parser.add_argument("--chains", type=int, default=None, help="chains")
+    parser.add_argument("--cycles", type=int, default=None, help="cycles per chain")
+    parser.add_argument("--thin", type=int, default=None, help="steps between draws")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     cfg = dict(MODES[mode])
     if args.steps is not None:
         cfg["steps"] = args.steps
-    if args.members is not None:
-        cfg["members"] = args.members
+    for name in ("members", "chains", "cycles", "thin"):
+        if getattr(args, name) is not None:
+            cfg[name] = getattr(args, name)
     total_clock = Clock()
     clock = Clock()
 
     rng = np.random.default_rng(args.seed)
     x_all, y_all = load_fashion_mnist("train")
-    idx = rng.permutation(x_all.shape[0])[: cfg["n_train"]]
+    perm = rng.permutation(x_all.shape[0])
+    idx, val_idx = perm[: cfg["n_train"]], perm[cfg["n_train"] : cfg["n_train"] + cfg["n_val"]]
     x_train, y_train = to_nhwc(x_all[idx]), y_all[idx]
+    x_val, y_val = to_nhwc(x_all[val_idx]), y_all[val_idx]
     x_te, y_test = load_fashion_mnist("test")
     x_test, y_test = to_nhwc(x_te[: cfg["n_test"]]), y_test[: cfg["n_test"]]
     corrupted = corrupted_test_sets(cfg["corruptions"], args.severity, args.seed, cfg["n_test"])
@@ -202,16 +236,28 @@ def main():
     clock.lap("sampling")
 
     # ---- baselines ------------------------------------------------------------------------------
-    map_result = train_map(
+    map_result = train_map_to_convergence(
         jax.random.fold_in(key, 3),
         model,
         x_train,
         y_train,
-        num_steps=steps,
         batch_size=args.batch_size,
         learning_rate=args.map_lr,
+        rtol=args.map_rtol,
+        num_decays=2,
+        max_epochs=cfg["map_epochs"],
     )
     map_position = jax.tree.map(lambda a: a[None], map_result.position)
+    epochs = len(map_result.learning_rates)
+    objective = np.asarray(map_result.objective)
+    print(
+        f"  MAP: {epochs} epochs ({epochs * (n // args.batch_size)} Adam steps), converged="
+        f"{map_result.converged}, -log posterior / N: {objective[0]:.4f} -> "
+        f"{objective.min():.4f} (last epochs: "
+        + ", ".join(f"{v:.4f}" for v in objective[-4:])
+        + ")",
+        flush=True,
+    )
     clock.lap("MAP")
     ens_position = None
     if cfg["members"] > 0:
@@ -233,33 +279,51 @@ def main():
     if ens_position is not None:
         methods["ensemble"] = ens_position
     sets = {"clean": (x_test, y_test), **corrupted}
-    table = {}
+    if x_val.shape[0]:
+        sets = {"validation": (x_val, y_val), **sets}
+    table, clean_probs = {}, {}
     for method, positions in methods.items():
         for set_name, (xs, ys) in sets.items():
             probs = mean_predictive_probs(model, positions, xs, batch_size=500)
             table[method, set_name] = evaluate(probs, ys)
-        p_in = mean_predictive_probs(model, positions, x_test, batch_size=500)
+            if set_name in ("validation", "clean") and method != "ensemble":
+                print_reliability(f"{method} {set_name}", probs, ys)
+            if set_name == "clean":
+                clean_probs[method] = probs
         p_out = mean_predictive_probs(model, positions, x_ood, batch_size=500)
         table[method, "ood_auroc"] = float(
-            metrics.ood_auroc(metrics.predictive_entropy(p_in), metrics.predictive_entropy(p_out))
+            metrics.ood_auroc(
+                metrics.predictive_entropy(clean_probs[method]), metrics.predictive_entropy(p_out)
+            )
         )
+    if x_val.shape[0]:
+        for c in range(chains):
+            one = jax.tree.map(lambda a: a[c], draws)
+            m = evaluate(mean_predictive_probs(model, one, x_val, batch_size=500), y_val)
+            print(
+                f"  validation, chain {c} alone: conf={m['conf']:.4f} acc={m['acc']:.4f} "
+                f"nll={m['nll']:.4f} ece={m['ece']:.4f}"
+            )
     clock.lap("evaluation")
 
-    print(f"\n{'method':<10} {'set':<14} {'acc':>6} {'nll':>7} {'ece':>7} {'brier':>7}")
+    print(
+        f"\n{'method':<10} {'set':<14} {'conf':>6} {'acc':>6} {'nll':>7} {'ece':>7} {'brier':>7}"
+    )
     for method in methods:
         for set_name in sets:
             m = table[method, set_name]
             print(
-                f"{method:<10} {set_name:<14} {m['acc']:6.4f} {m['nll']:7.4f} {m['ece']:7.4f} "
-                f"{m['brier']:7.4f}"
+                f"{method:<10} {set_name:<14} {m['conf']:6.4f} {m['acc']:6.4f} {m['nll']:7.4f} "
+                f"{m['ece']:7.4f} {m['brier']:7.4f}"
             )
         corr = {
-            k: np.mean([table[method, s][k] for s in corrupted]) for k in ("acc", "nll", "ece")
+            k: np.mean([table[method, s][k] for s in corrupted])
+            for k in ("conf", "acc", "nll", "ece")
         }
         table[method, "corrupted"] = corr
         print(
-            f"{method:<10} {'corrupted avg':<14} {corr['acc']:6.4f} {corr['nll']:7.4f} "
-            f"{corr['ece']:7.4f}"
+            f"{method:<10} {'corrupted avg':<14} {corr['conf']:6.4f} {corr['acc']:6.4f} "
+            f"{corr['nll']:7.4f} {corr['ece']:7.4f}"
         )
         print(f"{method:<10} OOD AUROC (entropy, digits): {table[method, 'ood_auroc']:.4f}")
     total_clock.lap("total")

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from bayesnn import BayesianNeuralNet, likelihoods, nn, priors
-from bayesnn.baselines import deep_ensemble, mean_predictive_probs, train_map
+from bayesnn.baselines import (
+    deep_ensemble,
+    full_data_objective,
+    mean_predictive_probs,
+    train_map,
+    train_map_to_convergence,
+)
 from bayesnn.datasets import load_digits
 
 
@@ -34,6 +40,11 @@ def linear_conv():
 
 def _flat(position):
     return np.asarray(jax.flatten_util.ravel_pytree(position["net"])[0])
+
+
+def _unravel(model, theta):
+    _, unravel = jax.flatten_util.ravel_pytree(model.init(jax.random.key(0))["net"])
+    return unravel(jnp.asarray(theta, jnp.float32))
 
 
 def test_map_is_the_posterior_mode(linear_conv):
@@ -140,3 +151,64 @@ def test_bad_input(digits_cnn, kwargs, match):
         train_map(jax.random.key(0), model, **args)
     with pytest.raises(ValueError, match="num_members"):
         deep_ensemble(jax.random.key(0), model, x, y, num_members=0, num_steps=1, batch_size=5)
+
+
+def test_full_data_objective_is_the_exact_log_posterior(digits_cnn):
+    model, x, y, *_ = digits_cnn
+    position = model.init(jax.random.key(5))
+    direct = jax.jit(
+        lambda p: -(model.log_prior(p) + model.log_likelihood(p, (x, y)).sum()) / 500
+    )(position)
+    # chunks of unequal size (500 = 3 x 150 + 50) weighted by their share of the data
+    got = jax.jit(lambda p: full_data_objective(model, p, x, y, batch_size=150))(position)
+    np.testing.assert_allclose(got, direct, rtol=1e-5)
+
+
+def test_map_to_convergence_reaches_the_ridge_solution(linear_conv):
+    model, x, y, theta_map = linear_conv
+    result = train_map_to_convergence(
+        jax.random.key(1), model, x, y, batch_size=6, learning_rate=0.05, rtol=1e-6,
+        num_decays=2, max_epochs=400,
+    )  # fmt: skip
+    assert result.converged
+    # the closed-form mode bounds every value of the trace from below, and is reached
+    mode = {"net": _unravel(model, theta_map), "likelihood": {}}
+    floor = float(full_data_objective(model, mode, x, y))
+    objective = np.asarray(result.objective)
+    assert objective.min() >= floor - 1e-5 * abs(floor)
+    assert objective.min() - floor < 1e-4 * abs(floor)
+    # flat directions of the objective converge slowest: parameters to a looser tolerance
+    np.testing.assert_allclose(_flat(result.position), theta_map, atol=0.05)
+    # three learning rates: the initial one and two decays by 0.1
+    rates = np.unique(np.asarray(result.learning_rates))
+    np.testing.assert_allclose(np.sort(rates)[::-1], [0.05, 0.005, 0.0005], rtol=1e-6)
+
+
+def test_map_to_convergence_stops_at_the_cap(digits_cnn):
+    model, x, y, *_ = digits_cnn
+    result = train_map_to_convergence(
+        jax.random.key(0), model, x, y, batch_size=50, learning_rate=1e-2, max_epochs=3
+    )
+    assert not result.converged
+    assert result.objective.shape == (4,) and result.learning_rates.shape == (3,)
+    # the returned position is the best one seen
+    best = jax.jit(lambda p: full_data_objective(model, p, x, y))(result.position)
+    np.testing.assert_allclose(best, result.objective.min(), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(rtol=0.0), "rtol must lie in"),
+        (dict(decay_factor=1.5), "decay_factor must lie in"),
+        (dict(max_epochs=0), "max_epochs must be an integer >= 1"),
+        (dict(num_decays=-1), "num_decays must be an integer >= 0"),
+        (dict(learning_rate=0.0), "learning_rate must be positive"),
+        (dict(y=np.full(500, -1, np.int32)), r"y holds class labels outside"),
+    ],
+)
+def test_map_to_convergence_bad_input(digits_cnn, kwargs, match):
+    model, x, y, *_ = digits_cnn
+    args = dict(x=x, y=y, batch_size=50) | kwargs
+    with pytest.raises(ValueError, match=match):
+        train_map_to_convergence(jax.random.key(0), model, **args)

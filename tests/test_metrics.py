@@ -218,3 +218,33 @@ def test_predictive_entropy_closed_form():
     np.testing.assert_allclose(predictive_entropy(probs), [0.0, np.log(3), np.log(2)], rtol=1e-6)
     with pytest.raises(ValueError, match="probs must be probabilities"):
         predictive_entropy(probs * 2)
+
+
+def test_calibration_bins_match_a_loop_and_the_ece(classification):
+    logits, labels = classification
+    probs = _softmax(logits[0].astype(np.float64))
+    conf, pred = probs.max(-1), probs.argmax(-1)
+    bins = M.calibration_bins(probs, labels, num_bins=10)
+    edges = np.linspace(0.0, 1.0, 11)
+    for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        m = (conf > lo) & (conf <= hi)
+        assert int(bins.count[b]) == m.sum()
+        if m.any():
+            np.testing.assert_allclose(bins.confidence[b], conf[m].mean(), rtol=1e-6)
+            np.testing.assert_allclose(bins.accuracy[b], (pred[m] == labels[m]).mean(), rtol=1e-6)
+    # count-weighted rows give the overall mean confidence and accuracy, and the ECE
+    w = np.asarray(bins.count) / len(labels)
+    np.testing.assert_allclose(w @ np.asarray(bins.confidence), conf.mean(), rtol=1e-6)
+    np.testing.assert_allclose(w @ np.asarray(bins.accuracy), (pred == labels).mean(), rtol=1e-6)
+    np.testing.assert_allclose(
+        w @ np.abs(np.asarray(bins.accuracy) - np.asarray(bins.confidence)),
+        M.expected_calibration_error(probs, labels, num_bins=10),
+        rtol=1e-6,
+    )
+    # an over-confident predictor: confidence 0.9 in every bin it fills, accuracy 0.5
+    q = np.tile(np.array([[0.9, 0.1]]), (10, 1))
+    over = M.calibration_bins(q, np.array([0, 1] * 5, np.int32), num_bins=5)
+    np.testing.assert_array_equal(over.count, [0, 0, 0, 0, 10])
+    np.testing.assert_allclose(over.confidence[4] - over.accuracy[4], 0.4, rtol=1e-6)
+    with pytest.raises(ValueError, match="num_bins"):
+        M.calibration_bins(q, np.zeros(10, np.int32), num_bins=0)
