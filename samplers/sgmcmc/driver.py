@@ -442,6 +442,14 @@ def _check_threshold(name, value):
     return float(value)
 
 
+def _fold_in_each(keys, t):
+    """``[fold_in(k, t) for k in keys]`` as one hash evaluation (bit-identical to separate
+    ``fold_in`` calls: Threefry is elementwise in its keys). On XLA:CPU each Threefry call is
+    a small rolled loop whose launch costs about as much as a fused kernel of this model, so
+    per-step keys are derived together."""
+    return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t)
+
+
 def _build_step(
     kernel,
     logdensity_fn,
@@ -474,8 +482,12 @@ def _build_step(
 
     def chain_step(t, cstate: DriverState, chain_key, data, chain_h=None):
         kernel_key, data_key, gibbs_key = (jax.random.fold_in(chain_key, i) for i in range(3))
+        if batches == "replace":  # both streams need a fresh key at every step
+            step_key, batch_key = _fold_in_each(jnp.stack([kernel_key, data_key]), t)
+        else:
+            step_key, batch_key = jax.random.fold_in(kernel_key, t), None
         batch, batch_state = minibatch.next_batch(
-            data_key, cstate.batch_state, t, data, batch_size, batches
+            data_key, cstate.batch_state, t, data, batch_size, batches, step_key=batch_key
         )
         h, explore = (chain_h, jnp.zeros((), bool)) if per_chain else schedule(t)
         temp = jnp.where(explore, 0.0, temperature).astype(jnp.float32)
@@ -493,7 +505,7 @@ def _build_step(
             return g if grad_clip is None else clip_by_global_norm(g, grad_clip)
 
         kernel_state, _ = kernel.bind(grad_fn)(
-            jax.random.fold_in(kernel_key, t),
+            step_key,
             cstate.kernel_state,
             value,
             grad,
