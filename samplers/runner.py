@@ -295,15 +295,17 @@ def _chunk_program(step, observe, accumulate, key_fn, check_update, stop_on_dive
         starts = t0 + jnp.cumsum(counts) - counts
 
         def one_step(t, carry):
-            state, (first_bad, first_code, check), acc, _ = carry
+            state, (first, check), acc, _ = carry
             state, info = step(key_fn(rng_key, t), state, *args)
             if check_update is not None:
                 check, code = check_update(check, state, info)
                 code = jnp.asarray(code).astype(jnp.int32)
-                new = (first_bad < 0) & (code > 0)
-                first_bad = jnp.where(new, t, first_bad)
-                first_code = jnp.where(new, code, first_code)
-            return state, (first_bad, first_code, check), acc, info
+                new = (first[:, 0] < 0) & (code > 0)
+                # step and code in one array: one fused update per step, not two
+                first = jnp.where(
+                    new[:, None], jnp.stack([jnp.full_like(code, t), code], 1), first
+                )
+            return state, (first, check), acc, info
 
         def outer(carry, xs):
             start, count, kept = xs
@@ -313,7 +315,7 @@ def _chunk_program(step, observe, accumulate, key_fn, check_update, stop_on_dive
             carry = (state, monitor, acc, info0)
             if stop_on_divergence:
                 _, carry = jax.lax.while_loop(
-                    lambda c: (c[0] < count) & jnp.all(c[1][1][0] < 0),
+                    lambda c: (c[0] < count) & jnp.all(c[1][1][0][:, 0] < 0),
                     lambda c: (c[0] + 1, one_step(start + c[0], c[1])),
                     (jnp.zeros((), count.dtype), carry),
                 )
@@ -473,9 +475,8 @@ def run(
     )
 
     acc = None if accumulate is None else jax.vmap(accumulate.init)(initial_state)
-    monitor = (
-        jnp.full((num_chains,), -1, jnp.int32),
-        jnp.zeros((num_chains,), jnp.int32),
+    monitor = (  # per chain: first diverging step (-1: none) and its reason code
+        jnp.tile(jnp.array([-1, 0], jnp.int32), (num_chains, 1)),
         () if diverged is None else diverged.init(initial_state),
     )
     carry = (initial_state, monitor, acc)
@@ -521,7 +522,7 @@ def run(
                 piece = piece if traced else distributed.to_host(piece)
                 pieces.append(piece)
             if not traced and diverged is not None:
-                _check_divergence(*carry[1][:2], divergence_message)
+                _check_divergence(carry[1][0], divergence_message)
             if checkpoint_path is not None:
                 _save(checkpoint_path, config, run_id, i + 1, carry, piece, len(pieces))
             if bar is not None:
@@ -535,17 +536,19 @@ def run(
         lambda *xs: xp.swapaxes(xs[0] if len(xs) == 1 else xp.concatenate(xs, axis=0), 0, 1),
         *pieces,
     )
-    state, (first_bad, first_code, _), acc = carry
-    return RunResult(state, obs, info, acc, first_bad, first_code)
+    state, (first, _), acc = carry
+    return RunResult(state, obs, info, acc, first[:, 0], first[:, 1])
 
 
-def _check_divergence(first_bad, first_code, message):
-    bad = distributed.to_host(first_bad)
+def _check_divergence(first, message):
+    """``first``: ``(num_chains, 2)`` first diverging step (``-1``: none) and its code."""
+    first = distributed.to_host(first)
+    bad, first_code = first[:, 0], first[:, 1]
     if (bad >= 0).any():
         steps = np.where(bad >= 0, bad, np.iinfo(np.int32).max)
         chain = int(np.argmin(steps))
         text = (
-            message(chain, int(bad[chain]), int(distributed.to_host(first_code)[chain]))
+            message(chain, int(bad[chain]), int(first_code[chain]))
             if message is not None
             else f"chain {chain} diverged at step {int(bad[chain])}"
         )
@@ -704,6 +707,16 @@ def _read(path, config, carry):
         restored = []
         for i, leaf in enumerate(leaves):
             arr = jnp.asarray(f[f"state_{i}"])
+            want = (
+                jax.eval_shape(jax.random.key_data, leaf)
+                if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+                else leaf
+            )
+            if arr.shape != want.shape or arr.dtype != want.dtype:
+                raise ValueError(
+                    f"run-state entry {i} has shape {arr.shape} and dtype {arr.dtype}, expected "
+                    f"{want.shape} and {want.dtype} (a checkpoint of another runner version?)"
+                )
             if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
                 arr = jax.random.wrap_key_data(arr)
             if distributed.spans_devices(leaf):  # else left uncommitted, like a fresh run's

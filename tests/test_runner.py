@@ -287,3 +287,17 @@ def test_run_stops_soon_after_divergence(monkeypatch):
     res = _run(diverged=runner.divergence_check(_nan_at))
     np.testing.assert_array_equal(res.state.position[:, 0], [10, 10, 10])
     np.testing.assert_array_equal(res.first_divergence, [-1, 9, -1])
+
+
+def test_checkpoint_with_another_state_layout_is_refused(tmp_path):
+    """A run-state entry whose shape differs from this run's (e.g. a checkpoint written by
+    another version of the runner) is refused naming the path, not loaded into the wrong slot."""
+    path = tmp_path / "run.npz"
+    _run(chunk_size=4, checkpoint_path=path)
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    name = next(k for k in arrays if k.startswith("state_") and arrays[k].ndim >= 1)
+    arrays[name] = np.concatenate([arrays[name], arrays[name]])
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=f"checkpoint {path} is corrupt.*run-state entry"):
+        _run(chunk_size=4, checkpoint_path=path)

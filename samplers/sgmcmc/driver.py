@@ -364,25 +364,22 @@ class RunawayState(NamedTuple):
 
     Attributes
     ----------
-    best
-        Running maximum of the minibatch log density.
-    ref, running_max
-        Lagged and current running maximum of the position norm.
-    boundary
-        Step count at which ``ref`` is next refreshed (powers of two).
+    stats
+        ``(num_chains, 3)``: the running maximum of the minibatch log density, then the
+        lagged and the current running maximum of the position norm.
     count
-        Steps made.
-    drop_limit, growth
-        ``max_logdensity_drop * (N + d)`` and ``max_norm_growth`` (``inf``: off).
+        Steps made; the lagged maximum is refreshed when ``count`` is a power of two.
+    limits
+        ``(num_chains, 2)``: ``max_logdensity_drop * (N + d)`` and ``max_norm_growth``
+        (``inf``: off).
+
+    The per-step statistics are packed in one array (one fused update per step instead of
+    one per statistic: on XLA:CPU each separate output costs a kernel launch per step).
     """
 
-    best: jax.Array
-    ref: jax.Array
-    running_max: jax.Array
-    boundary: jax.Array
+    stats: jax.Array
     count: jax.Array
-    drop_limit: jax.Array
-    growth: jax.Array
+    limits: jax.Array
 
 
 # reason codes of the divergence check (see ``message`` in :func:`sample`)
@@ -392,13 +389,9 @@ _NON_FINITE, _COLLAPSE, _EXPLODE, _FINAL = 1, 2, 3, 4
 def _runaway_init(state: DriverState, drop_limit: float, growth: float) -> RunawayState:
     num_chains = jax.tree_util.tree_leaves(state.kernel_state.position)[0].shape[0]
 
-    def full(value, dtype=jnp.float32):
-        return jnp.full((num_chains,), value, dtype)
-
-    return RunawayState(
-        full(-jnp.inf), full(0.0), full(0.0), full(1, jnp.int32), full(0, jnp.int32),
-        full(drop_limit), full(growth),
-    )  # fmt: skip
+    stats = jnp.tile(jnp.array([-jnp.inf, 0.0, 0.0], jnp.float32), (num_chains, 1))
+    limits = jnp.tile(jnp.array([drop_limit, growth], jnp.float32), (num_chains, 1))
+    return RunawayState(stats, jnp.zeros((num_chains,), jnp.int32), limits)
 
 
 def _position_norm(position):
@@ -410,20 +403,17 @@ def _runaway_update(check: RunawayState, state: DriverState, info: SGMCMCInfo):
     """The runner's divergence check: non-finite values, then the runaway rules."""
     norm = jax.vmap(_position_norm)(state.kernel_state.position)
     logdensity = jnp.asarray(info.logdensity, jnp.float32)
-    collapse = check.best - logdensity > check.drop_limit
-    explode = (check.ref > 0) & (norm > check.growth * check.ref)
+    best, ref, running_max = check.stats[:, 0], check.stats[:, 1], check.stats[:, 2]
+    drop_limit, growth = check.limits[:, 0], check.limits[:, 1]
+    collapse = best - logdensity > drop_limit
+    explode = (ref > 0) & (norm > growth * ref)
     count = check.count + 1
-    running_max = jnp.fmax(check.running_max, norm)
-    refresh = count == check.boundary
-    new = RunawayState(
-        jnp.fmax(check.best, logdensity),
-        jnp.where(refresh, running_max, check.ref),
-        running_max,
-        jnp.where(refresh, 2 * check.boundary, check.boundary),
-        count,
-        check.drop_limit,
-        check.growth,
+    running_max = jnp.fmax(running_max, norm)
+    refresh = (count & (count - 1)) == 0  # count = 1, 2, 4, 8, ...
+    stats = jnp.stack(
+        [jnp.fmax(best, logdensity), jnp.where(refresh, running_max, ref), running_max], axis=1
     )
+    new = RunawayState(stats, count, check.limits)
     code = jnp.where(
         ~info.is_finite,
         _NON_FINITE,
@@ -440,6 +430,14 @@ def _check_threshold(name, value):
     ):
         raise ValueError(f"{name} must be a positive number or None, got {value!r}")
     return float(value)
+
+
+def _fold_in_each(keys, t):
+    """``[fold_in(k, t) for k in keys]`` as one hash evaluation (bit-identical to separate
+    ``fold_in`` calls: Threefry is elementwise in its keys). On XLA:CPU each Threefry call is
+    a small rolled loop whose launch costs about as much as a fused kernel of this model, so
+    per-step keys are derived together."""
+    return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t)
 
 
 def _build_step(
@@ -474,8 +472,12 @@ def _build_step(
 
     def chain_step(t, cstate: DriverState, chain_key, data, chain_h=None):
         kernel_key, data_key, gibbs_key = (jax.random.fold_in(chain_key, i) for i in range(3))
+        if batches == "replace":  # both streams need a fresh key at every step
+            step_key, batch_key = _fold_in_each(jnp.stack([kernel_key, data_key]), t)
+        else:
+            step_key, batch_key = jax.random.fold_in(kernel_key, t), None
         batch, batch_state = minibatch.next_batch(
-            data_key, cstate.batch_state, t, data, batch_size, batches
+            data_key, cstate.batch_state, t, data, batch_size, batches, step_key=batch_key
         )
         h, explore = (chain_h, jnp.zeros((), bool)) if per_chain else schedule(t)
         temp = jnp.where(explore, 0.0, temperature).astype(jnp.float32)
@@ -493,7 +495,7 @@ def _build_step(
             return g if grad_clip is None else clip_by_global_norm(g, grad_clip)
 
         kernel_state, _ = kernel.bind(grad_fn)(
-            jax.random.fold_in(kernel_key, t),
+            step_key,
             cstate.kernel_state,
             value,
             grad,

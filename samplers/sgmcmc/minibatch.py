@@ -36,8 +36,12 @@ def init(rng_key, data_size: int, scheme: str) -> BatchState:
     return BatchState(jnp.zeros((1,), jnp.int32))
 
 
-def next_batch(rng_key, state: BatchState, t, data, batch_size: int, scheme: str):
-    """The minibatch of step ``t`` and the updated stream state."""
+def next_batch(rng_key, state: BatchState, t, data, batch_size: int, scheme: str, step_key=None):
+    """The minibatch of step ``t`` and the updated stream state.
+
+    ``step_key``: ``fold_in(rng_key, t)`` when the caller has already computed it (used by
+    ``"replace"``; the same draws either way).
+    """
     data_size = jax.tree_util.tree_leaves(data)[0].shape[0]
     if scheme == "epoch":
         per_epoch = data_size // batch_size
@@ -52,5 +56,7 @@ def next_batch(rng_key, state: BatchState, t, data, batch_size: int, scheme: str
         idx = jax.lax.dynamic_slice(permutation, (position * batch_size,), (batch_size,))
         state = BatchState(permutation)
     else:
-        idx = jax.random.randint(jax.random.fold_in(rng_key, t), (batch_size,), 0, data_size)
+        if step_key is None:
+            step_key = jax.random.fold_in(rng_key, t)
+        idx = jax.random.randint(step_key, (batch_size,), 0, data_size)
     return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data), state
