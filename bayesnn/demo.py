@@ -142,7 +142,7 @@ def run_demo(
     burnin = num_burnin
     chosen = None
     if step_size is None:
-        tune_steps = max(num_burnin // 2, 4)
+        tune_steps = max(num_burnin // 2, 12)
         init, chosen = tune_step_size(
             keys[1],
             kernel,

@@ -115,5 +115,5 @@ def test_blackjax_kernel_errors(data):
     with pytest.raises(ValueError, match="no step-size rule"):
         sgmcmc.sample(
             jax.random.key(0), blackjax.sgld, logdensity, data, init,
-            **{**base, "step_size": None, "num_burnin": 8},
+            **{**base, "step_size": None, "num_burnin": 24},
         )  # fmt: skip

@@ -243,7 +243,7 @@ def test_sample_without_step_size_uses_and_reports_the_engines(data3):
     info = res.step_size_info
     assert info is not None and info.variance_ratio.max() <= 1.1 + 1e-9
     np.testing.assert_allclose(np.asarray(res.info.step_size), info.step_size, rtol=1e-6)
-    with pytest.raises(ValueError, match="num_burnin >= 8"):
+    with pytest.raises(ValueError, match="num_burnin >= 24"):
         sgmcmc.sample(
             jax.random.key(0),
             sgmcmc.sgld(),

@@ -694,9 +694,9 @@ def sample(
                 "step_size=None (automatic) is not available with gibbs_fn or "
                 "control_variate_center; pass step_size"
             )
-        if num_burnin < 8 or not float(temperature) > 0:
+        if num_burnin < 24 or not float(temperature) > 0:
             raise ValueError(
-                "step_size=None (automatic) needs num_burnin >= 8 and temperature > 0, got "
+                "step_size=None (automatic) needs num_burnin >= 24 and temperature > 0, got "
                 f"num_burnin={num_burnin!r}, temperature={temperature!r}; pass step_size"
             )
         from samplers.sgmcmc.step_size import tune_step_size

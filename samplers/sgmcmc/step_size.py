@@ -700,6 +700,7 @@ def tune_step_size(
     ``(positions, info)``: the positions after burn-in and the final :class:`StepSizeInfo`,
     whose ``history`` lists the step size of every round, stability rounds first.
     """
+    rule_for(kernel)  # an unknown kernel fails before any argument check or compilation
     if not isinstance(num_rounds, int) or num_rounds < 1:
         raise ValueError(f"num_rounds must be a positive integer, got {num_rounds!r}")
     if isinstance(num_refinements, bool) or not isinstance(num_refinements, int):
