@@ -18,7 +18,7 @@ each library against its own float64 result.
 
     python benchmarks/cnngp_speed.py            # N = 1000 (flatten), 200 (gap): long on CPU
     python benchmarks/cnngp_speed.py --quick    # N = 200 (flatten), 20 (gap)
-    python benchmarks/cnngp_speed.py --smoke    # seconds: N = 8, 12 x 12 crops
+    python benchmarks/cnngp_speed.py --smoke    # seconds: N = 8, 12 x 12 crops, Flatten only
     python benchmarks/cnngp_speed.py --conv-grad  # finite Conv: weight gradient inside scan
 
 ``--conv-grad`` times the weight gradient of one convolution (batch 128, 14 x 14, 16 -> 32
@@ -207,6 +207,8 @@ def main():
     if args.smoke:
         sizes, crop = {"flatten": 8, "gap": 8}, 12
     archs = args.arch or sorted(ARCHS)
+    if args.smoke and not args.arch:
+        archs = ["flatten"]  # the script's paths once; both readouts' kernels have unit tests
     use_nt = not args.skip_nt and pathlib.Path(args.nt_python).exists()
     libs = ["ours"] + (["nt"] if use_nt else [])
     print(f"# CNN-GP NNGP+NTK, {crop}x{crop} Fashion-MNIST, one pinned core per run")
