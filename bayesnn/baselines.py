@@ -76,6 +76,16 @@ def _train_one(model, optimizer, num_steps, batch_size, data, data_size, rng_key
         position = model.init(init_key)
     batch_state = minibatch.init(batch_key, data_size, "epoch")
 
+    step = _optimizer_step(model, optimizer, batch_key, data, data_size, batch_size)
+    carry = (position, optimizer.init(position), batch_state)
+    (position, _, _), losses = jax.lax.scan(step, carry, jnp.arange(num_steps))
+    return MAPResult(position, losses)
+
+
+def _optimizer_step(model, optimizer, batch_key, data, data_size, batch_size):
+    """``step(carry, t) -> (carry, loss)``: one optax step on the epoch-wise minibatch ``t``
+    of ``-log p(θ | D) / N``; ``carry = (position, opt_state, batch_state)``."""
+
     def loss_fn(position, batch):
         return -model.logdensity(position, batch, data_size) / data_size
 
@@ -87,9 +97,7 @@ def _train_one(model, optimizer, num_steps, batch_size, data, data_size, rng_key
         position, opt_state, loss = gradient_step(loss_fn, optimizer, position, opt_state, batch)
         return (position, opt_state, batch_state), loss
 
-    carry = (position, optimizer.init(position), batch_state)
-    (position, _, _), losses = jax.lax.scan(step, carry, jnp.arange(num_steps))
-    return MAPResult(position, losses)
+    return step
 
 
 def _prepare(model, x, y, num_steps, batch_size, learning_rate, optimizer):
@@ -258,19 +266,9 @@ def train_map_to_convergence(
     position = model.init(init_key) if init_position is None else init_position
     batch_state = minibatch.init(batch_key, n, "epoch")
 
-    def loss_fn(position, batch):
-        return -model.logdensity(position, batch, n) / n
-
     @jax.jit
     def epoch(carry, epoch_index, data):
-        def step(carry, t):
-            position, opt_state, batch_state = carry
-            batch, batch_state = minibatch.next_batch(
-                batch_key, batch_state, t, data, batch_size, "epoch"
-            )
-            position, opt_state, _ = gradient_step(loss_fn, optimizer, position, opt_state, batch)
-            return (position, opt_state, batch_state), None
-
+        step = _optimizer_step(model, optimizer, batch_key, data, n, batch_size)
         ts = epoch_index * steps_per_epoch + jnp.arange(steps_per_epoch)
         return jax.lax.scan(step, carry, ts)[0]
 

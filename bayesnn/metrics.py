@@ -296,22 +296,10 @@ def _top_label(probs, labels, num_bins):
 def calibration_bins(probs, labels, *, num_bins: int = 15) -> CalibrationBins:
     r"""Reliability diagram: per-bin count, mean confidence and accuracy (Guo et al., 2017).
 
-    The bins are those of :func:`expected_calibration_error`, :math:`B_b = ((b-1)/M, b/M]`
-    over the top-label confidence :math:`c_i = \max_k p_{ik}`. A bin with
+    The bins and arguments are those of :func:`expected_calibration_error`. A bin with
     :math:`\mathrm{conf}(B_b) > \mathrm{acc}(B_b)` is over-confident; the count-weighted
-    means of both rows are the overall mean confidence and accuracy, and
-
-    .. math:: \mathrm{ECE} = \sum_b \frac{|B_b|}{n}\,\bigl|\mathrm{acc}(B_b) -
-              \mathrm{conf}(B_b)\bigr| .
-
-    Parameters
-    ----------
-    probs
-        Predictive probabilities ``(n, K)`` or per-sample ``(S, n, K)`` (averaged first).
-    labels
-        Integer labels ``(n,)``.
-    num_bins
-        Number of bins :math:`M \ge 1`.
+    means of both rows are the overall mean confidence and accuracy, and the count-weighted
+    mean of their absolute difference is the ECE.
     """
     conf, correct, bins = _top_label(probs, labels, num_bins)
     count = jax.ops.segment_sum(jnp.ones_like(conf), bins, num_segments=num_bins)
