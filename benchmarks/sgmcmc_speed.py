@@ -28,7 +28,9 @@ checkout is missing are skipped with a message.
 Every process pins itself to one core before JAX or PyTorch starts: XLA sizes its CPU thread
 pool from the affinity mask (there is no XLA flag for it), and an unpinned process counts the
 time of threads spinning on the second core. Compilation is excluded (one warm-up call); wall
-and process CPU time are reported per chain-step, as medians of the repeats. On an idle core
+and process CPU time are reported per chain-step, as medians of the repeats; the JAX rows are
+timed in rounds (bare scan, driver, adaptive driver, then again), so that a drift of the
+machine's speed does not fall on one row. On an idle core
 the two agree; on a shared machine CPU time is the less disturbed one, and the ratios (overhead
 over the bare scan, reference / this) are taken on CPU time.
 
@@ -271,6 +273,23 @@ def bare_scan(model, data, steps):
     return jax.jit(jax.vmap(chain))
 
 
+def timed_interleaved(fns, repeats):
+    """Median (wall, CPU) seconds of each ``fns[name]()`` over ``repeats`` rounds, the calls of
+    a round made one after another (after one warm-up call each), so that a drift of the
+    machine's speed during the run (another process on a sibling core, the clock) affects
+    every row alike instead of the rows timed later."""
+    for fn in fns.values():
+        fn()
+    times = {name: ([], []) for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            times[name][0].append(time.perf_counter() - w0)
+            times[name][1].append(time.process_time() - c0)
+    return {name: (statistics.median(w), statistics.median(c)) for name, (w, c) in times.items()}
+
+
 def bench_jax(model, data, chains, steps, repeats):
     """Per-step (wall, CPU) seconds of the bare scan and the driver at ``chains`` chains."""
     pos = init_positions(model, chains)
@@ -291,7 +310,9 @@ def bench_jax(model, data, chains, steps, repeats):
             return jax.block_until_ready(res.positions)
 
         runs[name] = run
-    return {name: tuple(t / steps for t in timed(fn, repeats)) for name, fn in runs.items()}
+    return {
+        name: tuple(t / steps for t in ts) for name, ts in timed_interleaved(runs, repeats).items()
+    }
 
 
 def bench_torch(data, steps, repeats, torch_python, reference):

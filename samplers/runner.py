@@ -45,7 +45,8 @@ Host-side services (only when :func:`run` is called eagerly, i.e. not under ``ji
   afresh), a corrupt file with one naming the path, and a missing directory is reported
   before sampling;
 * divergence checks: a :class:`DivergenceCheck` (``init(state) -> check_state`` on the host,
-  ``update(check_state, state, info) -> (check_state, code)`` after every step on the device,
+  ``update(check_state, state, info) -> (check_state, code)`` on the device after every step,
+  or every ``check_every`` steps with the first bad step found by replaying the block,
   ``code`` a ``(num_chains,)`` int with ``0`` for healthy and a positive reason otherwise) may
   keep running statistics of the chains (e.g. a running maximum of the log density, to catch
   finite runaways); :func:`divergence_check` turns a stateless ``fn(state, info) -> bool``
@@ -111,7 +112,8 @@ class DivergenceCheck(NamedTuple):
         initial state (run-specific thresholds belong here, as arrays, so that ``update``
         stays one function and the compiled runner is reused).
     update
-        ``update(check_state, state, info) -> (check_state, code)`` after every step:
+        ``update(check_state, state, info) -> (check_state, code)`` after every step (or
+        every ``check_every`` steps of :func:`run`):
         ``state`` is the new state, ``info`` the step's info, ``code`` a ``(num_chains,)``
         integer (or bool) array, ``0`` (``False``) for a healthy chain and a positive reason
         code otherwise. Pass the same function object again to reuse the compiled runner.
@@ -281,46 +283,90 @@ def progress_default() -> bool:
 
 
 @functools.lru_cache(maxsize=128)
-def _chunk_program(step, observe, accumulate, key_fn, check_update, stop_on_divergence):
+def _chunk_program(
+    step, observe, accumulate, key_fn, check_update, stop_on_divergence, check_every=1
+):
     """Compiled ``run_chunk(carry, rng_key, args, t0, counts, keep)`` for one configuration.
 
     ``counts[i]`` steps are made before entry ``i`` is recorded; ``keep[i]`` says whether entry
-    ``i`` is a kept draw (entries of burn-in-only or padding chunks are not). With
-    ``stop_on_divergence`` no further step is made once a chain has diverged (the host then
-    raises after the chunk), so a diverging run stops soon instead of computing every step.
+    ``i`` is a kept draw (entries of burn-in-only or padding chunks are not). The divergence
+    check runs after every block of ``check_every`` steps (blocks end at every entry); when
+    it reports a chain, the block is replayed from its first state with the check state of
+    the block's start, and the first step of the block with a positive code is recorded for
+    each chain (the step is a pure function of ``t`` and the state, so the replay repeats the
+    block exactly). With ``stop_on_divergence`` no further block is run once a chain has
+    diverged (the host then raises after the chunk), so a diverging run stops soon instead of
+    computing every step.
     """
     observe_all = None if observe is None else jax.vmap(observe)
 
     def run_chunk(carry, rng_key, args, t0, counts, keep):
         starts = t0 + jnp.cumsum(counts) - counts
 
-        def one_step(t, carry):
+        def steps(t, n, state):
+            """``n >= 1`` steps from global step ``t``, no check. Only the last step's info is
+            kept, so XLA drops what the others compute for their infos alone."""
+            state = jax.lax.fori_loop(
+                0, n - 1, lambda j, s: step(key_fn(rng_key, t + j), s, *args)[0], state
+            )
+            return step(key_fn(rng_key, t + n - 1), state, *args)
+
+        def record(first, t, code):
+            code = jnp.asarray(code).astype(jnp.int32)
+            new = (first[:, 0] < 0) & (code > 0)
+            # step and code in one array: one fused update, not two
+            return jnp.where(new[:, None], jnp.stack([jnp.full_like(code, t), code], 1), first)
+
+        def locate(t, n, state, check, first):
+            """Replay ``n`` steps from ``state``: each chain's first step with a positive code
+            against the check state ``check``."""
+
+            def body(j, c):
+                s, f = c
+                s, info = step(key_fn(rng_key, t + j), s, *args)
+                return s, record(f, t + j, check_update(check, s, info)[1])
+
+            return jax.lax.fori_loop(0, n, body, (state, first))[1]
+
+        def block(t, n, carry):
             state, (first, check), acc, _ = carry
-            state, info = step(key_fn(rng_key, t), state, *args)
-            if check_update is not None:
+            if check_update is None:
+                state, info = steps(t, n, state)
+                return state, (first, check), acc, info
+            if check_every == 1:
+                state, info = step(key_fn(rng_key, t), state, *args)
                 check, code = check_update(check, state, info)
-                code = jnp.asarray(code).astype(jnp.int32)
-                new = (first[:, 0] < 0) & (code > 0)
-                # step and code in one array: one fused update per step, not two
-                first = jnp.where(
-                    new[:, None], jnp.stack([jnp.full_like(code, t), code], 1), first
-                )
-            return state, (first, check), acc, info
+                return state, (record(first, t, code), check), acc, info
+            new_state, info = steps(t, n, state)
+            new_check, code = check_update(check, new_state, info)
+            found = jnp.any((jnp.asarray(code) > 0) & (first[:, 0] < 0))
+            first = jax.lax.cond(
+                found, lambda f: locate(t, n, state, check, f), lambda f: f, first
+            )
+            return new_state, (first, new_check), acc, info
 
         def outer(carry, xs):
             start, count, kept = xs
             state, monitor, acc = carry
             info0 = jax.eval_shape(lambda s: step(key_fn(rng_key, start), s, *args)[1], state)
             info0 = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), info0)
-            carry = (state, monitor, acc, info0)
-            if stop_on_divergence:
-                _, carry = jax.lax.while_loop(
-                    lambda c: (c[0] < count) & jnp.all(c[1][1][0][:, 0] < 0),
-                    lambda c: (c[0] + 1, one_step(start + c[0], c[1])),
-                    (jnp.zeros((), count.dtype), carry),
-                )
-            else:
-                carry = jax.lax.fori_loop(0, count, lambda i, c: one_step(start + i, c), carry)
+            # without a check the entry is one block (no block when an entry has no steps)
+            size = count if check_update is None else check_every
+
+            def go_on(c):
+                i, (_, (first, _), _, _) = c
+                if stop_on_divergence:
+                    return (i < count) & jnp.all(first[:, 0] < 0)
+                return i < count
+
+            def next_block(c):
+                i, carry = c
+                n = jnp.minimum(size, count - i)
+                return i + n, block(start + i, n, carry)
+
+            _, carry = jax.lax.while_loop(
+                go_on, next_block, (jnp.zeros((), count.dtype), (state, monitor, acc, info0))
+            )
             state, monitor, acc, info = carry
             if accumulate is not None:
                 new = jax.vmap(accumulate.update)(acc, state)
@@ -377,6 +423,7 @@ def run(
     key_fn: Callable | None = None,
     diverged: DivergenceCheck | None = None,
     divergence_message: Callable[[int, int, int], str] | None = None,
+    check_every: int = 1,
     chunk_size: int | None = None,
     progress_bar: bool | None = None,
     checkpoint_path: str | os.PathLike | None = None,
@@ -413,6 +460,13 @@ def run(
         ``fn(state, info) -> bool`` goes through :func:`divergence_check`.
     divergence_message
         ``(chain, step, code) -> str`` for the :class:`DivergenceError`.
+    check_every
+        Run ``diverged`` after every ``check_every`` steps (and at every kept draw) instead
+        of after every step: its cost per step falls by that factor. When it reports a chain,
+        the block of steps since the last check is replayed and the first step of the block
+        whose state the check (with the statistics of the last check) rejects is reported,
+        so the step named is exact for a stateless check; a chain that goes bad and recovers
+        within a block is not seen, and a diverging run stops within ``check_every`` steps.
     chunk_size
         Kept draws per chunk (default: all, or about a twentieth with a progress bar).
     progress_bar
@@ -439,6 +493,7 @@ def run(
     _check_count("thinning", thinning, 1)
     if chunk_size is not None:
         _check_count("chunk_size", chunk_size, 1)
+    _check_count("check_every", check_every, 1)
     num_samples, num_burnin, thinning = int(num_samples), int(num_burnin), int(thinning)
     num_chains = _num_chains(initial_state)
     traced = is_traced((rng_key, initial_state, args))
@@ -472,6 +527,7 @@ def run(
         # Stopping every chain needs an all-chain reduction after each step: a collective
         # when the chains span several devices (processes), so sharded runs stop per chunk.
         diverged is not None and not traced and not distributed.spans_devices(initial_state),
+        int(check_every),
     )
 
     acc = None if accumulate is None else jax.vmap(accumulate.init)(initial_state)

@@ -92,9 +92,14 @@ def _nan_at(state, info):
     return state.position[:, 0] >= limits
 
 
-def test_divergence_names_first_chain_and_step():
+@pytest.mark.parametrize("check_every", [1, 2])
+def test_divergence_names_first_chain_and_step(check_every):
+    """Checked after every step, or every second step with the block replayed: the same
+    first step (the check is stateless and the chains stay bad)."""
     with pytest.raises(runner.DivergenceError, match="chain 1 diverged at step 9"):
-        _run(diverged=runner.divergence_check(_nan_at), chunk_size=2)
+        _run(
+            diverged=runner.divergence_check(_nan_at), chunk_size=2, check_every=check_every
+        )
     traced = jax.jit(
         lambda k: runner.run(
             k,
@@ -105,6 +110,7 @@ def test_divergence_names_first_chain_and_step():
             thinning=3,
             args=(1.0,),
             diverged=runner.divergence_check(_nan_at),
+            check_every=check_every,
         )
     )
     np.testing.assert_array_equal(traced(jax.random.key(0)).first_divergence, [-1, 9, 12])
@@ -137,6 +143,42 @@ def test_stateful_check_reports_step_and_code():
             diverged=SUM_CHECK,
             divergence_message=lambda c, t, code: f"chain {c} code {code} at step {t}",
         )
+
+
+def _gap_init(state):
+    return state.position[:, 0]
+
+
+def _gap_update(last, state, info):
+    # stateful: the position at the last check; a chain is "bad" once it is more than
+    # GAPS[c] steps past it
+    now = state.position[:, 0]
+    return now, jnp.where(now - last > jnp.array([5, 1, 2]), 7, 0)
+
+
+GAP_CHECK = runner.DivergenceCheck(_gap_init, _gap_update)
+
+
+@pytest.mark.parametrize("check_every, expected", [(1, [-1, -1, -1]), (5, [-1, 1, 2])])
+def test_block_check_replays_the_block_with_the_last_checks_statistics(check_every, expected):
+    """The check rejects a chain more than ``gap`` steps past its position at the last check
+    (gaps 5, 1, 2). Checked every step nothing trips; every 5 steps, chains 1 and 2 trip at
+    the first check (step 4), and the replay of steps 0-4 against the last check's statistics
+    names steps 1 and 2 (not 4, and not the never of statistics updated during the replay)."""
+    res = jax.jit(
+        lambda key: runner.run(
+            key, counter_step, _init(), 2, thinning=25, args=(1.0,), diverged=GAP_CHECK,
+            check_every=check_every,
+        )
+    )(jax.random.key(0))  # fmt: skip
+    np.testing.assert_array_equal(res.first_divergence, expected)
+    np.testing.assert_array_equal(res.divergence_code, 7 * (np.array(expected) >= 0))
+    np.testing.assert_array_equal(res.trace[..., 0], np.broadcast_to([25, 50], (C, 2)))
+    if check_every > 1:
+        with pytest.raises(runner.DivergenceError, match="chain 1 diverged at step 1$"):
+            _run(diverged=GAP_CHECK, check_every=check_every)
+    with pytest.raises(ValueError, match="check_every"):
+        _run(check_every=0)
 
 
 def test_traced_run_equals_eager_run():

@@ -274,12 +274,11 @@ def _runaway(data, h, **kw):
         logdensity,
         data,
         jnp.zeros((4, D)),
-        num_samples=16,
         batch_size=N,
         step_size=h,
         progress_bar=False,
         shard=False,
-        **kw,
+        **{"num_samples": 16, **kw},
     )
 
 
@@ -319,6 +318,20 @@ def test_finite_runaway_raises_naming_chain_and_step(data):
         _runaway(data, 0.3, max_logdensity_drop=None)
     healthy = _runaway(data, 0.1)
     assert np.isfinite(healthy.positions).all() and np.abs(healthy.positions).max() < 10
+    # one 16-step interval: checks after steps 9 and 15 (CHECK_EVERY = 10, and every kept
+    # draw); the second check sees the collapse against the first check's log density, and
+    # the replay of steps 10-15 names the first of them that is below it by the limit
+    assert sgmcmc.driver.CHECK_EVERY == 10
+    ld = np.asarray(free.info.logdensity, np.float64)
+    hits = ld[:, 9:10] - ld[:, 10:] > 1e3 * (N + D)
+    assert hits[:, -1].any()
+    first = np.where(hits.any(1), 10 + hits.argmax(1), 10**9)
+    chain = int(first.argmin())
+    with pytest.raises(
+        sgmcmc.DivergenceError,
+        match=rf"chain {chain} ran away: its log density .* at step {first[chain]} ",
+    ):
+        _runaway(data, 0.3, max_norm_growth=None, num_samples=1, thinning=16)
 
 
 STEP_KW = dict(num_samples=15, batch_size=20, num_burnin=6, thinning=2, progress_bar=False)

@@ -341,11 +341,17 @@ def _observe(state: DriverState):
 class RunawayState(NamedTuple):
     """Running statistics of the runaway check (leaves ``(num_chains,)``).
 
-    A chain has run away at step ``t`` (it is finite but diverging, e.g. a step size beyond
-    the stability limit, where the iterates grow geometrically until they overflow) when
+    The rules are evaluated every :data:`CHECK_EVERY` steps (and at every kept draw), on the
+    state and minibatch log density of that step; "the ``t``-th check" below counts these
+    evaluations. When a chain is caught, the runner replays the steps since the previous
+    check and names the first of them at which a rule holds against the statistics of the
+    previous check (:func:`samplers.runner.run`, ``check_every``). A chain has run away at
+    a check (it is finite but diverging, e.g. a step size beyond the stability limit, where
+    the iterates grow geometrically until they overflow) when
 
     * its minibatch log density collapses: ``best - logdensity_t > max_logdensity_drop *
-      (N + d)``, with ``best`` the running maximum of the log density, ``N`` the data size
+      (N + d)``, with ``best`` the running maximum of the log density at the earlier
+      checks, ``N`` the data size
       and ``d`` the number of parameters per chain. A log posterior is a sum of ``N``
       likelihood terms and ``d`` prior terms, and at equilibrium at temperature ``T`` it
       sits about ``T d / 2`` below its mode (plus minibatch noise of order ``N / B`` times
@@ -353,13 +359,14 @@ class RunawayState(NamedTuple):
       size or the model size; ``max_logdensity_drop`` nats per datum-or-parameter is far
       outside equilibrium fluctuations;
     * or its position norm explodes: ``|theta_t| > max_norm_growth * ref_t`` after the
-      ``t``-th step, with ``ref_t`` the largest norm of the iterates ``1 .. k``, ``k`` the
+      ``t``-th check, with ``ref_t`` the largest norm at the checks ``1 .. k``, ``k`` the
       largest power of two below ``t`` (a running maximum lagged by up to half the run, kept
       with two numbers). The initial position is not a reference (a chain may start at
       zero), and a ratio does not depend on the parameters' units. Drift or diffusion from
       the initial point changes the norm by a factor of a few between ``t / 2`` and ``t``;
-      a geometric runaway of rate ``r`` by up to ``r ** (t / 2)``, so it trips after about
-      ``2 log(max_norm_growth) / log(r)`` steps. This rule catches runaways along directions
+      a geometric runaway of rate ``r`` per step by up to ``r ** (s / 2)`` over ``s``
+      steps, so it trips after about ``2 log(max_norm_growth) / log(r)`` steps (rounded up
+      to a check). This rule catches runaways along directions
       the log density barely sees (e.g. an unidentified direction under a preconditioner).
 
     Attributes
@@ -368,19 +375,24 @@ class RunawayState(NamedTuple):
         ``(num_chains, 3)``: the running maximum of the minibatch log density, then the
         lagged and the current running maximum of the position norm.
     count
-        Steps made; the lagged maximum is refreshed when ``count`` is a power of two.
+        Checks made; the lagged maximum is refreshed when ``count`` is a power of two.
     limits
         ``(num_chains, 2)``: ``max_logdensity_drop * (N + d)`` and ``max_norm_growth``
         (``inf``: off).
 
-    The per-step statistics are packed in one array (one fused update per step instead of
-    one per statistic: on XLA:CPU each separate output costs a kernel launch per step).
+    The statistics are packed in one array (one fused update instead of one per statistic:
+    on XLA:CPU each separate output costs a kernel launch), and checking every
+    :data:`CHECK_EVERY` steps instead of every step divides the check's cost, a few kernel
+    launches that cost as much as a step of a small model, by that factor.
     """
 
     stats: jax.Array
     count: jax.Array
     limits: jax.Array
 
+
+#: Steps between two evaluations of the runaway and non-finite check.
+CHECK_EVERY = 10
 
 # reason codes of the divergence check (see ``message`` in :func:`sample`)
 _NON_FINITE, _COLLAPSE, _EXPLODE, _FINAL = 1, 2, 3, 4
@@ -657,7 +669,8 @@ def sample(
         more than ``max_logdensity_drop * (N + d)`` below its running maximum (``N`` data
         points, ``d`` parameters per chain), or whose position norm grows more than
         ``max_norm_growth`` times over its lagged running maximum, raises a
-        :class:`DivergenceError` naming the chain and step; ``None`` turns a rule off.
+        :class:`DivergenceError` naming the chain and step (checked every
+        :data:`CHECK_EVERY` steps, the step found by a replay); ``None`` turns a rule off.
 
     Returns
     -------
@@ -793,6 +806,7 @@ def sample(
         key_fn=_step_index,
         diverged=check,
         divergence_message=message,
+        check_every=CHECK_EVERY,
         chunk_size=checkpoint_every,
         progress_bar=progress_bar,
         checkpoint_path=checkpoint_path,
