@@ -18,7 +18,8 @@ exactly the draws of an uninterrupted run.
 The chain runs ``num_burnin + num_samples * thinning`` steps and keeps the state after steps
 ``num_burnin + k * thinning`` (``k = 1 .. num_samples``), inside ``lax.scan`` (outer loop over
 kept draws) and ``lax.fori_loop`` (inner loop over the steps between them, with a traced trip
-count): discarded steps are never stored and burn-in and sampling share one compiled program.
+count, cut into blocks between divergence checks): discarded steps are never stored, only the
+info of a block's last step is kept, and burn-in and sampling share one compiled program.
 At each kept draw the runner stores
 
 * ``observe(state)`` for every chain (a pytree; default: ``state.position``; ``None`` stores

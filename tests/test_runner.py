@@ -97,9 +97,7 @@ def test_divergence_names_first_chain_and_step(check_every):
     """Checked after every step, or every second step with the block replayed: the same
     first step (the check is stateless and the chains stay bad)."""
     with pytest.raises(runner.DivergenceError, match="chain 1 diverged at step 9"):
-        _run(
-            diverged=runner.divergence_check(_nan_at), chunk_size=2, check_every=check_every
-        )
+        _run(diverged=runner.divergence_check(_nan_at), chunk_size=2, check_every=check_every)
     traced = jax.jit(
         lambda k: runner.run(
             k,
