@@ -211,6 +211,30 @@ def test_pr_resolvent_matches_dense_inverse(coupling):
     np.testing.assert_allclose(out, v @ V.T, atol=1e-4)
 
 
+@pytest.mark.parametrize("method", ["gmres", "bicgstab"])
+def test_adjoint_solve_is_scale_free(method):
+    """``(I - J)^T u = c`` with ``J^T = W D`` as at a mean-field fixed point (``W`` symmetric,
+    ``W <= 0.45 I``, ``D`` positive diagonal: eigenvalues of ``J`` below 1, spectral radius
+    ~4): the solution of the dense system, to the solver's tolerance, for a cotangent of
+    norm 1 and of norm 1e-8 (an example the loss barely sees); the returned residual is
+    relative to ``|c|``."""
+    rng = np.random.default_rng(0)
+    n = 60
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    w = (q * np.linspace(-4.0, 0.45, n)) @ q.T
+    jt = jnp.asarray(w * rng.uniform(0.05, 1.0, n)[None], jnp.float32)
+    c = rng.standard_normal(n)
+    options = bm.implicit.BackwardOptions(method=method, tol=1e-5)
+    for scale in (1.0, 1e-8):
+        cot = jnp.asarray(scale * c / np.linalg.norm(c), jnp.float32)
+        u, res = bm.implicit.adjoint_solve(lambda v: jt @ v, cot, options)
+        exact = np.linalg.solve(
+            np.eye(n) - np.asarray(jt, np.float64), np.asarray(cot, np.float64)
+        )
+        assert float(res) < 1e-4
+        np.testing.assert_allclose(u, exact, rtol=0, atol=1e-3 * np.abs(exact).max())
+
+
 def test_implicit_gradient_matches_unrolled(params, evidence):
     def out(q):
         return jnp.sum(jnp.log(q[-1][:, 0]) * jnp.arange(4.0)[None]) + jnp.sum(q[1][..., 0] ** 2)
