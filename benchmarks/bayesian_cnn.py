@@ -210,7 +210,8 @@ def select_prior_scale(arch, scales, train, val, map_key, map_kwargs, full_grid=
             f"  prior scale {scale:.4g}: MAP {epochs} epochs (converged={fit.converged}), "
             f"objective {float(np.min(np.asarray(fit.objective))):.4f}; validation "
             f"nll={m['nll']:.4f} conf={m['conf']:.4f} acc={m['acc']:.4f} ece={m['ece']:.4f}; "
-            f"training conf={mt['conf']:.4f} acc={mt['acc']:.4f} nll={mt['nll']:.4f}",
+            f"training conf={mt['conf']:.4f} acc={mt['acc']:.4f} nll={mt['nll']:.4f}; "
+            f"|theta|^2={sum(float(jnp.sum(a**2)) for a in jax.tree.leaves(fit.position)):.0f}",
             flush=True,
         )
         tried.append((scale, m, epochs, fit))
