@@ -44,13 +44,13 @@ Protocol (reference note ``bayesian-cnn.md`` sections 1 and 5, sized for a CPU):
   is not shipped here; these are the closest offline substitute).
 
 Prior scale, empirical Bayes on the validation split (the rule, fixed before any run with
-it). N(0, 1) on the NTK parameters leaves this small CNN under-confident at T = 1, the
-converged MAP even on its own training data: the prior keeps its logits small. The scale is
-therefore chosen, from the grid ``s = 1.5^k`` (``k = 0, 1, 2, ...``; ``1, 1.5, 2.25, 3.375,
-5.06``, ``--prior-scales``), as the one whose MAP has the lowest validation NLL. The grid is
-walked upwards from ``s = 1`` and the walk stops at the first value whose validation NLL is
-larger than its predecessor's (the NLL is expected to be unimodal in ``s``; downwards is not
-tried, a narrower prior shrinks the logits further). Each grid value's MAP is trained by the
+it). The prior's scale sets the MAP's weight decay and the posterior's width together (with
+ReLU and the NTK parameterisation, a scale ``s`` on every layer multiplies the prior's logits
+by about ``s^3``); it is chosen, from the grid ``s = 1.5^k`` (``k = 0, 1, 2, ...``: ``1, 1.5,
+2.25, 3.375, 5.06``, ``--prior-scales``), as the one whose MAP has the lowest validation NLL.
+The grid is walked upwards from ``s = 1`` and the walk stops at the first value whose
+validation NLL is larger than its predecessor's (the NLL is expected to be unimodal in ``s``;
+downwards is not tried, a narrower prior shrinks the logits further). Each grid value's MAP is trained by the
 MAP rule below with the same key, only its epoch cap lowered to ``select_epochs`` (30 in
 quick mode) to keep the selection cheap; the chosen scale's MAP is reused as the reported MAP
 when it stopped by the rule within that cap (the training is deterministic, so it is the
