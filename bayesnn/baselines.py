@@ -213,14 +213,21 @@ def train_map_to_convergence(
     The objective is :math:`U(\theta) = -\log p(\theta \mid \mathcal D) / N` up to a
     constant (:func:`full_data_objective`), evaluated on *all* training data after every epoch
     of minibatch Adam (``N // batch_size`` steps, an epoch permutation). The rule, with
-    :math:`U^\star` the best value so far:
+    :math:`U_0` the value at the start and :math:`U^\star` the best value before the epoch:
 
-    1. after an epoch, the relative improvement is :math:`(U^\star - U) / |U^\star|`;
+    1. after an epoch, the relative improvement is the epoch's share of the total decrease,
+       :math:`(U^\star - U) / (U_0 - \min(U, U^\star))` (0 while nothing has decreased);
     2. if it is below ``rtol`` (a plateau, or a worse value), the learning rate is multiplied
        by ``decay_factor``, at most ``num_decays`` times (the minibatch noise floor of a
        constant-step Adam is lowered, so training gets closer to the maximiser);
     3. a plateau with no decay left stops training (``converged=True``); ``max_epochs`` caps
        the run (``converged=False``).
+
+    The improvement is measured against the decrease, not against :math:`|U^\star|`, so the
+    rule does not change when a constant is added to the log density: a Gaussian prior's
+    normalising constant :math:`\tfrac d2 \log(2\pi s^2)` depends on its scale ``s``, and a
+    tolerance relative to :math:`|U^\star|` would loosen as the prior widens (stopping wide-prior
+    MAPs early) and tighten as it narrows.
 
     The returned position is the one with the lowest :math:`U` seen. A stochastic optimiser
     at a constant step hovers around the maximiser at a distance set by its step and the
@@ -241,7 +248,8 @@ def train_map_to_convergence(
     learning_rate
         Adam's initial learning rate.
     rtol
-        Relative improvement per epoch below which a plateau is declared, in ``(0, 1)``.
+        Share of the total decrease below which an epoch's improvement is a plateau, in
+        ``(0, 1)``.
     num_decays, decay_factor
         Learning-rate decays allowed, and their factor in ``(0, 1)``.
     max_epochs
@@ -276,7 +284,7 @@ def train_map_to_convergence(
         lambda pos, xs, ys: full_data_objective(model, pos, xs, ys, batch_size=eval_batch_size)
     )
     carry = (position, optimizer.init(position), batch_state)
-    best = float(objective(position, x, y))
+    best = start = float(objective(position, x, y))
     best_position, values, rates = position, [best], []
     decays_left, lr, converged = num_decays, float(learning_rate), False
     for e in range(max_epochs):
@@ -284,7 +292,8 @@ def train_map_to_convergence(
         carry = epoch(carry, e, (x, y))
         value = float(objective(carry[0], x, y))
         values.append(value)
-        improvement = (best - value) / abs(best)
+        decrease = start - min(value, best)
+        improvement = (best - value) / decrease if decrease > 0 else 0.0
         if value < best:
             best, best_position = value, carry[0]
         if improvement < rtol:

@@ -196,6 +196,41 @@ def test_map_to_convergence_stops_at_the_cap(digits_cnn):
     np.testing.assert_allclose(best, result.objective.min(), rtol=1e-5)
 
 
+class _Shifted:
+    """``model`` with a constant added to its log density per example (same gradients)."""
+
+    def __init__(self, model, shift):
+        self.model, self.shift = model, shift
+
+    def init(self, rng_key):
+        return self.model.init(rng_key)
+
+    def check_data(self, x, y):
+        return self.model.check_data(x, y)
+
+    def logdensity(self, position, batch, data_size):
+        return self.model.logdensity(position, batch, data_size) + self.shift * data_size
+
+
+def test_map_to_convergence_ignores_constants_in_the_log_density(digits_cnn):
+    # a prior's normalising constant (e.g. d/2 log(2 pi s^2)) must not move the stopping rule:
+    # same gradients, so the same epochs, decays and stop, and objectives shifted by exactly
+    # the constant (a tolerance relative to |U*| stops at once, or never, depending on it)
+    model, x, y, *_ = digits_cnn
+    kwargs = dict(batch_size=50, learning_rate=1e-2, rtol=0.1, num_decays=1, max_epochs=10)
+    plain = train_map_to_convergence(jax.random.key(3), model, x, y, **kwargs)
+    rates = np.asarray(plain.learning_rates)
+    assert plain.converged and len(np.unique(rates)) == 2  # the rule acted: a decay and a stop
+    for shift in (-20.0, 4.5):  # objective U + 20 (wide-prior-like) and U - 4.5 (near 0)
+        model_shifted = _Shifted(model, shift)
+        shifted = train_map_to_convergence(jax.random.key(3), model_shifted, x, y, **kwargs)
+        np.testing.assert_array_equal(np.asarray(shifted.learning_rates), rates)
+        assert shifted.converged
+        np.testing.assert_allclose(
+            np.asarray(shifted.objective) - np.asarray(plain.objective), -shift, atol=1e-4
+        )
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
