@@ -457,8 +457,9 @@ def run(
         ``key_fn(rng_key, t) -> key`` for global step ``t`` (int32, traced); default
         ``jax.random.fold_in``.
     diverged
-        A :class:`DivergenceCheck` evaluated after every ``check_every`` steps (default: never); a stateless
-        ``fn(state, info) -> bool`` goes through :func:`divergence_check`.
+        A :class:`DivergenceCheck` evaluated after every ``check_every`` steps (default:
+        never); a stateless ``fn(state, info) -> bool`` goes through
+        :func:`divergence_check`.
     divergence_message
         ``(chain, step, code) -> str`` for the :class:`DivergenceError`.
     check_every
