@@ -60,19 +60,20 @@ would cost one more MAP per grid value, which the 10-minute budget does not hold
 available as ``--prior-scales``). One seed, the script's; no test image enters the choice.
 
 Prior scale, empirical Bayes on the validation split (the rule of the earlier runs at
-``(8, 16)``, now opt-in through ``--prior-scales``). The prior's scale sets the MAP's weight
-decay and the posterior's width together (with ReLU and the NTK parameterisation, a scale
-``s`` on every layer multiplies the prior's logits by about ``s^3``); it is chosen, from a
-grid ``s = 1.5^k`` (``k = 0, 1, 2, ...``: ``1, 1.5, 2.25, 3.375, 5.06``, ``--prior-scales``), as
-the one whose MAP has the lowest validation NLL. The grid is walked upwards from ``s = 1``
-and the walk stops at the first value whose validation NLL is larger than its predecessor's
-(the NLL is expected to be unimodal in ``s``; downwards is not tried, a narrower prior shrinks
-the logits further). Each grid value's MAP is trained by the MAP rule below with the same
-key, only its epoch cap lowered to ``select_epochs`` (30 in quick mode) to keep the selection
-cheap; the chosen scale's MAP is
-reused as the reported MAP when it stopped by the rule within that cap (deterministic
-training: it is then the MAP the full rule gives), and otherwise retrained under the full
-rule. One seed, the script's; no test image enters the choice. Why these choices:
+``(8, 16)``, now opt-in through ``--prior-scales``; smoke mode runs it). The prior's scale
+sets the MAP's weight decay and the posterior's width together (with ReLU and the NTK
+parameterisation, a scale ``s`` on every layer multiplies the prior's logits by about
+``s^3``); it is chosen, from a grid ``s = 1.5^k`` (``k = 0, 1, 2, ...``:
+``1, 1.5, 2.25, 3.375, 5.06``, ``--prior-scales``), as the one whose MAP has the lowest
+validation NLL. The grid is walked upwards from ``s = 1`` and the walk stops at the first
+value whose validation NLL is larger than its predecessor's (the NLL is expected to be
+unimodal in ``s``; downwards is not tried, a narrower prior shrinks the logits further). Each
+grid value's MAP is trained by the MAP rule below with the same key, only its epoch cap
+lowered to ``select_epochs`` (30 in quick mode) to keep the selection cheap; the chosen
+scale's MAP is reused as the reported MAP when it stopped by the rule within that cap
+(deterministic training: it is then the MAP the full rule gives), and otherwise retrained
+under the full rule. One seed, the script's; no test image enters the choice. Why these
+choices:
 
 * one scale for all layers, not the readout's alone: with ReLU and average pooling the
   network is positively homogeneous in each layer's weights (biases aside), so at the MAP
