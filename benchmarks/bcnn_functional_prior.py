@@ -80,8 +80,8 @@ MODES = {
     "quick": dict(n_train=2000, n_val=500, n_test=1000, chains=2, steps=1200, cycles=4,
                   thin=20, fit_steps=100, fit_functions=32, fit_points=16, critic_first=200,
                   critic_steps=10, eval_critic_steps=200, corruptions=None, n_corrupted=500,
-                  temperatures=(1.0, 0.3, 0.1), c1=BCNN_MODES["quick"]["c1"],
-                  c2=BCNN_MODES["quick"]["c2"]),
+                  temperatures=(1.0, 0.3, 0.1),  # bayesian_cnn's quick network, (8, 16)
+                  c1=BCNN_MODES["quick"]["widths"][0][0], c2=BCNN_MODES["quick"]["widths"][0][1]),
 }  # fmt: skip
 
 
