@@ -111,7 +111,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesnn import BayesianNeuralNet, likelihoods, metrics, nn, priors
-from bayesnn.baselines import deep_ensemble, mean_predictive_probs, train_map_to_convergence
+from bayesnn.baselines import (
+    deep_ensemble,
+    full_data_objective,
+    mean_predictive_probs,
+    train_map_to_convergence,
+)
 from bayesnn.datasets import (
     CORRUPTIONS,
     load_corrupted_fashion_mnist,
@@ -256,6 +261,47 @@ def select_prior_scale(arch, scales, train, val, map_key, map_kwargs, full_grid=
     return scale, fit
 
 
+def probe_objective(model, result, map_fit, x, y, cycle, thin, burn):
+    """Diagnostic: the full-data objective ``U = -log p(theta | D) / N`` of every stored chain
+    position (kept draws and exploration-phase positions), against the MAP's ``U*``.
+
+    At temperature 1 a draw from a Gaussian posterior has ``E[U] = U* + d / (2N)`` (each of
+    the ``d`` parameters adds 1/2 to ``-log p`` in expectation); fewer when the data leave
+    directions at the prior (those add ``1/2`` in ``-log p`` but also start from the prior's
+    own spread). Says in which basin the sampler sits: the weak MAP's or the better one's."""
+    n = x.shape[0]
+    objective = jax.jit(lambda pos: full_data_objective(model, pos, x, y, batch_size=1000))
+    per_chain = jax.jit(lambda positions: jax.lax.map(objective, positions))
+    u = np.stack(
+        [
+            np.asarray(per_chain(jax.tree.map(lambda a: a[c], result.positions)))
+            for c in range(jax.tree.leaves(result.positions)[0].shape[0])
+        ]
+    )
+    explore = np.asarray(result.info.explore)  # (chains, draws)
+    keep = ~explore.any(axis=0)
+    d = sum(int(np.prod(a.shape[2:])) for a in jax.tree.leaves(result.positions))
+    u_map = float(np.min(np.asarray(map_fit.objective)))
+    step = burn + thin * (1 + np.arange(u.shape[1]))  # step count at each stored draw
+    cyc = (step - 1) // cycle
+    print(f"  probe: d={d}, N={n}, d/(2N)={d / (2 * n):.3f}; MAP U*={u_map:.4f}", flush=True)
+    print(
+        f"  probe: kept draws U mean={u[:, keep].mean():.4f} (sd over draws "
+        f"{u[:, keep].std():.4f}, min {u[:, keep].min():.4f}); per chain "
+        + ", ".join(f"{v:.4f}" for v in u[:, keep].mean(axis=1)),
+        flush=True,
+    )
+    for k in np.unique(cyc):
+        ex, kp = (cyc == k) & explore.any(axis=0), (cyc == k) & keep
+        last_ex = u[:, np.flatnonzero(ex)[-1]] if ex.any() else np.full(u.shape[0], np.nan)
+        print(
+            f"  probe: cycle {k + 1}: end of exploration U (per chain) "
+            + ", ".join(f"{v:.4f}" for v in last_ex)
+            + f"; sampling-phase U mean {u[:, kp].mean():.4f}",
+            flush=True,
+        )
+
+
 class Clock:
     def __init__(self):
         self.wall, self.cpu = time.perf_counter(), time.process_time()
@@ -298,6 +344,12 @@ def main():
         "--per-chain",
         action="store_true",
         help="diagnostic: validation metrics of each chain's predictive alone",
+    )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="diagnostic: full-data objective -log p(theta | D) / N of the stored chain "
+        "positions against the MAP's, then stop (no ensemble, no evaluation)",
     )
     parser.add_argument("--lr", type=float, default=0.5, help="lr_0 (0.5)")
     parser.add_argument("--momentum", type=float, default=0.9, help="1 - alpha h_0 (0.9)")
@@ -414,6 +466,10 @@ def main():
     draws = jax.tree.map(lambda a: jnp.asarray(a)[:, keep], result.positions)
     print(f"  posterior: {chains} chains x {int(keep.sum())} kept draws", flush=True)
     clock.lap("sampling")
+    if args.probe:
+        probe_objective(model, result, map_result, x_train, y_train, cycle, cfg["thin"], burn)
+        clock.lap("probe")
+        return
 
     # ---- baselines ------------------------------------------------------------------------------
     map_position = jax.tree.map(lambda a: a[None], map_result.position)
