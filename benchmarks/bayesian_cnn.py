@@ -392,7 +392,12 @@ def main():
         "--probe",
         action="store_true",
         help="diagnostic: full-data objective -log p(theta | D) / N of the stored chain "
-        "positions against the MAP's, then stop (no ensemble, no evaluation)",
+        "positions against the MAP's",
+    )
+    parser.add_argument(
+        "--init-from-map",
+        action="store_true",
+        help="diagnostic: start every chain at the MAP (default: draws of the initialiser)",
     )
     parser.add_argument("--lr", type=float, default=0.5, help="lr_0 (0.5)")
     parser.add_argument("--momentum", type=float, default=0.9, help="1 - alpha h_0 (0.9)")
@@ -505,6 +510,8 @@ def main():
     cycle = -(-steps // cycles)
     burn = cycle  # the first cycle is burn-in
     init = jax.vmap(model.init)(jax.random.split(jax.random.fold_in(key, 1), chains))
+    if args.init_from_map:
+        init = jax.tree.map(lambda a: jnp.broadcast_to(a, (chains, *a.shape)), map_result.position)
     result = model.sample(
         jax.random.fold_in(key, 2),
         sgmcmc.sghmc(alpha=alpha),
@@ -526,7 +533,6 @@ def main():
     if args.probe:
         probe_objective(model, result, map_result, x_train, y_train, cycle, cfg["thin"], burn)
         clock.lap("probe")
-        return
 
     # ---- baselines ------------------------------------------------------------------------------
     map_position = jax.tree.map(lambda a: a[None], map_result.position)
