@@ -47,7 +47,7 @@ Host-side services (only when :func:`run` is called eagerly, i.e. not under ``ji
   before sampling;
 * divergence checks: a :class:`DivergenceCheck` (``init(state) -> check_state`` on the host,
   ``update(check_state, state, info) -> (check_state, code)`` on the device after every step,
-  or every ``check_every`` steps with the first bad step found by replaying the block,
+  or every ``check_every`` steps with the first bad step found by a host-side replay,
   ``code`` a ``(num_chains,)`` int with ``0`` for healthy and a positive reason otherwise) may
   keep running statistics of the chains (e.g. a running maximum of the log density, to catch
   finite runaways); :func:`divergence_check` turns a stateless ``fn(state, info) -> bool``
@@ -291,13 +291,16 @@ def _chunk_program(
 
     ``counts[i]`` steps are made before entry ``i`` is recorded; ``keep[i]`` says whether entry
     ``i`` is a kept draw (entries of burn-in-only or padding chunks are not). The divergence
-    check runs after every block of ``check_every`` steps (blocks end at every entry); when
-    it reports a chain, the block is replayed from its first state with the check state of
-    the block's start, and the first step of the block with a positive code is recorded for
-    each chain (the step is a pure function of ``t`` and the state, so the replay repeats the
-    block exactly). With ``stop_on_divergence`` no further block is run once a chain has
+    check runs after every block of ``check_every`` steps (blocks end at every entry). With
+    ``check_every > 1`` a chain caught at the end of a block is recorded at the block's last
+    step, and the block's first state, check state, first step and length are returned (the
+    "replay slot") so that the host can replay the block step by step and name the exact step
+    (:func:`_replay_program`; compiled only when a chain diverges, so the step is not compiled
+    twice in every run). With ``stop_on_divergence`` no further block is run once a chain has
     diverged (the host then raises after the chunk), so a diverging run stops soon instead of
     computing every step.
+
+    Returns ``(carry, (obs, info), slot)``.
     """
     observe_all = None if observe is None else jax.vmap(observe)
 
@@ -312,41 +315,23 @@ def _chunk_program(
             )
             return step(key_fn(rng_key, t + n - 1), state, *args)
 
-        def record(first, t, code):
-            code = jnp.asarray(code).astype(jnp.int32)
-            new = (first[:, 0] < 0) & (code > 0)
-            # step and code in one array: one fused update, not two
-            return jnp.where(new[:, None], jnp.stack([jnp.full_like(code, t), code], 1), first)
-
-        def locate(t, n, state, check, first):
-            """Replay ``n`` steps from ``state``: each chain's first step with a positive code
-            against the check state ``check``."""
-
-            def body(j, c):
-                s, f = c
-                s, info = step(key_fn(rng_key, t + j), s, *args)
-                return s, record(f, t + j, check_update(check, s, info)[1])
-
-            return jax.lax.fori_loop(0, n, body, (state, first))[1]
-
-        def block(t, n, carry):
+        def block(t, n, carry, slot):
             state, (first, check), acc, _ = carry
             if check_update is None:
                 state, info = steps(t, n, state)
-                return state, (first, check), acc, info
-            if check_every == 1:
-                state, info = step(key_fn(rng_key, t), state, *args)
-                check, code = check_update(check, state, info)
-                return state, (record(first, t, code), check), acc, info
+                return (state, (first, check), acc, info), slot
             new_state, info = steps(t, n, state)
             new_check, code = check_update(check, new_state, info)
-            found = jnp.any((jnp.asarray(code) > 0) & (first[:, 0] < 0))
-            first = jax.lax.cond(
-                found, lambda f: locate(t, n, state, check, f), lambda f: f, first
-            )
-            return new_state, (first, new_check), acc, info
+            first = _record(first, t + n - 1, code)
+            if check_every > 1:
+                caught = jnp.any((jnp.asarray(code) > 0) & (carry[1][0][:, 0] < 0))
+                slot = jax.tree.map(
+                    lambda a, b: jnp.where(caught, a, b), (t, n, state, check), slot
+                )
+            return (new_state, (first, new_check), acc, info), slot
 
-        def outer(carry, xs):
+        def outer(carry_slot, xs):
+            carry, slot = carry_slot
             start, count, kept = xs
             state, monitor, acc = carry
             info0 = jax.eval_shape(lambda s: step(key_fn(rng_key, start), s, *args)[1], state)
@@ -355,29 +340,62 @@ def _chunk_program(
             size = count if check_update is None else check_every
 
             def go_on(c):
-                i, (_, (first, _), _, _) = c
+                i, (_, (first, _), _, _), _ = c
                 if stop_on_divergence:
                     return (i < count) & jnp.all(first[:, 0] < 0)
                 return i < count
 
             def next_block(c):
-                i, carry = c
+                i, carry, slot = c
                 n = jnp.minimum(size, count - i)
-                return i + n, block(start + i, n, carry)
+                return (i + n, *block(start + i, n, carry, slot))
 
-            _, carry = jax.lax.while_loop(
-                go_on, next_block, (jnp.zeros((), count.dtype), (state, monitor, acc, info0))
+            _, carry, slot = jax.lax.while_loop(
+                go_on,
+                next_block,
+                (jnp.zeros((), count.dtype), (state, monitor, acc, info0), slot),
             )
             state, monitor, acc, info = carry
             if accumulate is not None:
                 new = jax.vmap(accumulate.update)(acc, state)
                 acc = jax.tree.map(lambda n, o: jnp.where(kept, n, o), new, acc)
             obs = None if observe_all is None else observe_all(state)
-            return (state, monitor, acc), (obs, info)
+            return ((state, monitor, acc), slot), (obs, info)
 
-        return jax.lax.scan(outer, carry, (starts, counts, keep))
+        state, (_, check), _ = carry
+        slot = (jnp.int32(-1), jnp.int32(0), state, check)
+        (carry, slot), out = jax.lax.scan(outer, (carry, slot), (starts, counts, keep))
+        return carry, out, slot
 
     return jax.jit(run_chunk)
+
+
+def _record(first, t, code):
+    """Set each chain's first diverging step and code (``first``: ``(chains, 2)``, ``-1``:
+    none) where ``code > 0`` and none is set yet; one fused update for both columns."""
+    code = jnp.asarray(code).astype(jnp.int32)
+    new = (first[:, 0] < 0) & (code > 0)
+    return jnp.where(new[:, None], jnp.stack([jnp.full_like(code, t), code], 1), first)
+
+
+@functools.lru_cache(maxsize=64)
+def _replay_program(step, key_fn, check_update):
+    """Compiled ``replay(rng_key, args, t, n, state, check) -> first``: ``n`` steps from global
+    step ``t`` with the check after each against the fixed check state ``check`` (that of the
+    last check before the block): each chain's first step with a positive code."""
+
+    @jax.jit
+    def replay(rng_key, args, t, n, state, check):
+        def body(j, c):
+            s, f = c
+            s, info = step(key_fn(rng_key, t + j), s, *args)
+            return s, _record(f, t + j, check_update(check, s, info)[1])
+
+        num_chains = jax.tree_util.tree_leaves(state)[0].shape[0]
+        first = jnp.tile(jnp.array([-1, 0], jnp.int32), (num_chains, 1))
+        return jax.lax.fori_loop(0, n, body, (state, first))[1]
+
+    return replay
 
 
 def _plan(num_samples, num_burnin, thinning, chunk_size, burnin_chunks):
@@ -465,10 +483,11 @@ def run(
     check_every
         Run ``diverged`` after every ``check_every`` steps (and at every kept draw) instead
         of after every step: its cost per step falls by that factor. When it reports a chain,
-        the block of steps since the last check is replayed and the first step of the block
-        whose state the check (with the statistics of the last check) rejects is reported,
-        so the step named is exact for a stateless check; a chain that goes bad and recovers
-        within a block is not seen, and a diverging run stops within ``check_every`` steps.
+        the run stops and the host replays the block of steps since the last check (a second
+        program, compiled only then) and reports the first step of the block whose state the
+        check (with the statistics of the last check) rejects, so the step named is exact for
+        a stateless check; a chain that goes bad and recovers within a block is not seen.
+        Traced runs and runs whose chains span several devices check every step.
     chunk_size
         Kept draws per chunk (default: all, or about a twentieth with a progress bar).
     progress_bar
@@ -520,16 +539,20 @@ def run(
         min(20, -(-num_burnin // max(1, chunk_size * thinning))) if show and num_burnin else 1
     )
     plan = _plan(num_samples, num_burnin, thinning, chunk_size, burnin_chunks)
+    # Stopping every chain needs an all-chain reduction after each step: a collective when the
+    # chains span several devices (processes), so sharded runs stop per chunk.
+    stop = diverged is not None and not traced and not distributed.spans_devices(initial_state)
+    # The exact step of a block check is found by a replay on the host, after the run stops:
+    # traced and sharded runs check every step.
+    every = int(check_every) if stop else 1
     program = _chunk_program(
         step,
         observe,
         accumulate,
         key_fn or _default_key_fn,
         None if diverged is None else diverged.update,
-        # Stopping every chain needs an all-chain reduction after each step: a collective
-        # when the chains span several devices (processes), so sharded runs stop per chunk.
-        diverged is not None and not traced and not distributed.spans_devices(initial_state),
-        int(check_every),
+        stop,
+        every,
     )
 
     acc = None if accumulate is None else jax.vmap(accumulate.init)(initial_state)
@@ -569,9 +592,14 @@ def run(
         t = int(sum(c.sum() for c, _ in plan[:first_chunk]))
         for i in range(first_chunk, len(plan)):
             counts, keep = plan[i]
-            carry, (obs, info) = program(
+            carry, (obs, info), slot = program(
                 carry, rng_key, args, jnp.int32(t), jnp.asarray(counts), jnp.asarray(keep)
             )
+            if every > 1 and int(slot[0]) >= 0:  # a block check caught a chain: exact step
+                replay = _replay_program(step, key_fn or _default_key_fn, diverged.update)
+                state, (_, check), acc = carry
+                first = replay(rng_key, args, slot[0], slot[1], slot[2], slot[3])
+                carry = (state, (first, check), acc)
             t += int(counts.sum())
             n = int(keep.sum())
             piece = None
