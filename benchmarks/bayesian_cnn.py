@@ -139,20 +139,30 @@ from bayesnn.datasets import (
 )
 from samplers import sgmcmc
 
+# The temperature rule's choice in quick mode (module docstring; ``--select-temperature``
+# reruns it): validation NLL of the posterior predictive 0.3771 / 0.3713 / 0.3682 at
+# T = 1 / 0.5 / 0.25.
+TEMPERATURE_QUICK = 0.25
+
 MODES = {
     # n_train, n_val (further training-pool images), n_test, the candidate widths (c1, c2)
     # (one: no selection), chains, steps per chain, cycles, members, corruptions, thinning,
-    # MAP epoch cap, prior-scale grid and the MAP epoch cap while walking it (no grid: s = 1),
-    # the MAP's candidate Adam learning rates
+    # MAP epoch cap, prior-scale grid and the MAP epoch cap while walking it (no grid: the
+    # mode's prior scale), the MAP's candidate Adam learning rates; burn-in steps of the
+    # preconditioned sampler, its temperature and the temperature rule's grid
     "smoke": dict(n_train=256, n_val=64, n_test=64, widths=((2, 4), (3, 6)), chains=2, steps=20,
                   cycles=2, members=0, corruptions=("shot_noise",), thin=2, map_epochs=3,
-                  scales=(1.0, 1.5), select_epochs=3, map_lrs=(1e-1,)),
+                  scales=(1.0, 1.5), select_epochs=3, map_lrs=(1e-1,), prior_scale=1.0,
+                  burnin=10, temperature=1.0, temperatures=(1.0, 0.5)),
     "quick": dict(n_train=5000, n_val=1000, n_test=2000, widths=((8, 16), (16, 32)), chains=4,
-                  steps=1200, cycles=4, members=4, corruptions=None, thin=15, map_epochs=150,
-                  scales=(), select_epochs=30, map_lrs=(3e-3, 1e-2, 3e-2, 1e-1)),
+                  steps=1300, cycles=4, members=4, corruptions=None, thin=50, map_epochs=150,
+                  scales=(), select_epochs=30, map_lrs=(3e-3, 1e-2, 3e-2, 1e-1),
+                  prior_scale=2.25, burnin=500, temperature=TEMPERATURE_QUICK,
+                  temperatures=(1.0, 0.5, 0.25)),
     "full": dict(n_train=60000, n_val=0, n_test=10000, widths=((16, 32),), chains=4,
-                 steps=23400, cycles=10, members=4, corruptions=None, thin=117, map_epochs=150,
-                 scales=(), select_epochs=0, map_lrs=(3e-3, 1e-2, 3e-2, 1e-1)),
+                 steps=23400, cycles=10, members=4, corruptions=None, thin=1200, map_epochs=150,
+                 scales=(), select_epochs=0, map_lrs=(3e-3, 1e-2, 3e-2, 1e-1), prior_scale=1.0,
+                 burnin=4200, temperature=1.0, temperatures=()),
 }  # fmt: skip
 
 
@@ -340,6 +350,167 @@ def probe_objective(model, result, map_fit, x, y, cycle, thin, burn):
         )
 
 
+def fisher_precision(model, position, x, y, prior_scale, *, chunk=500):
+    """Diagonal precision ``1 / s^2 + sum_n (d log p(y_n | x_n, theta) / d theta_i)^2`` at
+    ``position``: the prior's curvature plus the empirical Fisher diagonal of the likelihood
+    (per-example gradients, ``chunk`` examples at a time)."""
+    grads = jax.jit(
+        jax.vmap(
+            jax.grad(lambda p, xi, yi: model.log_likelihood(p, (xi[None], yi[None]))[0]),
+            in_axes=(None, 0, 0),
+        )
+    )
+    total = jax.tree.map(jnp.zeros_like, position)
+    for i in range(0, x.shape[0], chunk):
+        g = grads(position, x[i : i + chunk], y[i : i + chunk])
+        total = jax.tree.map(lambda t, gi: t + jnp.sum(gi * gi, axis=0), total, g)
+    return jax.tree.map(lambda t: t + 1.0 / prior_scale**2, total)
+
+
+def preconditioned_sghmc(
+    rng_key, model, map_position, x, y, prior_scale, *, chains, steps, thin, temperature,
+    batch_size, friction, noise_tolerance,
+):  # fmt: skip
+    """SGHMC from the MAP with the frozen diagonal mass ``M = diag(precision)`` of
+    :func:`fisher_precision` at the MAP, run as plain SGHMC on ``z = M^{1/2} theta`` (a linear
+    change of variables, so the target is exact for any fixed ``M``): in ``z`` the prior-held
+    and diagonally dominated directions have curvature about 1, so one friction and step
+    serve them all (the module docstring gives the rule for ``alpha`` and ``h``).
+
+    Every chain starts at the MAP with its own noise and minibatches; a position is stored
+    every ``thin`` steps from the start (burn-in included, for the probe). Returns
+    ``(positions in theta with axes (chains, draws, ...), step of each stored draw, h)``."""
+    n = x.shape[0]
+    precision = fisher_precision(model, map_position, x, y, prior_scale)
+    scale = jax.tree.map(lambda p: jax.lax.rsqrt(p), precision)  # theta = scale * z
+    flat = np.concatenate([np.ravel(np.asarray(v)) for v in jax.tree.leaves(precision)])
+    print(
+        "  preconditioner: precision quantiles (0, 0.5, 0.9, 0.99, 1) "
+        + ", ".join(f"{v:.3g}" for v in np.quantile(flat, [0, 0.5, 0.9, 0.99, 1])),
+        flush=True,
+    )
+    h = noise_tolerance * 2.0 * friction * batch_size / n
+
+    def logdensity_z(z, batch, data_size):
+        return model.logdensity(jax.tree.map(jnp.multiply, scale, z), batch, data_size)
+
+    z0 = jax.tree.map(
+        lambda p, s: jnp.broadcast_to(p / s, (chains, *p.shape)), map_position, scale
+    )
+    result = sgmcmc.sample(
+        rng_key,
+        sgmcmc.sghmc(alpha=friction),
+        logdensity_z,
+        model.check_data(x, y),
+        z0,
+        temperature=temperature,
+        num_samples=steps // thin,
+        thinning=thin,
+        batch_size=batch_size,
+        step_size=h,
+        progress_bar=False,
+    )
+    positions = jax.tree.map(lambda s, z: s * z, scale, result.positions)
+    return positions, thin * (1 + np.arange(steps // thin)), h
+
+
+def probe_draws(model, positions, stored_step, burn, map_fit, x, y, temperature, window=200):
+    """Diagnostic of :func:`preconditioned_sghmc`: ``U = -log p(theta | D) / N`` of every
+    stored position, its mean over the chains per ``window`` steps (flat after the burn-in
+    when the chains are stationary), and the kept draws' mean against ``U* + T d / (2N)``,
+    the mean of a Gaussian posterior at temperature ``T``."""
+    n = x.shape[0]
+    objective = jax.jit(lambda pos: full_data_objective(model, pos, x, y, batch_size=1000))
+    per_chain = jax.jit(lambda ps: jax.lax.map(objective, ps))
+    num_chains = jax.tree.leaves(positions)[0].shape[0]
+    u = np.stack(
+        [np.asarray(per_chain(jax.tree.map(lambda a: a[c], positions))) for c in range(num_chains)]
+    )
+    d = sum(int(np.prod(a.shape[2:])) for a in jax.tree.leaves(positions))
+    u_map = float(np.min(np.asarray(map_fit.objective)))
+    keep = stored_step > burn
+    print(
+        f"  probe: d={d}, N={n}, MAP U*={u_map:.4f}, U* + T d/(2N) = "
+        f"{u_map + temperature * d / (2 * n):.4f}; kept draws U mean={u[:, keep].mean():.4f} "
+        f"(sd over draws {u[:, keep].std():.4f}); per chain "
+        + ", ".join(f"{v:.4f}" for v in u[:, keep].mean(axis=1)),
+        flush=True,
+    )
+    block = (stored_step - 1) // window
+    print(
+        f"  probe: U mean over chains per {window} steps (burn-in {burn}): "
+        + ", ".join(
+            f"{window * b}-{window * (b + 1)}: {u[:, block == b].mean():.4f}"
+            for b in np.unique(block)
+        ),
+        flush=True,
+    )
+
+
+def sample_cyclical(args, cfg, key, model, map_result, train, temperature):
+    """The earlier posterior (``--sampler cyclical``): cyclical SGHMC from draws of the
+    initialiser (or the MAP, ``--init-from-map``), ``h_0 = sqrt(lr_0 / N)``, friction
+    ``(1 - momentum) / h_0``, the first cycle burn-in. Returns ``(result, cycle, burn)``."""
+    x_train, y_train = train
+    steps, chains, cycles = cfg["steps"], cfg["chains"], cfg["cycles"]
+    h0 = float(np.sqrt(args.lr / x_train.shape[0]))
+    alpha = (1.0 - args.momentum) / h0
+    schedule = sgmcmc.schedules.cyclical(h0, steps, cycles, exploration_ratio=args.explore)
+    cycle = -(-steps // cycles)
+    burn = cycle  # the first cycle is burn-in
+    init = jax.vmap(model.init)(jax.random.split(jax.random.fold_in(key, 1), chains))
+    if args.init_from_map:
+        init = jax.tree.map(lambda a: jnp.broadcast_to(a, (chains, *a.shape)), map_result.position)
+    result = model.sample(
+        jax.random.fold_in(key, 2),
+        sgmcmc.sghmc(alpha=alpha),
+        x_train,
+        y_train,
+        init,
+        temperature=temperature,
+        num_samples=(steps - burn) // cfg["thin"],
+        thinning=cfg["thin"],
+        num_burnin=burn,
+        batch_size=args.batch_size,
+        step_size=schedule,
+        progress_bar=False,
+    )
+    return result, cycle, burn
+
+
+def sample_preconditioned(rng_key, args, cfg, model, map_result, train, val, prior_scale, temp):
+    """The posterior of the module docstring (:func:`preconditioned_sghmc`) at temperature
+    ``temp``, or, with ``--select-temperature``, at every temperature of the mode's grid,
+    keeping the one whose posterior predictive has the lowest validation NLL (the
+    temperature rule). Returns ``((positions, stored steps, kept mask), temperature)``."""
+
+    def run_at(t):
+        positions, stored, h = preconditioned_sghmc(
+            rng_key, model, map_result.position, *train, prior_scale, chains=cfg["chains"],
+            steps=cfg["steps"], thin=cfg["thin"], temperature=t, batch_size=args.batch_size,
+            friction=args.friction, noise_tolerance=args.noise_tolerance,
+        )  # fmt: skip
+        print(f"  T={t:g}: step size h={h:.5g} (in z), alpha={args.friction}", flush=True)
+        return positions, stored, stored > cfg["burnin"]
+
+    if not (args.select_temperature and val[0].shape[0] and cfg["temperatures"]):
+        return run_at(temp), temp
+    tried = []
+    for t in cfg["temperatures"]:
+        out = run_at(t)
+        kept = jax.tree.map(lambda a, k=out[2]: a[:, k], out[0])
+        m = evaluate(mean_predictive_probs(model, kept, val[0], batch_size=500), val[1])
+        print(
+            f"  temperature rule: T={t:g} validation nll={m['nll']:.4f} ece={m['ece']:.4f} "
+            f"conf={m['conf']:.4f} acc={m['acc']:.4f}",
+            flush=True,
+        )
+        tried.append((m["nll"], t, out))
+    _, temp, out = min(tried, key=lambda c: c[0])
+    print(f"  chosen temperature {temp:g}", flush=True)
+    return out, temp
+
+
 class Clock:
     def __init__(self):
         self.wall, self.cpu = time.perf_counter(), time.process_time()
@@ -355,13 +526,40 @@ def main():
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
     group.add_argument("--quick", action="store_true", help="5,000 train / 2,000 test images")
-    parser.add_argument("--temperature", type=float, default=1.0, help="posterior T (1)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="posterior T (default: the mode's, chosen by the temperature rule in quick mode)",
+    )
+    parser.add_argument(
+        "--select-temperature",
+        action="store_true",
+        help="run the temperature rule (the preconditioned sampler at every T of the mode's "
+        "grid; the lowest validation NLL wins)",
+    )
+    parser.add_argument(
+        "--sampler",
+        choices=("preconditioned", "cyclical"),
+        default="preconditioned",
+        help="preconditioned SGHMC from the MAP (default) or the earlier cyclical SGHMC",
+    )
+    parser.add_argument(
+        "--friction", type=float, default=2.0, help="preconditioned sampler's alpha (2)"
+    )
+    parser.add_argument(
+        "--noise-tolerance",
+        type=float,
+        default=0.1,
+        help="preconditioned sampler: h = tol * 2 alpha B / N (0.1)",
+    )
+    parser.add_argument("--burnin", type=int, default=None, help="preconditioned burn-in steps")
     parser.add_argument("--width", type=str, default=None, help="c1,c2; skips the width selection")
     parser.add_argument(
         "--prior-scale",
         type=float,
         default=None,
-        help="prior std; skips the prior-scale walk (default 1, smoke mode: walked)",
+        help="prior std; skips the prior-scale walk (default: the mode's; smoke: walked)",
     )
     parser.add_argument(
         "--prior-scales", type=str, default=None, help="comma-separated grid to select from"
@@ -399,9 +597,11 @@ def main():
         action="store_true",
         help="diagnostic: start every chain at the MAP (default: draws of the initialiser)",
     )
-    parser.add_argument("--lr", type=float, default=0.5, help="lr_0 (0.5)")
-    parser.add_argument("--momentum", type=float, default=0.9, help="1 - alpha h_0 (0.9)")
-    parser.add_argument("--explore", type=float, default=0.7, help="exploration ratio")
+    parser.add_argument("--lr", type=float, default=0.5, help="cyclical: lr_0 (0.5)")
+    parser.add_argument(
+        "--momentum", type=float, default=0.9, help="cyclical: 1 - alpha h_0 (0.9)"
+    )
+    parser.add_argument("--explore", type=float, default=0.7, help="cyclical: exploration")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument(
         "--map-lrs", type=str, default=None, help="comma-separated MAP Adam learning rates"
@@ -420,7 +620,7 @@ def main():
     cfg = dict(MODES[mode])
     if args.steps is not None:
         cfg["steps"] = args.steps
-    for name in ("members", "chains", "cycles", "thin", "select_epochs"):
+    for name in ("members", "chains", "cycles", "thin", "select_epochs", "burnin"):
         if getattr(args, name) is not None:
             cfg[name] = getattr(args, name)
     total_clock = Clock()
@@ -455,7 +655,7 @@ def main():
     train, val = (x_train, y_train), (x_val, y_val)
     # ---- width (validation NLL of the MAP at a fixed prior scale) ------------------------------
     map_result = None  # (prior scale, MAP) when a selection trained the run's MAP
-    width_scale = 1.0 if args.prior_scale is None else args.prior_scale
+    width_scale = cfg["prior_scale"] if args.prior_scale is None else args.prior_scale
     if args.width is not None:
         width = tuple(int(v) for v in args.width.split(","))
     elif len(cfg["widths"]) > 1 and x_val.shape[0] and (mode == "smoke" or args.select_width):
@@ -495,42 +695,39 @@ def main():
         map_result = train_map(map_key, model, train, map_kwargs, map_lrs)
         clock.lap("MAP")
     steps, chains, cycles = cfg["steps"], cfg["chains"], cfg["cycles"]
+    temperature = cfg["temperature"] if args.temperature is None else args.temperature
+    sampler = (
+        f"sampler=preconditioned-sghmc alpha={args.friction} tol={args.noise_tolerance} "
+        f"burnin={cfg['burnin']}"
+        if args.sampler == "preconditioned"
+        else f"sampler=cyclical-sghmc cycles={cycles} lr0={args.lr} momentum={args.momentum}"
+    )
     print(
         f"mode={mode} train={n} test={x_test.shape[0]} cnn=({width[0]},{width[1]}) "
-        f"chains={chains} steps/chain={steps} cycles={cycles} T={args.temperature} "
-        f"prior_scale={prior_scale:.4g} lr0={args.lr} momentum={args.momentum} "
-        f"batch={args.batch_size} severity={args.severity}",
+        f"chains={chains} steps/chain={steps} thin={cfg['thin']} T={temperature} "
+        f"prior_scale={prior_scale:.4g} {sampler} batch={args.batch_size} "
+        f"severity={args.severity}",
         flush=True,
     )
 
-    # ---- posterior: cyclical SGHMC ------------------------------------------------------------
-    h0 = float(np.sqrt(args.lr / n))
-    alpha = (1.0 - args.momentum) / h0
-    schedule = sgmcmc.schedules.cyclical(h0, steps, cycles, exploration_ratio=args.explore)
-    cycle = -(-steps // cycles)
-    burn = cycle  # the first cycle is burn-in
-    init = jax.vmap(model.init)(jax.random.split(jax.random.fold_in(key, 1), chains))
-    if args.init_from_map:
-        init = jax.tree.map(lambda a: jnp.broadcast_to(a, (chains, *a.shape)), map_result.position)
-    result = model.sample(
-        jax.random.fold_in(key, 2),
-        sgmcmc.sghmc(alpha=alpha),
-        x_train,
-        y_train,
-        init,
-        temperature=args.temperature,
-        num_samples=(steps - burn) // cfg["thin"],
-        thinning=cfg["thin"],
-        num_burnin=burn,
-        batch_size=args.batch_size,
-        step_size=schedule,
-        progress_bar=False,
-    )
-    keep = ~np.asarray(result.info.explore).any(axis=0)
-    draws = jax.tree.map(lambda a: jnp.asarray(a)[:, keep], result.positions)
-    print(f"  posterior: {chains} chains x {int(keep.sum())} kept draws", flush=True)
+    # ---- posterior -----------------------------------------------------------------------------
+    if args.sampler == "preconditioned":
+        (positions, stored, keep), temperature = sample_preconditioned(
+            jax.random.fold_in(key, 2), args, cfg, model, map_result, train, val, prior_scale,
+            temperature,
+        )  # fmt: skip
+    else:
+        result, cycle, burn = sample_cyclical(
+            args, cfg, key, model, map_result, train, temperature
+        )
+        positions, keep = result.positions, ~np.asarray(result.info.explore).any(axis=0)
+    draws = jax.tree.map(lambda a: jnp.asarray(a)[:, keep], positions)
+    print(f"  posterior: {chains} chains x {int(keep.sum())} kept draws (T={temperature:g})")
     clock.lap("sampling")
-    if args.probe:
+    if args.probe and args.sampler == "preconditioned":
+        probe_draws(model, positions, stored, cfg["burnin"], map_result, *train, temperature)
+        clock.lap("probe")
+    elif args.probe:
         probe_objective(model, result, map_result, x_train, y_train, cycle, cfg["thin"], burn)
         clock.lap("probe")
 
