@@ -12,14 +12,20 @@ Protocol (reference note ``bayesian-cnn.md`` sections 1 and 5, sized for a CPU):
   choice (below; ``--select-width`` reruns it, smoke mode runs it, ``--width c1,c2`` sets
   the width), ``(16, 32)`` in full mode;
 * prior: isotropic ``N(0, s^2)`` on the (NTK-scaled) parameters of every layer, the same
-  ``s`` for the posterior, the MAP and the ensemble; ``s = 1`` in quick and full mode (why:
-  the width rule below); ``--prior-scales`` walks a grid on the validation split at the
-  chosen width by the prior-scale rule below, ``--prior-scale`` fixes ``s``;
-* posterior: ``--chains`` chains of cyclical SGHMC (Zhang et al., ICLR 2020) at temperature
-  ``--temperature`` (1 = the Bayes posterior): cosine step size ``h_t`` from
-  ``h_0 = sqrt(lr_0 / N)`` (the per-example learning rate ``lr_0`` of SGD with momentum),
-  friction ``alpha = (1 - momentum) / h_0``, the first ``--explore`` of each cycle without
-  noise (optimisation), draws every ``--thin`` steps in the rest; the first cycle is burn-in;
+  ``s`` for the posterior, the MAP and the ensemble; ``s = 2.25`` in quick mode, the choice of
+  the prior-scale rule below with MAPs at Adam 1e-1 (``--prior-scales 1,1.5,2.25,3.375,5.0625
+  --map-lrs 0.1`` reruns it), ``s = 1`` in full mode (not yet chosen there);
+  ``--prior-scale`` fixes ``s``;
+* posterior (``--sampler preconditioned``, the default): ``--chains`` chains of SGHMC
+  (Chen, Fox and Guestrin, ICML 2014; :func:`samplers.sgmcmc.sghmc`) at temperature ``T``,
+  all started at the MAP, with a frozen diagonal mass matrix (the sampler rule below), a
+  position every ``--thin`` steps, the first ``--burnin`` steps dropped (quick mode: 1,300
+  steps, burn-in 500, thinning 50: 4 x 16 = 64 draws); ``T`` from the temperature rule below
+  (quick mode: 0.25; ``--temperature`` sets it); ``--sampler cyclical`` runs the earlier
+  cyclical SGHMC (Zhang et al., ICLR 2020) from draws of the initialiser: cosine step size
+  from ``h_0 = sqrt(lr_0 / N)``, friction ``(1 - momentum) / h_0``, the first ``--explore``
+  of each cycle without noise, the first cycle burn-in (the earlier protocol is
+  ``--sampler cyclical --prior-scale 1 --temperature 1 --steps 1200 --thin 15``);
 * MAP: the same model (the prior is the weight decay), the maximiser of the log posterior,
   trained to convergence by a rule fixed before any test number was seen
   (:func:`bayesnn.baselines.train_map_to_convergence`): Adam, batch ``--batch-size``, the
@@ -62,7 +68,7 @@ candidates, in this order, are ``(c1, c2) = (8, 16)`` (the earlier quick network
 ``(16, 32)`` (the full mode's); for each, the MAP at ``s = 1`` is trained by the full MAP rule
 below (cap 150 epochs, the same key), and the width whose MAP has the lower validation NLL is
 the network of the posterior, the reported MAP (reused, not retrained) and the ensemble. The
-prior scale is fixed at ``s = 1`` for this choice and for the run: the prior-scale rule below
+prior scale is fixed at ``s = 1`` for this choice: the prior-scale rule below
 chose ``s = 1`` at ``(8, 16)``, and with converged MAPs on the whole grid ``s = 1`` led by a
 wide margin (validation NLL 0.522 against 0.546-0.554 for ``s`` = 1.5-5.06) while no wider
 prior made the MAP fit its training data better; running the walk at the wider network as well
@@ -73,8 +79,11 @@ The rule chose ``(8, 16)`` (validation NLL 0.522 against 0.531, MAPs at Adam 3e-
 the MAP learning-rate rule the choice costs eight MAPs, which the 10-minute budget does not
 hold, so quick mode runs it only with ``--select-width``.
 
-Prior scale, empirical Bayes on the validation split (the rule of the earlier runs at
-``(8, 16)``, now opt-in through ``--prior-scales``; smoke mode runs it). The prior's scale
+Prior scale, empirical Bayes on the validation split (``--prior-scales``; smoke mode runs
+it; quick mode runs its recorded choice). Rerun with MAPs at Adam 1e-1 (the learning rate
+the MAP rule chose at ``s = 1``; the earlier walk's MAPs at Adam 3e-3 stopped on a plateau),
+the walk gives validation NLL 0.4434 / 0.4087 / 0.3856 / 0.3955 at ``s = 1 / 1.5 / 2.25 /
+3.375`` and stops: ``s = 2.25``. The prior's scale
 sets the MAP's weight decay and the posterior's width together (with ReLU and the NTK
 parameterisation, a scale ``s`` on every layer multiplies the prior's logits by about
 ``s^3``); it is chosen, from a grid ``s = 1.5^k`` (``k = 0, 1, 2, ...``:
@@ -103,6 +112,43 @@ choices:
   iteration) and still scores the Laplace evidence, not the predictive the criterion
   measures. The validation NLL scores the predictive directly, and the MAP is the cheap
   proxy for the posterior (the scale moves both together).
+
+Sampler rule (fixed from the sampler's theory and the training objective, before any
+validation or test number of it was seen). Diagnosis of the cyclical sampler (``--probe``):
+its draws sat on a slow descent of ``U = -log p(theta | D) / N`` (2.84, 2.68, 2.58 over the
+kept cycles, against ``U* = 2.26`` at the MAP), and chains started at the MAP did not spread
+(``U`` stayed at ``U*``): the posterior's curvatures span the prior's ``1 / s^2`` to a
+largest Hessian eigenvalue of about 6,000 (:func:`samplers.sgmcmc.step_size.choose_step_size`
+at the ``s = 1`` MAP), and the minibatch noise grows with the curvature (``V ~ (N / B) H``), so one
+step size either leaves the prior-held directions frozen or heats the stiff ones. The fix is
+a fixed diagonal mass: with ``P_i = 1 / s^2 + sum_n (d log p(y_n | x_n, theta) / d
+theta_i)^2`` at the MAP (prior curvature plus empirical Fisher diagonal,
+:func:`fisher_precision`), SGHMC runs on ``z = P^{1/2} theta`` (a fixed linear change of
+variables: the target is exact), where the prior-held and diagonally dominated directions
+have curvature about 1 (the largest preconditioned eigenvalue, measured at the ``s = 2.25``
+MAP, is about 300). In ``z``:
+
+* friction ``alpha = 2``, the critical damping ``2 sqrt(k)`` of a unit curvature ``k = 1``;
+* step ``h = 0.1 * 2 alpha B / N`` (0.0102 in quick mode): the minibatch noise inflates a
+  posterior variance by ``h v / (2 alpha)`` (Chen et al.'s condition, the engine's
+  :mod:`samplers.sgmcmc.step_size`), with ``v ~ (N / B) k``; this bounds it by 10% in the
+  unit-curvature directions (the stiffest few directions, curvature up to ~300, are stable,
+  ``h^2 k < 0.04``, but run hot);
+* start at the MAP (the descent from a random start is what the cyclical sampler spent its
+  budget on), burn-in 500 steps (about 5 time units, several relaxation times ``1 / sqrt(k)``
+  of the unit-curvature directions); the probe (``--probe``) checks it: ``U`` per 200 steps
+  flat after the burn-in, at about ``U* + T d / (2N)``, the mean of a Gaussian posterior at
+  temperature ``T`` (measured at ``s = 2.25``: ``U`` 4.40 at ``T = 1`` against 4.49, 3.98 at
+  ``T = 0.5`` against 4.03, 3.77 at ``T = 0.25`` against 3.80).
+
+Temperature rule (the issue's temperature-tuned posterior, stated before the runs): the
+sampler above at ``T = 1, 0.5, 0.25`` (``--select-temperature``; smoke mode ``1, 0.5``), the
+lowest validation NLL of the posterior predictive wins. At ``s = 2.25`` in quick mode the
+rule chose ``T = 0.25`` (validation NLL 0.3771 / 0.3713 / 0.3682; the MAP's 0.3856), so the
+posterior at ``T = 1`` is better than the MAP on validation NLL but is under-confident
+(validation ECE 0.031, mean confidence 0.836 at accuracy 0.861; the MAP's ECE 0.018), and
+the cold posterior is less so. Quick mode runs the recorded choice; the rule costs three
+sampler runs, which the 10-minute budget does not hold.
 
 The posterior predictive is the mean of the class probabilities over the kept draws,
 accumulated draw by draw (:func:`bayesnn.baselines.mean_predictive_probs`).
