@@ -1,4 +1,4 @@
-"""Bayesian CNN on Fashion-MNIST: cyclical SGHMC posterior against MAP and a deep ensemble.
+"""Bayesian CNN on Fashion-MNIST: SGHMC posterior against the MAP and a deep ensemble.
 
 Protocol (reference note ``bayesian-cnn.md`` sections 1 and 5, sized for a CPU):
 
@@ -20,7 +20,8 @@ Protocol (reference note ``bayesian-cnn.md`` sections 1 and 5, sized for a CPU):
   (Chen, Fox and Guestrin, ICML 2014; :func:`samplers.sgmcmc.sghmc`) at temperature ``T``,
   all started at the MAP, with a frozen diagonal mass matrix (the sampler rule below), a
   position every ``--thin`` steps, the first ``--burnin`` steps dropped (quick mode: 1,300
-  steps, burn-in 500, thinning 50: 4 x 16 = 64 draws); ``T`` from the temperature rule below
+  steps, burn-in 500, thinning 50: 4 x 16 = 64 draws; full mode, not run with this sampler:
+  23,400 steps, burn-in 4,200, thinning 1,200); ``T`` from the temperature rule below
   (quick mode: 0.25; ``--temperature`` sets it); ``--sampler cyclical`` runs the earlier
   cyclical SGHMC (Zhang et al., ICLR 2020) from draws of the initialiser: cosine step size
   from ``h_0 = sqrt(lr_0 / N)``, friction ``(1 - momentum) / h_0``, the first ``--explore``
