@@ -1,4 +1,4 @@
-"""Bayesian CNN on Fashion-MNIST: cyclical SGHMC posterior against MAP and a deep ensemble.
+"""Bayesian CNN on Fashion-MNIST: SGHMC posterior against the MAP and a deep ensemble.
 
 Protocol (reference note ``bayesian-cnn.md`` sections 1 and 5, sized for a CPU):
 
@@ -12,14 +12,21 @@ Protocol (reference note ``bayesian-cnn.md`` sections 1 and 5, sized for a CPU):
   choice (below; ``--select-width`` reruns it, smoke mode runs it, ``--width c1,c2`` sets
   the width), ``(16, 32)`` in full mode;
 * prior: isotropic ``N(0, s^2)`` on the (NTK-scaled) parameters of every layer, the same
-  ``s`` for the posterior, the MAP and the ensemble; ``s = 1`` in quick and full mode (why:
-  the width rule below); ``--prior-scales`` walks a grid on the validation split at the
-  chosen width by the prior-scale rule below, ``--prior-scale`` fixes ``s``;
-* posterior: ``--chains`` chains of cyclical SGHMC (Zhang et al., ICLR 2020) at temperature
-  ``--temperature`` (1 = the Bayes posterior): cosine step size ``h_t`` from
-  ``h_0 = sqrt(lr_0 / N)`` (the per-example learning rate ``lr_0`` of SGD with momentum),
-  friction ``alpha = (1 - momentum) / h_0``, the first ``--explore`` of each cycle without
-  noise (optimisation), draws every ``--thin`` steps in the rest; the first cycle is burn-in;
+  ``s`` for the posterior, the MAP and the ensemble; ``s = 2.25`` in quick mode, the choice of
+  the prior-scale rule below with MAPs at Adam 1e-1 (``--prior-scales 1,1.5,2.25,3.375,5.0625
+  --map-lrs 0.1`` reruns it), ``s = 1`` in full mode (not yet chosen there);
+  ``--prior-scale`` fixes ``s``;
+* posterior (``--sampler preconditioned``, the default): ``--chains`` chains of SGHMC
+  (Chen, Fox and Guestrin, ICML 2014; :func:`samplers.sgmcmc.sghmc`) at temperature ``T``,
+  all started at the MAP, with a frozen diagonal mass matrix (the sampler rule below), a
+  position every ``--thin`` steps, the first ``--burnin`` steps dropped (quick mode: 1,300
+  steps, burn-in 500, thinning 50: 4 x 16 = 64 draws; full mode, not run with this sampler:
+  23,400 steps, burn-in 4,200, thinning 1,200); ``T`` from the temperature rule below
+  (quick mode: 0.25; ``--temperature`` sets it); ``--sampler cyclical`` runs the earlier
+  cyclical SGHMC (Zhang et al., ICLR 2020) from draws of the initialiser: cosine step size
+  from ``h_0 = sqrt(lr_0 / N)``, friction ``(1 - momentum) / h_0``, the first ``--explore``
+  of each cycle without noise, the first cycle burn-in (the earlier protocol is
+  ``--sampler cyclical --prior-scale 1 --temperature 1 --steps 1200 --thin 15``);
 * MAP: the same model (the prior is the weight decay), the maximiser of the log posterior,
   trained to convergence by a rule fixed before any test number was seen
   (:func:`bayesnn.baselines.train_map_to_convergence`): Adam, batch ``--batch-size``, the
@@ -62,7 +69,7 @@ candidates, in this order, are ``(c1, c2) = (8, 16)`` (the earlier quick network
 ``(16, 32)`` (the full mode's); for each, the MAP at ``s = 1`` is trained by the full MAP rule
 below (cap 150 epochs, the same key), and the width whose MAP has the lower validation NLL is
 the network of the posterior, the reported MAP (reused, not retrained) and the ensemble. The
-prior scale is fixed at ``s = 1`` for this choice and for the run: the prior-scale rule below
+prior scale is fixed at ``s = 1`` for this choice: the prior-scale rule below
 chose ``s = 1`` at ``(8, 16)``, and with converged MAPs on the whole grid ``s = 1`` led by a
 wide margin (validation NLL 0.522 against 0.546-0.554 for ``s`` = 1.5-5.06) while no wider
 prior made the MAP fit its training data better; running the walk at the wider network as well
@@ -73,8 +80,11 @@ The rule chose ``(8, 16)`` (validation NLL 0.522 against 0.531, MAPs at Adam 3e-
 the MAP learning-rate rule the choice costs eight MAPs, which the 10-minute budget does not
 hold, so quick mode runs it only with ``--select-width``.
 
-Prior scale, empirical Bayes on the validation split (the rule of the earlier runs at
-``(8, 16)``, now opt-in through ``--prior-scales``; smoke mode runs it). The prior's scale
+Prior scale, empirical Bayes on the validation split (``--prior-scales``; smoke mode runs
+it; quick mode runs its recorded choice). Rerun with MAPs at Adam 1e-1 (the learning rate
+the MAP rule chose at ``s = 1``; the earlier walk's MAPs at Adam 3e-3 stopped on a plateau),
+the walk gives validation NLL 0.4434 / 0.4087 / 0.3856 / 0.3955 at ``s = 1 / 1.5 / 2.25 /
+3.375`` and stops: ``s = 2.25``. The prior's scale
 sets the MAP's weight decay and the posterior's width together (with ReLU and the NTK
 parameterisation, a scale ``s`` on every layer multiplies the prior's logits by about
 ``s^3``); it is chosen, from a grid ``s = 1.5^k`` (``k = 0, 1, 2, ...``:
@@ -103,6 +113,43 @@ choices:
   iteration) and still scores the Laplace evidence, not the predictive the criterion
   measures. The validation NLL scores the predictive directly, and the MAP is the cheap
   proxy for the posterior (the scale moves both together).
+
+Sampler rule (fixed from the sampler's theory and the training objective, before any
+validation or test number of it was seen). Diagnosis of the cyclical sampler (``--probe``):
+its draws sat on a slow descent of ``U = -log p(theta | D) / N`` (2.84, 2.68, 2.58 over the
+kept cycles, against ``U* = 2.26`` at the MAP), and chains started at the MAP did not spread
+(``U`` stayed at ``U*``): the posterior's curvatures span the prior's ``1 / s^2`` to a
+largest Hessian eigenvalue of about 6,000 (:func:`samplers.sgmcmc.step_size.choose_step_size`
+at the ``s = 1`` MAP), and the minibatch noise grows with the curvature (``V ~ (N / B) H``), so one
+step size either leaves the prior-held directions frozen or heats the stiff ones. The fix is
+a fixed diagonal mass: with ``P_i = 1 / s^2 + sum_n (d log p(y_n | x_n, theta) / d
+theta_i)^2`` at the MAP (prior curvature plus empirical Fisher diagonal,
+:func:`fisher_precision`), SGHMC runs on ``z = P^{1/2} theta`` (a fixed linear change of
+variables: the target is exact), where the prior-held and diagonally dominated directions
+have curvature about 1 (the largest preconditioned eigenvalue, measured at the ``s = 2.25``
+MAP, is about 300). In ``z``:
+
+* friction ``alpha = 2``, the critical damping ``2 sqrt(k)`` of a unit curvature ``k = 1``;
+* step ``h = 0.1 * 2 alpha B / N`` (0.0102 in quick mode): the minibatch noise inflates a
+  posterior variance by ``h v / (2 alpha)`` (Chen et al.'s condition, the engine's
+  :mod:`samplers.sgmcmc.step_size`), with ``v ~ (N / B) k``; this bounds it by 10% in the
+  unit-curvature directions (the stiffest few directions, curvature up to ~300, are stable,
+  ``h^2 k < 0.04``, but run hot);
+* start at the MAP (the descent from a random start is what the cyclical sampler spent its
+  budget on), burn-in 500 steps (about 5 time units, several relaxation times ``1 / sqrt(k)``
+  of the unit-curvature directions); the probe (``--probe``) checks it: ``U`` per 200 steps
+  flat after the burn-in, at about ``U* + T d / (2N)``, the mean of a Gaussian posterior at
+  temperature ``T`` (measured at ``s = 2.25``: ``U`` 4.40 at ``T = 1`` against 4.49, 3.98 at
+  ``T = 0.5`` against 4.03, 3.77 at ``T = 0.25`` against 3.80).
+
+Temperature rule (the issue's temperature-tuned posterior, stated before the runs): the
+sampler above at ``T = 1, 0.5, 0.25`` (``--select-temperature``; smoke mode ``1, 0.5``), the
+lowest validation NLL of the posterior predictive wins. At ``s = 2.25`` in quick mode the
+rule chose ``T = 0.25`` (validation NLL 0.3771 / 0.3713 / 0.3682; the MAP's 0.3856), so the
+posterior at ``T = 1`` is better than the MAP on validation NLL but is under-confident
+(validation ECE 0.031, mean confidence 0.836 at accuracy 0.861; the MAP's ECE 0.018), and
+the cold posterior is less so. Quick mode runs the recorded choice; the rule costs three
+sampler runs, which the 10-minute budget does not hold.
 
 The posterior predictive is the mean of the class probabilities over the kept draws,
 accumulated draw by draw (:func:`bayesnn.baselines.mean_predictive_probs`).
@@ -139,20 +186,30 @@ from bayesnn.datasets import (
 )
 from samplers import sgmcmc
 
+# The temperature rule's choice in quick mode (module docstring; ``--select-temperature``
+# reruns it): validation NLL of the posterior predictive 0.3771 / 0.3713 / 0.3682 at
+# T = 1 / 0.5 / 0.25.
+TEMPERATURE_QUICK = 0.25
+
 MODES = {
     # n_train, n_val (further training-pool images), n_test, the candidate widths (c1, c2)
     # (one: no selection), chains, steps per chain, cycles, members, corruptions, thinning,
-    # MAP epoch cap, prior-scale grid and the MAP epoch cap while walking it (no grid: s = 1),
-    # the MAP's candidate Adam learning rates
+    # MAP epoch cap, prior-scale grid and the MAP epoch cap while walking it (no grid: the
+    # mode's prior scale), the MAP's candidate Adam learning rates; burn-in steps of the
+    # preconditioned sampler, its temperature and the temperature rule's grid
     "smoke": dict(n_train=256, n_val=64, n_test=64, widths=((2, 4), (3, 6)), chains=2, steps=20,
                   cycles=2, members=0, corruptions=("shot_noise",), thin=2, map_epochs=3,
-                  scales=(1.0, 1.5), select_epochs=3, map_lrs=(1e-1,)),
+                  scales=(1.0, 1.5), select_epochs=3, map_lrs=(1e-1,), prior_scale=1.0,
+                  burnin=10, temperature=1.0, temperatures=(1.0, 0.5)),
     "quick": dict(n_train=5000, n_val=1000, n_test=2000, widths=((8, 16), (16, 32)), chains=4,
-                  steps=1200, cycles=4, members=4, corruptions=None, thin=15, map_epochs=150,
-                  scales=(), select_epochs=30, map_lrs=(3e-3, 1e-2, 3e-2, 1e-1)),
+                  steps=1300, cycles=4, members=4, corruptions=None, thin=50, map_epochs=150,
+                  scales=(), select_epochs=30, map_lrs=(3e-3, 1e-2, 3e-2, 1e-1),
+                  prior_scale=2.25, burnin=500, temperature=TEMPERATURE_QUICK,
+                  temperatures=(1.0, 0.5, 0.25)),
     "full": dict(n_train=60000, n_val=0, n_test=10000, widths=((16, 32),), chains=4,
-                 steps=23400, cycles=10, members=4, corruptions=None, thin=117, map_epochs=150,
-                 scales=(), select_epochs=0, map_lrs=(3e-3, 1e-2, 3e-2, 1e-1)),
+                 steps=23400, cycles=10, members=4, corruptions=None, thin=1200, map_epochs=150,
+                 scales=(), select_epochs=0, map_lrs=(3e-3, 1e-2, 3e-2, 1e-1), prior_scale=1.0,
+                 burnin=4200, temperature=1.0, temperatures=()),
 }  # fmt: skip
 
 
@@ -340,6 +397,167 @@ def probe_objective(model, result, map_fit, x, y, cycle, thin, burn):
         )
 
 
+def fisher_precision(model, position, x, y, prior_scale, *, chunk=500):
+    """Diagonal precision ``1 / s^2 + sum_n (d log p(y_n | x_n, theta) / d theta_i)^2`` at
+    ``position``: the prior's curvature plus the empirical Fisher diagonal of the likelihood
+    (per-example gradients, ``chunk`` examples at a time)."""
+    grads = jax.jit(
+        jax.vmap(
+            jax.grad(lambda p, xi, yi: model.log_likelihood(p, (xi[None], yi[None]))[0]),
+            in_axes=(None, 0, 0),
+        )
+    )
+    total = jax.tree.map(jnp.zeros_like, position)
+    for i in range(0, x.shape[0], chunk):
+        g = grads(position, x[i : i + chunk], y[i : i + chunk])
+        total = jax.tree.map(lambda t, gi: t + jnp.sum(gi * gi, axis=0), total, g)
+    return jax.tree.map(lambda t: t + 1.0 / prior_scale**2, total)
+
+
+def preconditioned_sghmc(
+    rng_key, model, map_position, x, y, prior_scale, *, chains, steps, thin, temperature,
+    batch_size, friction, noise_tolerance,
+):  # fmt: skip
+    """SGHMC from the MAP with the frozen diagonal mass ``M = diag(precision)`` of
+    :func:`fisher_precision` at the MAP, run as plain SGHMC on ``z = M^{1/2} theta`` (a linear
+    change of variables, so the target is exact for any fixed ``M``): in ``z`` the prior-held
+    and diagonally dominated directions have curvature about 1, so one friction and step
+    serve them all (the module docstring gives the rule for ``alpha`` and ``h``).
+
+    Every chain starts at the MAP with its own noise and minibatches; a position is stored
+    every ``thin`` steps from the start (burn-in included, for the probe). Returns
+    ``(positions in theta with axes (chains, draws, ...), step of each stored draw, h)``."""
+    n = x.shape[0]
+    precision = fisher_precision(model, map_position, x, y, prior_scale)
+    scale = jax.tree.map(lambda p: jax.lax.rsqrt(p), precision)  # theta = scale * z
+    flat = np.concatenate([np.ravel(np.asarray(v)) for v in jax.tree.leaves(precision)])
+    print(
+        "  preconditioner: precision quantiles (0, 0.5, 0.9, 0.99, 1) "
+        + ", ".join(f"{v:.3g}" for v in np.quantile(flat, [0, 0.5, 0.9, 0.99, 1])),
+        flush=True,
+    )
+    h = noise_tolerance * 2.0 * friction * batch_size / n
+
+    def logdensity_z(z, batch, data_size):
+        return model.logdensity(jax.tree.map(jnp.multiply, scale, z), batch, data_size)
+
+    z0 = jax.tree.map(
+        lambda p, s: jnp.broadcast_to(p / s, (chains, *p.shape)), map_position, scale
+    )
+    result = sgmcmc.sample(
+        rng_key,
+        sgmcmc.sghmc(alpha=friction),
+        logdensity_z,
+        model.check_data(x, y),
+        z0,
+        temperature=temperature,
+        num_samples=steps // thin,
+        thinning=thin,
+        batch_size=batch_size,
+        step_size=h,
+        progress_bar=False,
+    )
+    positions = jax.tree.map(lambda s, z: s * z, scale, result.positions)
+    return positions, thin * (1 + np.arange(steps // thin)), h
+
+
+def probe_draws(model, positions, stored_step, burn, map_fit, x, y, temperature, window=200):
+    """Diagnostic of :func:`preconditioned_sghmc`: ``U = -log p(theta | D) / N`` of every
+    stored position, its mean over the chains per ``window`` steps (flat after the burn-in
+    when the chains are stationary), and the kept draws' mean against ``U* + T d / (2N)``,
+    the mean of a Gaussian posterior at temperature ``T``."""
+    n = x.shape[0]
+    objective = jax.jit(lambda pos: full_data_objective(model, pos, x, y, batch_size=1000))
+    per_chain = jax.jit(lambda ps: jax.lax.map(objective, ps))
+    num_chains = jax.tree.leaves(positions)[0].shape[0]
+    u = np.stack(
+        [np.asarray(per_chain(jax.tree.map(lambda a: a[c], positions))) for c in range(num_chains)]
+    )
+    d = sum(int(np.prod(a.shape[2:])) for a in jax.tree.leaves(positions))
+    u_map = float(np.min(np.asarray(map_fit.objective)))
+    keep = stored_step > burn
+    print(
+        f"  probe: d={d}, N={n}, MAP U*={u_map:.4f}, U* + T d/(2N) = "
+        f"{u_map + temperature * d / (2 * n):.4f}; kept draws U mean={u[:, keep].mean():.4f} "
+        f"(sd over draws {u[:, keep].std():.4f}); per chain "
+        + ", ".join(f"{v:.4f}" for v in u[:, keep].mean(axis=1)),
+        flush=True,
+    )
+    block = (stored_step - 1) // window
+    print(
+        f"  probe: U mean over chains per {window} steps (burn-in {burn}): "
+        + ", ".join(
+            f"{window * b}-{window * (b + 1)}: {u[:, block == b].mean():.4f}"
+            for b in np.unique(block)
+        ),
+        flush=True,
+    )
+
+
+def sample_cyclical(args, cfg, key, model, map_result, train, temperature):
+    """The earlier posterior (``--sampler cyclical``): cyclical SGHMC from draws of the
+    initialiser (or the MAP, ``--init-from-map``), ``h_0 = sqrt(lr_0 / N)``, friction
+    ``(1 - momentum) / h_0``, the first cycle burn-in. Returns ``(result, cycle, burn)``."""
+    x_train, y_train = train
+    steps, chains, cycles = cfg["steps"], cfg["chains"], cfg["cycles"]
+    h0 = float(np.sqrt(args.lr / x_train.shape[0]))
+    alpha = (1.0 - args.momentum) / h0
+    schedule = sgmcmc.schedules.cyclical(h0, steps, cycles, exploration_ratio=args.explore)
+    cycle = -(-steps // cycles)
+    burn = cycle  # the first cycle is burn-in
+    init = jax.vmap(model.init)(jax.random.split(jax.random.fold_in(key, 1), chains))
+    if args.init_from_map:
+        init = jax.tree.map(lambda a: jnp.broadcast_to(a, (chains, *a.shape)), map_result.position)
+    result = model.sample(
+        jax.random.fold_in(key, 2),
+        sgmcmc.sghmc(alpha=alpha),
+        x_train,
+        y_train,
+        init,
+        temperature=temperature,
+        num_samples=(steps - burn) // cfg["thin"],
+        thinning=cfg["thin"],
+        num_burnin=burn,
+        batch_size=args.batch_size,
+        step_size=schedule,
+        progress_bar=False,
+    )
+    return result, cycle, burn
+
+
+def sample_preconditioned(rng_key, args, cfg, model, map_result, train, val, prior_scale, temp):
+    """The posterior of the module docstring (:func:`preconditioned_sghmc`) at temperature
+    ``temp``, or, with ``--select-temperature``, at every temperature of the mode's grid,
+    keeping the one whose posterior predictive has the lowest validation NLL (the
+    temperature rule). Returns ``((positions, stored steps, kept mask), temperature)``."""
+
+    def run_at(t):
+        positions, stored, h = preconditioned_sghmc(
+            rng_key, model, map_result.position, *train, prior_scale, chains=cfg["chains"],
+            steps=cfg["steps"], thin=cfg["thin"], temperature=t, batch_size=args.batch_size,
+            friction=args.friction, noise_tolerance=args.noise_tolerance,
+        )  # fmt: skip
+        print(f"  T={t:g}: step size h={h:.5g} (in z), alpha={args.friction}", flush=True)
+        return positions, stored, stored > cfg["burnin"]
+
+    if not (args.select_temperature and val[0].shape[0] and cfg["temperatures"]):
+        return run_at(temp), temp
+    tried = []
+    for t in cfg["temperatures"]:
+        out = run_at(t)
+        kept = jax.tree.map(lambda a, k=out[2]: a[:, k], out[0])
+        m = evaluate(mean_predictive_probs(model, kept, val[0], batch_size=500), val[1])
+        print(
+            f"  temperature rule: T={t:g} validation nll={m['nll']:.4f} ece={m['ece']:.4f} "
+            f"conf={m['conf']:.4f} acc={m['acc']:.4f}",
+            flush=True,
+        )
+        tried.append((m["nll"], t, out))
+    _, temp, out = min(tried, key=lambda c: c[0])
+    print(f"  chosen temperature {temp:g}", flush=True)
+    return out, temp
+
+
 class Clock:
     def __init__(self):
         self.wall, self.cpu = time.perf_counter(), time.process_time()
@@ -355,13 +573,40 @@ def main():
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
     group.add_argument("--quick", action="store_true", help="5,000 train / 2,000 test images")
-    parser.add_argument("--temperature", type=float, default=1.0, help="posterior T (1)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="posterior T (default: the mode's, chosen by the temperature rule in quick mode)",
+    )
+    parser.add_argument(
+        "--select-temperature",
+        action="store_true",
+        help="run the temperature rule (the preconditioned sampler at every T of the mode's "
+        "grid; the lowest validation NLL wins)",
+    )
+    parser.add_argument(
+        "--sampler",
+        choices=("preconditioned", "cyclical"),
+        default="preconditioned",
+        help="preconditioned SGHMC from the MAP (default) or the earlier cyclical SGHMC",
+    )
+    parser.add_argument(
+        "--friction", type=float, default=2.0, help="preconditioned sampler's alpha (2)"
+    )
+    parser.add_argument(
+        "--noise-tolerance",
+        type=float,
+        default=0.1,
+        help="preconditioned sampler: h = tol * 2 alpha B / N (0.1)",
+    )
+    parser.add_argument("--burnin", type=int, default=None, help="preconditioned burn-in steps")
     parser.add_argument("--width", type=str, default=None, help="c1,c2; skips the width selection")
     parser.add_argument(
         "--prior-scale",
         type=float,
         default=None,
-        help="prior std; skips the prior-scale walk (default 1, smoke mode: walked)",
+        help="prior std; skips the prior-scale walk (default: the mode's; smoke: walked)",
     )
     parser.add_argument(
         "--prior-scales", type=str, default=None, help="comma-separated grid to select from"
@@ -399,9 +644,11 @@ def main():
         action="store_true",
         help="diagnostic: start every chain at the MAP (default: draws of the initialiser)",
     )
-    parser.add_argument("--lr", type=float, default=0.5, help="lr_0 (0.5)")
-    parser.add_argument("--momentum", type=float, default=0.9, help="1 - alpha h_0 (0.9)")
-    parser.add_argument("--explore", type=float, default=0.7, help="exploration ratio")
+    parser.add_argument("--lr", type=float, default=0.5, help="cyclical: lr_0 (0.5)")
+    parser.add_argument(
+        "--momentum", type=float, default=0.9, help="cyclical: 1 - alpha h_0 (0.9)"
+    )
+    parser.add_argument("--explore", type=float, default=0.7, help="cyclical: exploration")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument(
         "--map-lrs", type=str, default=None, help="comma-separated MAP Adam learning rates"
@@ -420,7 +667,7 @@ def main():
     cfg = dict(MODES[mode])
     if args.steps is not None:
         cfg["steps"] = args.steps
-    for name in ("members", "chains", "cycles", "thin", "select_epochs"):
+    for name in ("members", "chains", "cycles", "thin", "select_epochs", "burnin"):
         if getattr(args, name) is not None:
             cfg[name] = getattr(args, name)
     total_clock = Clock()
@@ -455,7 +702,7 @@ def main():
     train, val = (x_train, y_train), (x_val, y_val)
     # ---- width (validation NLL of the MAP at a fixed prior scale) ------------------------------
     map_result = None  # (prior scale, MAP) when a selection trained the run's MAP
-    width_scale = 1.0 if args.prior_scale is None else args.prior_scale
+    width_scale = cfg["prior_scale"] if args.prior_scale is None else args.prior_scale
     if args.width is not None:
         width = tuple(int(v) for v in args.width.split(","))
     elif len(cfg["widths"]) > 1 and x_val.shape[0] and (mode == "smoke" or args.select_width):
@@ -495,42 +742,39 @@ def main():
         map_result = train_map(map_key, model, train, map_kwargs, map_lrs)
         clock.lap("MAP")
     steps, chains, cycles = cfg["steps"], cfg["chains"], cfg["cycles"]
+    temperature = cfg["temperature"] if args.temperature is None else args.temperature
+    sampler = (
+        f"sampler=preconditioned-sghmc alpha={args.friction} tol={args.noise_tolerance} "
+        f"burnin={cfg['burnin']}"
+        if args.sampler == "preconditioned"
+        else f"sampler=cyclical-sghmc cycles={cycles} lr0={args.lr} momentum={args.momentum}"
+    )
     print(
         f"mode={mode} train={n} test={x_test.shape[0]} cnn=({width[0]},{width[1]}) "
-        f"chains={chains} steps/chain={steps} cycles={cycles} T={args.temperature} "
-        f"prior_scale={prior_scale:.4g} lr0={args.lr} momentum={args.momentum} "
-        f"batch={args.batch_size} severity={args.severity}",
+        f"chains={chains} steps/chain={steps} thin={cfg['thin']} T={temperature} "
+        f"prior_scale={prior_scale:.4g} {sampler} batch={args.batch_size} "
+        f"severity={args.severity}",
         flush=True,
     )
 
-    # ---- posterior: cyclical SGHMC ------------------------------------------------------------
-    h0 = float(np.sqrt(args.lr / n))
-    alpha = (1.0 - args.momentum) / h0
-    schedule = sgmcmc.schedules.cyclical(h0, steps, cycles, exploration_ratio=args.explore)
-    cycle = -(-steps // cycles)
-    burn = cycle  # the first cycle is burn-in
-    init = jax.vmap(model.init)(jax.random.split(jax.random.fold_in(key, 1), chains))
-    if args.init_from_map:
-        init = jax.tree.map(lambda a: jnp.broadcast_to(a, (chains, *a.shape)), map_result.position)
-    result = model.sample(
-        jax.random.fold_in(key, 2),
-        sgmcmc.sghmc(alpha=alpha),
-        x_train,
-        y_train,
-        init,
-        temperature=args.temperature,
-        num_samples=(steps - burn) // cfg["thin"],
-        thinning=cfg["thin"],
-        num_burnin=burn,
-        batch_size=args.batch_size,
-        step_size=schedule,
-        progress_bar=False,
-    )
-    keep = ~np.asarray(result.info.explore).any(axis=0)
-    draws = jax.tree.map(lambda a: jnp.asarray(a)[:, keep], result.positions)
-    print(f"  posterior: {chains} chains x {int(keep.sum())} kept draws", flush=True)
+    # ---- posterior -----------------------------------------------------------------------------
+    if args.sampler == "preconditioned":
+        (positions, stored, keep), temperature = sample_preconditioned(
+            jax.random.fold_in(key, 2), args, cfg, model, map_result, train, val, prior_scale,
+            temperature,
+        )  # fmt: skip
+    else:
+        result, cycle, burn = sample_cyclical(
+            args, cfg, key, model, map_result, train, temperature
+        )
+        positions, keep = result.positions, ~np.asarray(result.info.explore).any(axis=0)
+    draws = jax.tree.map(lambda a: jnp.asarray(a)[:, keep], positions)
+    print(f"  posterior: {chains} chains x {int(keep.sum())} kept draws (T={temperature:g})")
     clock.lap("sampling")
-    if args.probe:
+    if args.probe and args.sampler == "preconditioned":
+        probe_draws(model, positions, stored, cfg["burnin"], map_result, *train, temperature)
+        clock.lap("probe")
+    elif args.probe:
         probe_objective(model, result, map_result, x_train, y_train, cycle, cfg["thin"], burn)
         clock.lap("probe")
 
