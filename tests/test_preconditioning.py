@@ -31,7 +31,10 @@ def test_fisher_diagonal_is_the_sum_of_squared_per_example_gradients(problem):
     # closed form: d/dlogit log p(y | logit) = y - sigmoid(logit)
     xs, ys = np.asarray(x, np.float64), np.asarray(y, np.float64)
     residual = ys - 1.0 / (1.0 + np.exp(-(xs @ np.asarray(position["w"]) + position["b"][0])))
-    expected = {"w": (residual[:, None] ** 2 * xs**2).sum(0), "b": (residual**2).sum(keepdims=True)}
+    expected = {
+        "w": (residual[:, None] ** 2 * xs**2).sum(0),
+        "b": (residual**2).sum(keepdims=True),
+    }
     for batch_size in (4, 500):  # chunks of 4 and 3, then one chunk of 7
         got = sgmcmc.empirical_fisher_diagonal(_loglik, position, (x, y), batch_size=batch_size)
         for name in position:
@@ -52,7 +55,9 @@ def test_change_of_variables_round_trip_and_logdensity(problem):
         lambda a: jax.random.normal(jax.random.key(a.size), (2, 5, *a.shape)), position
     )
     z = mass.to_z(draws)
-    np.testing.assert_allclose(z["w"], np.asarray(draws["w"]) * np.sqrt(mass.precision["w"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        z["w"], np.asarray(draws["w"]) * np.sqrt(mass.precision["w"]), rtol=1e-6
+    )
     back = mass.from_z(z)
     for name in position:
         np.testing.assert_allclose(back[name], draws[name], rtol=1e-6, atol=1e-7)
