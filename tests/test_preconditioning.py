@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from samplers import sgmcmc
-from samplers.results import ess
 from samplers.sgmcmc.step_size import rule_for, stationary_variance_ratio
 
 
@@ -35,14 +34,13 @@ def test_fisher_diagonal_is_the_sum_of_squared_per_example_gradients(problem):
         "w": (residual[:, None] ** 2 * xs**2).sum(0),
         "b": (residual**2).sum(keepdims=True),
     }
-    for batch_size in (4, 500):  # chunks of 4 and 3, then one chunk of 7
-        got = sgmcmc.empirical_fisher_diagonal(_loglik, position, (x, y), batch_size=batch_size)
-        for name in position:
-            np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, err_msg=name)
+    got = sgmcmc.empirical_fisher_diagonal(_loglik, position, (x, y), batch_size=4)  # 4 + 3
+    for name in position:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, err_msg=name)
     mass = sgmcmc.DiagonalMass.from_fisher(_loglik, position, (x, y), 0.25, batch_size=4)
     np.testing.assert_allclose(mass.precision["w"], expected["w"] + 0.25, rtol=1e-5)
     prior = {"w": jnp.full(3, 2.0), "b": jnp.array([3.0])}
-    mass = sgmcmc.DiagonalMass.from_fisher(_loglik, position, (x, y), prior)
+    mass = sgmcmc.DiagonalMass.from_fisher(_loglik, position, (x, y), prior, batch_size=4)
     np.testing.assert_allclose(mass.precision["b"], expected["b"] + 3.0, rtol=1e-5)
 
 
@@ -66,23 +64,28 @@ def test_change_of_variables_round_trip_and_logdensity(problem):
         return jnp.sum(jax.vmap(_loglik, in_axes=(None, 0))(theta, batch)) * data_size / 7
 
     logdensity_z = mass.logdensity(logdensity)
-    z0 = mass.to_z(position)
-    np.testing.assert_allclose(
-        logdensity_z(z0, (x, y), 7), logdensity(position, (x, y), 7), rtol=1e-6
-    )
+
+    @jax.jit
+    def values_and_grads(z, theta):
+        vz, gz = jax.value_and_grad(logdensity_z)(z, (x, y), 7)
+        vt, gt = jax.value_and_grad(logdensity)(theta, (x, y), 7)
+        return vz, vt, gz, gt
+
+    vz, vt, gz, gt = values_and_grads(mass.to_z(position), position)
+    np.testing.assert_allclose(vz, vt, rtol=1e-6)
     # the chain rule: grad_z = P^{-1/2} grad_theta
-    gz = jax.grad(logdensity_z)(z0, (x, y), 7)
-    gt = jax.grad(logdensity)(position, (x, y), 7)
     np.testing.assert_allclose(gz["w"], gt["w"] / np.sqrt(mass.precision["w"]), rtol=1e-5)
 
 
 def test_exact_mass_samples_an_ill_conditioned_gaussian_at_a_step_that_breaks_plain_sghmc():
     """Gaussian with precisions 1 and 1e4. In z both curvatures are 1: SGHMC (exact gradient)
     at h = 0.2, alpha = 2 is stable, and the marginal variances match 1/P up to the
-    discretisation factor r(h) predicted for the kernel (a few percent), within 4 Monte Carlo
-    standard deviations from the effective number of draws of theta^2. Plain SGHMC at the
-    same step is unstable in the stiff direction (h^2 * 1e4 = 400 > 4): it leaves the finite
-    numbers (the driver would raise a DivergenceError; the kernel is stepped directly here)."""
+    discretisation factor r(h) predicted for the kernel (about 1%), within 4 Monte Carlo
+    standard errors of the mean of theta^2 (batch means). The effective number of draws
+    (2 / stderr^2, about 1,500 of 4,000 kept) must exceed 500: the chain mixes in both
+    directions. Plain SGHMC at the same step is unstable in the stiff direction
+    (h^2 * 1e4 = 400 > 4): it leaves the finite numbers (the driver would raise a
+    DivergenceError; the kernel is stepped directly here)."""
     precision = jnp.array([1.0, 1e4])
     h, alpha, chains = 0.2, 2.0, 8
 
@@ -102,11 +105,14 @@ def test_exact_mass_samples_an_ill_conditioned_gaussian_at_a_step_that_breaks_pl
     theta = np.asarray(mass.from_z(result.positions), np.float64)  # (chains, draws, 2)
     r = float(stationary_variance_ratio(rule_for(kernel), h, 1.0, 0.0))
     assert 1.0 < r < 1.1  # the kernel's own bias at this step, in z (unit curvature)
-    squares = theta**2 * np.asarray(precision) / r  # mean 1 at the exact stationary law
-    n_eff = np.asarray(ess(squares))
-    assert (n_eff > 200).all(), n_eff
-    # Var(theta^2 P / r) = 2 for a Gaussian: the standard error of its mean is sqrt(2/n_eff)
-    np.testing.assert_array_less(np.abs(squares.mean(axis=(0, 1)) - 1.0), 4 * np.sqrt(2 / n_eff))
+    squares = theta**2 * np.asarray(precision) / r  # mean 1 under the kernel's stationary law
+    # standard error of the mean from batch means (8 chains x 10 batches of 200 steps, each
+    # about 40 time units, many relaxation times in z), and the effective number of draws
+    # it implies (Var(theta^2 P / r) = 2 for a Gaussian)
+    means = squares.reshape(chains, 10, -1, 2).mean(axis=2).reshape(-1, 2)
+    stderr = means.std(axis=0, ddof=1) / np.sqrt(means.shape[0])
+    assert (2.0 / stderr**2 > 500).all(), 2.0 / stderr**2
+    np.testing.assert_array_less(np.abs(squares.mean(axis=(0, 1)) - 1.0), 4 * stderr)
 
     # plain SGHMC, same kernel, step, start and number of steps, exact gradient
     def run(key, position):
