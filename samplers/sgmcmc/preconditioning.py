@@ -102,6 +102,10 @@ def empirical_fisher_diagonal(loglik_fn: Callable, position, data, *, batch_size
     return total
 
 
+def _is_leaf(tree) -> bool:
+    return jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(tree))
+
+
 def _lead(s, x):
     """``s`` reshaped with singleton leading axes to ``x``'s rank (explicit broadcasting)."""
     return jnp.reshape(s, (1,) * (jnp.ndim(x) - jnp.ndim(s)) + jnp.shape(s))
@@ -185,7 +189,7 @@ class DiagonalMass(NamedTuple):
         of :func:`empirical_fisher_diagonal`.
         """
         fisher = empirical_fisher_diagonal(loglik_fn, position, data, batch_size=batch_size)
-        if jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(prior_precision)):
+        if _is_leaf(prior_precision) and jnp.ndim(prior_precision) == 0:
             precision = jax.tree.map(lambda f: f + prior_precision, fisher)
         else:
             _check_structure(prior_precision, position, "position", leading=False)
