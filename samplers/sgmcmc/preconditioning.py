@@ -216,10 +216,14 @@ class DiagonalMass(NamedTuple):
 
         The log-density of ``z`` up to the constant log-Jacobian, to pass to any kernel and
         driver in place of ``logdensity_fn`` (with initial positions ``to_z(θ_0)``); the
-        draws map back with :meth:`from_z`.
+        draws map back with :meth:`from_z`. ``precision^{-1/2}`` is computed once, here.
         """
+        precision, scale = self.precision, self.scale
 
         def logdensity_z(z, *args, **kwargs):
-            return logdensity_fn(self.from_z(z), *args, **kwargs)
+            _check_structure(precision, z, "z", leading=True)
+            return logdensity_fn(
+                jax.tree.map(lambda s, x: _lead(s, x) * x, scale, z), *args, **kwargs
+            )
 
         return logdensity_z
