@@ -124,8 +124,8 @@ at the ``s = 1`` MAP), and the minibatch noise grows with the curvature (``V ~ (
 step size either leaves the prior-held directions frozen or heats the stiff ones. The fix is
 a fixed diagonal mass: with ``P_i = 1 / s^2 + sum_n (d log p(y_n | x_n, theta) / d
 theta_i)^2`` at the MAP (prior curvature plus empirical Fisher diagonal,
-:func:`fisher_precision`), SGHMC runs on ``z = P^{1/2} theta`` (a fixed linear change of
-variables: the target is exact), where the prior-held and diagonally dominated directions
+:meth:`samplers.sgmcmc.DiagonalMass.from_fisher`), SGHMC runs on ``z = P^{1/2} theta`` (a
+fixed linear change of variables: the target is exact), where the prior-held and diagonally dominated directions
 have curvature about 1 (the largest preconditioned eigenvalue, measured at the ``s = 2.25``
 MAP, is about 300). In ``z``:
 
@@ -397,40 +397,29 @@ def probe_objective(model, result, map_fit, x, y, cycle, thin, burn):
         )
 
 
-def fisher_precision(model, position, x, y, prior_scale, *, chunk=500):
-    """Diagonal precision ``1 / s^2 + sum_n (d log p(y_n | x_n, theta) / d theta_i)^2`` at
-    ``position``: the prior's curvature plus the empirical Fisher diagonal of the likelihood
-    (per-example gradients, ``chunk`` examples at a time)."""
-    grads = jax.jit(
-        jax.vmap(
-            jax.grad(lambda p, xi, yi: model.log_likelihood(p, (xi[None], yi[None]))[0]),
-            in_axes=(None, 0, 0),
-        )
-    )
-    total = jax.tree.map(jnp.zeros_like, position)
-    for i in range(0, x.shape[0], chunk):
-        g = grads(position, x[i : i + chunk], y[i : i + chunk])
-        total = jax.tree.map(lambda t, gi: t + jnp.sum(gi * gi, axis=0), total, g)
-    return jax.tree.map(lambda t: t + 1.0 / prior_scale**2, total)
-
-
 def preconditioned_sghmc(
     rng_key, model, map_position, x, y, prior_scale, *, chains, steps, thin, temperature,
     batch_size, friction, noise_tolerance,
 ):  # fmt: skip
-    """SGHMC from the MAP with the frozen diagonal mass ``M = diag(precision)`` of
-    :func:`fisher_precision` at the MAP, run as plain SGHMC on ``z = M^{1/2} theta`` (a linear
-    change of variables, so the target is exact for any fixed ``M``): in ``z`` the prior-held
-    and diagonally dominated directions have curvature about 1, so one friction and step
-    serve them all (the module docstring gives the rule for ``alpha`` and ``h``).
+    """SGHMC from the MAP with the frozen diagonal mass ``M = diag(precision)``,
+    ``precision = 1 / s^2 + sum_n (d log p(y_n | x_n, theta) / d theta)^2`` at the MAP
+    (:meth:`samplers.sgmcmc.DiagonalMass.from_fisher`, per-example gradients 500 examples at
+    a time), run as plain SGHMC on ``z = M^{1/2} theta`` (a linear change of variables, so
+    the target is exact for any fixed ``M``): in ``z`` the prior-held and diagonally
+    dominated directions have curvature about 1, so one friction and step serve them all
+    (the module docstring gives the rule for ``alpha`` and ``h``).
 
     Every chain starts at the MAP with its own noise and minibatches; a position is stored
     every ``thin`` steps from the start (burn-in included, for the probe). Returns
     ``(positions in theta with axes (chains, draws, ...), step of each stored draw, h)``."""
     n = x.shape[0]
-    precision = fisher_precision(model, map_position, x, y, prior_scale)
-    scale = jax.tree.map(lambda p: jax.lax.rsqrt(p), precision)  # theta = scale * z
-    flat = np.concatenate([np.ravel(np.asarray(v)) for v in jax.tree.leaves(precision)])
+    mass = sgmcmc.DiagonalMass.from_fisher(
+        lambda p, example: model.log_likelihood(p, (example[0][None], example[1][None]))[0],
+        map_position,
+        (x, y),
+        1.0 / prior_scale**2,
+    )
+    flat = np.concatenate([np.ravel(np.asarray(v)) for v in jax.tree.leaves(mass.precision)])
     print(
         "  preconditioner: precision quantiles (0, 0.5, 0.9, 0.99, 1) "
         + ", ".join(f"{v:.3g}" for v in np.quantile(flat, [0, 0.5, 0.9, 0.99, 1])),
@@ -438,16 +427,11 @@ def preconditioned_sghmc(
     )
     h = noise_tolerance * 2.0 * friction * batch_size / n
 
-    def logdensity_z(z, batch, data_size):
-        return model.logdensity(jax.tree.map(jnp.multiply, scale, z), batch, data_size)
-
-    z0 = jax.tree.map(
-        lambda p, s: jnp.broadcast_to(p / s, (chains, *p.shape)), map_position, scale
-    )
+    z0 = jax.tree.map(lambda z: jnp.broadcast_to(z, (chains, *z.shape)), mass.to_z(map_position))
     result = sgmcmc.sample(
         rng_key,
         sgmcmc.sghmc(alpha=friction),
-        logdensity_z,
+        mass.logdensity(model.logdensity),
         model.check_data(x, y),
         z0,
         temperature=temperature,
@@ -457,8 +441,7 @@ def preconditioned_sghmc(
         step_size=h,
         progress_bar=False,
     )
-    positions = jax.tree.map(lambda s, z: s * z, scale, result.positions)
-    return positions, thin * (1 + np.arange(steps // thin)), h
+    return mass.from_z(result.positions), thin * (1 + np.arange(steps // thin)), h
 
 
 def probe_draws(model, positions, stored_step, burn, map_fit, x, y, temperature, window=200):

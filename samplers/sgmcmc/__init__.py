@@ -16,6 +16,8 @@ Example
 Kernels: :func:`sgld`, :func:`sghmc`, :func:`sgnht` (BlackJAX's diffusions), :func:`psgld`
 (RMSprop-preconditioned SGLD), :func:`adaptive_sghmc` (Springenberg et al. 2016); BlackJAX's
 own ``blackjax.sgld`` and ``blackjax.sghmc`` run as they are (:func:`blackjax_kernel`).
+A fixed diagonal mass for any of them, as a change of variables: :class:`DiagonalMass`
+(:mod:`samplers.sgmcmc.preconditioning`).
 """
 
 from samplers.sgmcmc import schedules
@@ -25,6 +27,7 @@ from samplers.sgmcmc.blackjax_kernels import BlackJAXKernel, blackjax_kernel
 from samplers.sgmcmc.csgld import csgld
 from samplers.sgmcmc.driver import DivergenceError, DriverState, SampleResult, SGMCMCInfo, sample
 from samplers.sgmcmc.gradients import clip_by_global_norm, control_variates, value_and_grad
+from samplers.sgmcmc.preconditioning import DiagonalMass, empirical_fisher_diagonal
 from samplers.sgmcmc.psgld import psgld
 from samplers.sgmcmc.sghmc import sghmc
 from samplers.sgmcmc.sgld import sgld
@@ -32,6 +35,7 @@ from samplers.sgmcmc.sgnht import sgnht
 
 __all__ = [
     "BlackJAXKernel",
+    "DiagonalMass",
     "DivergenceError",
     "DriverState",
     "SGMCMCInfo",
@@ -42,6 +46,7 @@ __all__ = [
     "clip_by_global_norm",
     "control_variates",
     "csgld",
+    "empirical_fisher_diagonal",
     "psgld",
     "sample",
     "schedules",
