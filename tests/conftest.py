@@ -23,3 +23,25 @@ jax.config.update("jax_default_matmul_precision", "highest")
 @pytest.fixture
 def rng_key():
     return jax.random.key(0)
+
+
+# The longest tests (each a fresh process or a long run, 10-45 s CPU) go first, so that
+# pytest-xdist's load scheduling packs them at the start and the run does not end on one busy
+# worker. Only modules without module-scoped fixtures are moved (a moved item would set them
+# up twice).
+_LONG_FIRST = (
+    "test_notebooks.py::test_notebook_executes",
+    "test_gold_standard.py::",
+    "test_benchmarks_smoke.py::test_benchmark_smoke",
+    "test_boltzmann_train.py::test_quick_training",
+)
+
+
+def _rank(item):
+    """Index of the first pattern of ``_LONG_FIRST`` in the item's id (longest first), or
+    ``len(_LONG_FIRST)``: the other items keep their order after them (a stable sort)."""
+    return next((i for i, p in enumerate(_LONG_FIRST) if p in item.nodeid), len(_LONG_FIRST))
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=_rank)
