@@ -397,22 +397,12 @@ def probe_objective(model, result, map_fit, x, y, cycle, thin, burn):
         )
 
 
-def preconditioned_sghmc(
-    rng_key, model, map_position, x, y, prior_scale, *, chains, steps, thin, temperature,
-    batch_size, friction, noise_tolerance,
-):  # fmt: skip
-    """SGHMC from the MAP with the frozen diagonal mass ``M = diag(precision)``,
-    ``precision = 1 / s^2 + sum_n (d log p(y_n | x_n, theta) / d theta)^2`` at the MAP
+def fisher_mass(model, map_position, x, y, prior_scale):
+    """The frozen diagonal mass ``M = diag(precision)``, ``precision = 1 / s^2 + sum_n
+    (d log p(y_n | x_n, theta) / d theta)^2`` at the MAP
     (:meth:`samplers.sgmcmc.DiagonalMass.from_fisher`, per-example gradients 500 examples at
-    a time), run as plain SGHMC on ``z = M^{1/2} theta`` (a linear change of variables, so
-    the target is exact for any fixed ``M``): in ``z`` the prior-held and diagonally
-    dominated directions have curvature about 1, so one friction and step serve them all
-    (the module docstring gives the rule for ``alpha`` and ``h``).
-
-    Every chain starts at the MAP with its own noise and minibatches; a position is stored
-    every ``thin`` steps from the start (burn-in included, for the probe). Returns
-    ``(positions in theta with axes (chains, draws, ...), step of each stored draw, h)``."""
-    n = x.shape[0]
+    a time); prints the precision's quantiles. It depends on the MAP alone, so one mass serves
+    every temperature."""
     mass = sgmcmc.DiagonalMass.from_fisher(
         lambda p, example: model.log_likelihood(p, (example[0][None], example[1][None]))[0],
         map_position,
@@ -425,8 +415,23 @@ def preconditioned_sghmc(
         + ", ".join(f"{v:.3g}" for v in np.quantile(flat, [0, 0.5, 0.9, 0.99, 1])),
         flush=True,
     )
-    h = noise_tolerance * 2.0 * friction * batch_size / n
+    return mass
 
+
+def preconditioned_sghmc(
+    rng_key, model, mass, map_position, x, y, *, chains, steps, thin, temperature, batch_size,
+    friction, noise_tolerance,
+):  # fmt: skip
+    """SGHMC from the MAP with the frozen diagonal mass ``mass`` (:func:`fisher_mass`), run
+    as plain SGHMC on ``z = M^{1/2} theta`` (a linear change of variables, so the target is
+    exact for any fixed ``M``): in ``z`` the prior-held and diagonally dominated directions
+    have curvature about 1, so one friction and step serve them all (the module docstring
+    gives the rule for ``alpha`` and ``h``).
+
+    Every chain starts at the MAP with its own noise and minibatches; a position is stored
+    every ``thin`` steps from the start (burn-in included, for the probe). Returns
+    ``(positions in theta with axes (chains, draws, ...), step of each stored draw, h)``."""
+    h = noise_tolerance * 2.0 * friction * batch_size / x.shape[0]
     z0 = jax.tree.map(lambda z: jnp.broadcast_to(z, (chains, *z.shape)), mass.to_z(map_position))
     result = sgmcmc.sample(
         rng_key,
@@ -514,9 +519,11 @@ def sample_preconditioned(rng_key, args, cfg, model, map_result, train, val, pri
     keeping the one whose posterior predictive has the lowest validation NLL (the
     temperature rule). Returns ``((positions, stored steps, kept mask), temperature)``."""
 
+    mass = fisher_mass(model, map_result.position, *train, prior_scale)
+
     def run_at(t):
         positions, stored, h = preconditioned_sghmc(
-            rng_key, model, map_result.position, *train, prior_scale, chains=cfg["chains"],
+            rng_key, model, mass, map_result.position, *train, chains=cfg["chains"],
             steps=cfg["steps"], thin=cfg["thin"], temperature=t, batch_size=args.batch_size,
             friction=args.friction, noise_tolerance=args.noise_tolerance,
         )  # fmt: skip

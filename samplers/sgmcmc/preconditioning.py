@@ -111,6 +111,11 @@ def _lead(s, x):
     return jnp.reshape(s, (1,) * (jnp.ndim(x) - jnp.ndim(s)) + jnp.shape(s))
 
 
+def _times(scale, z):
+    """``scale * z`` leaf by leaf, ``z`` with any leading axes: the map ``θ = P^{-1/2} z``."""
+    return jax.tree.map(lambda s, x: _lead(s, x) * x, scale, z)
+
+
 def _name(path) -> str:
     return "precision" + jax.tree_util.keystr(path)
 
@@ -209,7 +214,7 @@ class DiagonalMass(NamedTuple):
     def from_z(self, z):
         """``θ = precision^{-1/2} z`` (leading axes of ``z`` broadcast)."""
         _check_structure(self.precision, z, "z", leading=True)
-        return jax.tree.map(lambda s, x: _lead(s, x) * x, self.scale, z)
+        return _times(self.scale, z)
 
     def logdensity(self, logdensity_fn: Callable) -> Callable:
         """``logdensity_z(z, *args, **kwargs) = logdensity_fn(from_z(z), *args, **kwargs)``.
@@ -222,8 +227,6 @@ class DiagonalMass(NamedTuple):
 
         def logdensity_z(z, *args, **kwargs):
             _check_structure(precision, z, "z", leading=True)
-            return logdensity_fn(
-                jax.tree.map(lambda s, x: _lead(s, x) * x, scale, z), *args, **kwargs
-            )
+            return logdensity_fn(_times(scale, z), *args, **kwargs)
 
         return logdensity_z
