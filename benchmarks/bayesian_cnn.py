@@ -22,10 +22,10 @@ Protocol (reference note ``bayesian-cnn.md`` sections 1 and 5, sized for a CPU):
   position every ``--thin`` steps, the first ``--burnin`` steps dropped (quick mode: 1,300
   steps, burn-in 500, thinning 50: 4 x 16 = 64 draws; full mode, not run with this sampler:
   23,400 steps, burn-in 4,200, thinning 1,200); ``T`` from the temperature rule below
-  (quick mode: 0.25; ``--temperature`` sets it); ``--sampler cyclical`` runs the earlier
+  (quick mode: 0.25; ``--temperature`` sets it); ``--sampler cyclical`` runs
   cyclical SGHMC (Zhang et al., ICLR 2020) from draws of the initialiser: cosine step size
   from ``h_0 = sqrt(lr_0 / N)``, friction ``(1 - momentum) / h_0``, the first ``--explore``
-  of each cycle without noise, the first cycle burn-in (the earlier protocol is
+  of each cycle without noise, the first cycle burn-in (the cyclical rows of the results file ran
   ``--sampler cyclical --prior-scale 1 --temperature 1 --steps 1200 --thin 15``);
 * MAP: the same model (the prior is the weight decay), the maximiser of the log posterior,
   trained to convergence by a rule fixed before any test number was seen
@@ -41,8 +41,8 @@ Protocol (reference note ``bayesian-cnn.md`` sections 1 and 5, sized for a CPU):
   rule above is run from the same key at each initial learning rate of ``--map-lrs``
   (``3e-3, 1e-2, 3e-2, 1e-1`` in quick and full mode; 1e-1 alone in smoke mode, to keep it
   fast), and the run with the lowest best objective ``U*`` is the MAP. Why: with the NTK parameterisation Adam's per-parameter step
-  is a step ``lr * sqrt(2 / fan_in)`` in the usual parameterisation, and at 3e-3 (the earlier
-  fixed rate) the plateau rule stopped 0.27 nats per example short of the objective that 1e-1
+  is a step ``lr * sqrt(2 / fan_in)`` in the usual parameterisation, and at 3e-3 (a common fixed
+  rate) the plateau rule stopped 0.27 nats per example short of the objective that 1e-1
   reaches: a slow optimiser's plateau, not the maximiser. Every MAP of a selection (width,
   prior scale) is trained by the same rule;
 * deep ensemble: ``--members`` MAP networks with as many gradient evaluations in total as
@@ -65,7 +65,7 @@ Protocol (reference note ``bayesian-cnn.md`` sections 1 and 5, sized for a CPU):
 Network width, chosen on the validation split (the rule, fixed before any run with it). The
 quick network underfits at every prior scale (training accuracy about the test accuracy, the
 MAP under-confident on its own training images), so its capacity is the remaining lever. The
-candidates, in this order, are ``(c1, c2) = (8, 16)`` (the earlier quick network) and
+candidates, in this order, are ``(c1, c2) = (8, 16)`` and
 ``(16, 32)`` (the full mode's); for each, the MAP at ``s = 1`` is trained by the full MAP rule
 below (cap 150 epochs, the same key), and the width whose MAP has the lower validation NLL is
 the network of the posterior, the reported MAP (reused, not retrained) and the ensemble. The
@@ -82,7 +82,7 @@ hold, so quick mode runs it only with ``--select-width``.
 
 Prior scale, empirical Bayes on the validation split (``--prior-scales``; smoke mode runs
 it; quick mode runs its recorded choice). Rerun with MAPs at Adam 1e-1 (the learning rate
-the MAP rule chose at ``s = 1``; the earlier walk's MAPs at Adam 3e-3 stopped on a plateau),
+the MAP rule chose at ``s = 1``; MAPs at Adam 3e-3 stop on a plateau),
 the walk gives validation NLL 0.4434 / 0.4087 / 0.3856 / 0.3955 at ``s = 1 / 1.5 / 2.25 /
 3.375`` and stops: ``s = 2.25``. The prior's scale
 sets the MAP's weight decay and the posterior's width together (with ReLU and the NTK
@@ -483,7 +483,7 @@ def probe_draws(model, positions, stored_step, burn, map_fit, x, y, temperature,
 
 
 def sample_cyclical(args, cfg, key, model, map_result, train, temperature):
-    """The earlier posterior (``--sampler cyclical``): cyclical SGHMC from draws of the
+    """The cyclical posterior (``--sampler cyclical``): cyclical SGHMC from draws of the
     initialiser (or the MAP, ``--init-from-map``), ``h_0 = sqrt(lr_0 / N)``, friction
     ``(1 - momentum) / h_0``, the first cycle burn-in. Returns ``(result, cycle, burn)``."""
     x_train, y_train = train
@@ -579,7 +579,7 @@ def main():
         "--sampler",
         choices=("preconditioned", "cyclical"),
         default="preconditioned",
-        help="preconditioned SGHMC from the MAP (default) or the earlier cyclical SGHMC",
+        help="preconditioned SGHMC from the MAP (default) or cyclical SGHMC (Zhang et al. 2020)",
     )
     parser.add_argument(
         "--friction", type=float, default=2.0, help="preconditioned sampler's alpha (2)"
