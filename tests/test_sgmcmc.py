@@ -187,6 +187,17 @@ def test_pytree_positions_dtypes_and_no_recompilation(data):
     before = len(three_chunks)
     sgmcmc.sample(jax.random.key(1), kernel, fn, data, init, checkpoint_every=10, **kwargs)
     assert len(three_chunks) == before  # a rerun with the same functions hits the cache
+    # Temperature, a constant step size and the burn-in length are arguments of the compiled
+    # program, not constants in it: a temperature sweep does not retrace either.
+    kwargs.update(step_size=2e-3, num_burnin=14)
+    cold = sgmcmc.sample(
+        jax.random.key(0), kernel, fn, data, init, checkpoint_every=10, temperature=0.25,
+        **kwargs,
+    )  # fmt: skip
+    assert len(three_chunks) == before
+    assert np.all(np.asarray(cold.info.temperature) == 0.25)
+    assert np.all(np.asarray(cold.info.step_size) == np.float32(2e-3))
+    assert not np.allclose(np.asarray(cold.positions["a"]), np.asarray(result.positions["a"]))
 
 
 def test_checkpoint_resume_gives_identical_draws(data, tmp_path, monkeypatch):

@@ -241,6 +241,29 @@ def _step_size_fingerprint(step_size, chain_steps, num_burnin, num_steps):
 
 #: Marker of a per-chain step size in the compiled step (the values travel with the chains).
 PER_CHAIN = "per_chain"
+#: Marker of a constant step size shared by the chains: its value travels in
+#: :class:`RunConstants`, so runs that differ only in it reuse one compiled program.
+SHARED = "shared"
+
+
+class RunConstants(NamedTuple):
+    """Run-constant scalars passed to the compiled step as arguments, not closed over: runs
+    that differ only in them (a temperature sweep, another constant step size or burn-in
+    length) reuse one compiled program.
+
+    Attributes
+    ----------
+    step_size
+        The constant step size (float32; unused with a schedule or per-chain step sizes).
+    temperature
+        Posterior temperature ``T`` (float32).
+    num_burnin
+        Burn-in length (int32): kernels adapt while ``t < num_burnin``.
+    """
+
+    step_size: jax.Array
+    temperature: jax.Array
+    num_burnin: jax.Array
 
 
 def _normalize_step_size(step_size, num_chains):
@@ -456,33 +479,33 @@ def _build_step(
     kernel,
     logdensity_fn,
     step_size,
-    temperature,
     batch_size,
     batches,
     gibbs_fn,
     gibbs_every,
     grad_clip,
-    num_burnin,
     data_size,
     control_variate_center=None,
     data=None,
 ):
-    """The runner step ``step(t, state, data, chain_keys[, chain_steps]) -> (state,
-    SGMCMCInfo)``.
+    """The runner step ``step(t, state, data, chain_keys, consts[, chain_steps]) -> (state,
+    SGMCMCInfo)`` with ``consts`` a :class:`RunConstants`.
 
     Every random number of chain ``c`` at step ``t`` is a fold of its key
     ``fold_in(rng_key, c)`` (passed in ``chain_keys``) and ``t`` (kernel noise: stream 0,
     minibatches: stream 1, Gibbs block: stream 2), so the runner hands the step the global step
-    index instead of a key. With ``step_size=PER_CHAIN`` the step takes each chain's step
-    size as a further chain-axis argument ``chain_steps``.
+    index instead of a key. ``step_size`` is a schedule (closed over), :data:`SHARED` (the
+    value is ``consts.step_size``) or :data:`PER_CHAIN` (each chain's step size is a further
+    chain-axis argument ``chain_steps``).
     """
     per_chain = step_size is PER_CHAIN
-    schedule = None if per_chain else as_schedule(step_size)
+    shared = step_size is SHARED
+    schedule = None if per_chain or shared else as_schedule(step_size)
     estimator = value_and_grad(logdensity_fn)
     if control_variate_center is not None:
         estimator = control_variates(estimator, control_variate_center, data, data_size)
 
-    def chain_step(t, cstate: DriverState, chain_key, data, chain_h=None):
+    def chain_step(t, cstate: DriverState, chain_key, data, consts, chain_h=None):
         kernel_key, data_key, gibbs_key = (jax.random.fold_in(chain_key, i) for i in range(3))
         if batches == "replace":  # both streams need a fresh key at every step
             step_key, batch_key = _fold_in_each(jnp.stack([kernel_key, data_key]), t)
@@ -491,8 +514,11 @@ def _build_step(
         batch, batch_state = minibatch.next_batch(
             data_key, cstate.batch_state, t, data, batch_size, batches, step_key=batch_key
         )
-        h, explore = (chain_h, jnp.zeros((), bool)) if per_chain else schedule(t)
-        temp = jnp.where(explore, 0.0, temperature).astype(jnp.float32)
+        if per_chain or shared:
+            h, explore = (chain_h if per_chain else consts.step_size), jnp.zeros((), bool)
+        else:
+            h, explore = schedule(t)
+        temp = jnp.where(explore, 0.0, consts.temperature).astype(jnp.float32)
         position = cstate.kernel_state.position
         extra = () if gibbs_fn is None else (cstate.gibbs_state,)
         value, grad = estimator(position, batch, data_size, *extra)
@@ -513,7 +539,7 @@ def _build_step(
             grad,
             h,
             temp,
-            t < num_burnin,
+            t < consts.num_burnin,
         )
         # Step sizes are float32: keep every state leaf in its own dtype (e.g. bfloat16).
         kernel_state = jax.tree.map(
@@ -542,17 +568,17 @@ def _build_step(
         return DriverState(kernel_state, gibbs_state, batch_state), info
 
     if per_chain:
-        step_all = jax.vmap(chain_step, in_axes=(None, 0, 0, None, 0))
+        step_all = jax.vmap(chain_step, in_axes=(None, 0, 0, None, None, 0))
 
-        def step(t, state, data, chain_keys, chain_steps):
-            return step_all(t, state, chain_keys, data, chain_steps)
+        def step(t, state, data, chain_keys, consts, chain_steps):
+            return step_all(t, state, chain_keys, data, consts, chain_steps)
 
         return step
 
-    step_all = jax.vmap(chain_step, in_axes=(None, 0, 0, None))
+    step_all = jax.vmap(chain_step, in_axes=(None, 0, 0, None, None))
 
-    def step(t, state, data, chain_keys):
-        return step_all(t, state, chain_keys, data)
+    def step(t, state, data, chain_keys, consts):
+        return step_all(t, state, chain_keys, data, consts)
 
     return step
 
@@ -627,7 +653,9 @@ def sample(
         re-estimated as the chains move); reported in ``result.step_size_info``.
     temperature
         Posterior temperature ``T``, finite and ``>= 0`` (1 samples the posterior, 0
-        optimises).
+        optimises). The temperature, a constant step size and ``num_burnin`` are arguments
+        of the compiled program (:class:`RunConstants`): a temperature sweep, or runs that
+        differ only in these, compile once.
     batches
         ``"epoch"`` (permutation per epoch) or ``"replace"`` (indices with replacement).
     gibbs_fn, init_gibbs_state, gibbs_every
@@ -731,15 +759,18 @@ def sample(
     step_args = (
         kernel,
         logdensity_fn,
-        step_size,
-        float(temperature),
+        SHARED if chain_steps is None and not callable(step_size) else step_size,
         batch_size,
         batches,
         gibbs_fn,
         gibbs_every,
         grad_clip,
-        num_burnin,
         data_size,
+    )
+    consts = RunConstants(
+        jnp.float32(1.0 if callable(step_size) or chain_steps is not None else step_size),
+        jnp.float32(temperature),
+        jnp.int32(num_burnin),
     )
     if control_variate_center is None:
         step = _cached_step(*step_args)
@@ -759,7 +790,7 @@ def sample(
     layout = distributed.chain_mesh(num_chains, shard)
     if layout is not None:
         state, chain_keys, per_chain = layout.shard((state, chain_keys, per_chain))
-        data = layout.replicate(data)
+        data, consts = layout.replicate((data, consts))
 
     num_params = sum(
         math.prod(jnp.shape(x)[1:]) for x in jax.tree_util.tree_leaves(init_positions)
@@ -798,7 +829,7 @@ def sample(
         step,
         state,
         num_samples,
-        args=(data, chain_keys, *per_chain),
+        args=(data, chain_keys, consts, *per_chain),
         num_burnin=num_burnin,
         thinning=thinning,
         observe=_observe if store_draws else None,
