@@ -3,10 +3,25 @@
 XLA sizes its CPU thread pool from the process's affinity mask, so an unpinned run on a
 2-core machine spins a second thread and counts it in the CPU time. Pinning must happen
 before JAX is imported; ``intra_op_parallelism_threads`` is not an XLA flag and is never
-set here. ``BAYESNN_PIN_CORE`` picks the core (default: core 0, or the lowest allowed core).
+set here.
+
+The core: ``BAYESNN_PIN_CORE`` when set; else the caller's core when the process is already
+restricted to one (``taskset -c 1 python benchmarks/...`` stays on core 1); else core 0, or
+the lowest allowed core. Two benchmarks started side by side (the smoke tests under
+pytest-xdist) therefore do not share core 0.
 """
 
 import os
+
+
+def chosen_core() -> int:
+    """The core :func:`pin_to_one_core` pins to (module docstring)."""
+    allowed = os.sched_getaffinity(0)
+    if "BAYESNN_PIN_CORE" in os.environ:
+        return int(os.environ["BAYESNN_PIN_CORE"])
+    if len(allowed) == 1:
+        return next(iter(allowed))
+    return 0 if 0 in allowed else min(allowed)
 
 
 def pin_to_one_core() -> int:
@@ -20,8 +35,7 @@ def pin_to_one_core() -> int:
 
     if "jax" in sys.modules:
         raise RuntimeError("pin_to_one_core() must run before jax is imported")
-    allowed = os.sched_getaffinity(0)
-    core = int(os.environ.get("BAYESNN_PIN_CORE", 0 if 0 in allowed else min(allowed)))
+    core = chosen_core()
     os.sched_setaffinity(0, {core})
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_cpu_multi_thread_eigen" not in flags:

@@ -44,7 +44,9 @@ from __future__ import annotations
 
 import os
 
-os.sched_setaffinity(0, {0})
+from _pinning import pin_to_one_core
+
+pin_to_one_core()  # before jax: XLA sizes its thread pool from the affinity mask
 
 import argparse  # noqa: E402
 import sys  # noqa: E402

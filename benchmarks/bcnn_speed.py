@@ -41,8 +41,9 @@ N_DATA = 2048
 
 def _pin():
     """One core: the affinity mask also sizes XLA's thread pools (set before importing jax)."""
-    os.sched_setaffinity(0, {0})
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    from _pinning import pin_to_one_core
+
+    pin_to_one_core()
 
 
 def _problem(width):
@@ -194,7 +195,7 @@ def worker_peak():
 
 TORCH_WORKER = r"""
 import json, math, os, sys, time
-os.sched_setaffinity(0, {0})
+os.sched_setaffinity(0, {int(os.environ.get("BAYESNN_PIN_CORE", "0"))})
 import torch
 torch.set_num_threads(1)
 torch.manual_seed(0)
@@ -266,6 +267,9 @@ def main():
     )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from _pinning import chosen_core
+
+    os.environ["BAYESNN_PIN_CORE"] = str(chosen_core())  # jax and torch workers on one core
     if args.worker:
         kind, *rest = args.worker
         if kind in ("jax", "profile"):

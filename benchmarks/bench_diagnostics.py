@@ -13,9 +13,9 @@ process CPU time of the fastest of the repeats are reported, ratios on CPU time.
 
 import os
 
-if hasattr(os, "sched_setaffinity"):  # one core, before JAX starts its thread pool
-    _allowed = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {0} if 0 in _allowed else {min(_allowed)})
+from _pinning import pin_to_one_core  # noqa: E402
+
+pin_to_one_core()  # before jax: XLA sizes its thread pool from the affinity mask
 
 import argparse  # noqa: E402
 import time  # noqa: E402

@@ -49,9 +49,9 @@ The process pins itself to one core and reports wall and CPU time per stage.
 
 from __future__ import annotations
 
-import os
+from _pinning import pin_to_one_core  # noqa: E402
 
-os.sched_setaffinity(0, {int(os.environ.get("BAYESNN_PIN_CORE", "0"))})  # one core
+pin_to_one_core()  # before jax: XLA sizes its thread pool from the affinity mask
 
 import argparse  # noqa: E402
 import functools  # noqa: E402

@@ -9,7 +9,7 @@ Architectures (both libraries build them from the same stax string):
 
 Inputs: the first N Fashion-MNIST training images (28 x 28, scaled to [0, 1], centred per
 image), full ``K(X, X)`` NNGP and NTK at once. Every measurement runs in its own subprocess
-pinned to core 0 (``os.sched_setaffinity`` before jax is imported), so the peak resident
+pinned to one core (``_pinning.chosen_core``, before jax is imported), so the peak resident
 memory (``getrusage`` maxrss) is that run's; wall and CPU time of the first call (compile +
 run) and of a second call (run only). neural-tangents 0.6.5 runs in its own virtual
 environment (jax 0.4.26; ``--nt-python``), ``nt.batch`` over blocks of ``--nt-batch`` rows;
@@ -64,7 +64,9 @@ def load_images(n: int, crop: int) -> np.ndarray:
 
 def worker(args) -> None:
     """One measurement in this (pinned) process; prints one JSON line."""
-    os.sched_setaffinity(0, {0})
+    from _pinning import chosen_core
+
+    os.sched_setaffinity(0, {chosen_core()})
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
     )
@@ -123,7 +125,9 @@ def worker(args) -> None:
 
 def conv_grad_in_scan() -> None:
     """Weight gradient of a convolution, alone and inside lax.scan (pinned, this process)."""
-    os.sched_setaffinity(0, {0})
+    from _pinning import chosen_core
+
+    os.sched_setaffinity(0, {chosen_core()})
     os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
     import time
 
@@ -194,6 +198,9 @@ def main():
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--out")
     args = ap.parse_args()
+    from _pinning import chosen_core
+
+    os.environ["BAYESNN_PIN_CORE"] = str(chosen_core())  # every measurement on one core
     if args.worker:
         return worker(args)
     if args.conv_grad:

@@ -43,15 +43,9 @@ from __future__ import annotations
 import os
 import sys
 
+from _pinning import pin_to_one_core  # noqa: E402
 
-def _pin_to_one_core():
-    """Restrict this process (and the thread pools started later) to one core."""
-    if hasattr(os, "sched_setaffinity"):
-        allowed = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {0} if 0 in allowed else {min(allowed)})
-
-
-_pin_to_one_core()
+pin_to_one_core()  # before jax: XLA sizes its thread pool from the affinity mask
 
 import argparse  # noqa: E402
 import json  # noqa: E402

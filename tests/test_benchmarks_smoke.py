@@ -77,6 +77,11 @@ def test_benchmark_smoke(script, tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["MPLBACKEND"] = "Agg"
+    # The scripts pin themselves to one core (benchmarks/_pinning.py): one core per xdist
+    # worker, so two smoke runs side by side do not share core 0.
+    cores = sorted(os.sched_getaffinity(0))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    env.setdefault("BAYESNN_PIN_CORE", str(cores[worker % len(cores)]))
     before = _results_state()
     proc = subprocess.run(
         [sys.executable, str(script), "--smoke"],

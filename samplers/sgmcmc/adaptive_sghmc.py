@@ -27,6 +27,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from samplers._memo import by_value
 from samplers.sgmcmc.base import SGMCMCKernel, tree_normal
 
 __all__ = ["AdaptiveSGHMCState", "build_kernel", "adaptive_sghmc"]
@@ -85,6 +86,7 @@ def build_kernel(mdecay: float = 0.05, epsilon: float = 1e-16):
     return step
 
 
+@by_value
 def adaptive_sghmc(mdecay: float = 0.05, epsilon: float = 1e-16) -> SGMCMCKernel:
     """Scale-adapted SGHMC as an :class:`SGMCMCKernel` (statistics start at 1, momentum 0)."""
 

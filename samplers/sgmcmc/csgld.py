@@ -55,6 +55,7 @@ import jax
 import jax.numpy as jnp
 from blackjax.sgmcmc.diffusions import overdamped_langevin
 
+from samplers._memo import by_value
 from samplers.sgmcmc.base import SGMCMCKernel
 
 __all__ = [
@@ -241,6 +242,7 @@ def build_kernel(
     return step
 
 
+@by_value
 def csgld(
     num_partitions: int = 100,
     energy_gap: float = 1.0,

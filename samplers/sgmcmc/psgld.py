@@ -21,6 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from samplers._memo import by_value
 from samplers.sgmcmc.base import SGMCMCKernel, tree_normal
 
 __all__ = ["PSGLDState", "build_kernel", "psgld"]
@@ -62,6 +63,7 @@ def build_kernel(decay: float = 0.99, epsilon: float = 1e-5):
     return step
 
 
+@by_value
 def psgld(decay: float = 0.99, epsilon: float = 1e-5) -> SGMCMCKernel:
     """pSGLD as an :class:`SGMCMCKernel`."""
 

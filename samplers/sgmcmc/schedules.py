@@ -17,6 +17,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from samplers._memo import by_value
+
 __all__ = ["constant", "polynomial_decay", "cyclical", "from_optax", "as_schedule"]
 
 
@@ -25,6 +27,7 @@ def _check_positive(name, value):
         raise ValueError(f"{name} must be positive, got {value!r}")
 
 
+@by_value
 def constant(step_size: float) -> Callable:
     """A constant step size, never exploring."""
     _check_positive("step_size", step_size)
@@ -35,6 +38,7 @@ def constant(step_size: float) -> Callable:
     return schedule
 
 
+@by_value
 def polynomial_decay(a: float, b: float = 1.0, gamma: float = 0.55) -> Callable:
     """``h_t = a (b + t)^{-gamma}`` (Welling and Teh 2011; ``gamma`` in (0.5, 1])."""
     _check_positive("a", a)
@@ -48,6 +52,7 @@ def polynomial_decay(a: float, b: float = 1.0, gamma: float = 0.55) -> Callable:
     return schedule
 
 
+@by_value
 def cyclical(
     step_size: float, num_steps: int, num_cycles: int, exploration_ratio: float = 0.5
 ) -> Callable:

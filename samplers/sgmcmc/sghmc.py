@@ -23,6 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from samplers._memo import by_value
 from samplers.sgmcmc.base import SGMCMCKernel, check_friction, tree_normal
 
 __all__ = ["SGHMCState", "init", "build_kernel", "sghmc"]
@@ -68,6 +69,7 @@ def build_kernel(alpha: float = 0.01, beta: float = 0.0):
     return step
 
 
+@by_value
 def sghmc(alpha: float = 0.01, beta: float = 0.0) -> SGMCMCKernel:
     """SGHMC as an :class:`SGMCMCKernel`."""
     return SGMCMCKernel(init, build_kernel(alpha, beta), "sghmc")

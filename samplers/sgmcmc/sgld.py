@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from blackjax.sgmcmc.diffusions import overdamped_langevin
 
+from samplers._memo import by_value
 from samplers.sgmcmc.base import SGMCMCKernel
 
 __all__ = ["SGLDState", "init", "build_kernel", "sgld"]
@@ -42,6 +43,7 @@ def build_kernel():
     return step
 
 
+@by_value
 def sgld() -> SGMCMCKernel:
     """SGLD as an :class:`SGMCMCKernel`."""
     return SGMCMCKernel(init, build_kernel(), "sgld")

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from samplers._memo import by_value
 from samplers.sgmcmc.base import SGMCMCKernel, check_friction, tree_normal
 
 __all__ = ["SGNHTState", "build_kernel", "sgnht"]
@@ -60,6 +61,7 @@ def build_kernel(alpha: float = 0.01, beta: float = 0.0):
     return step
 
 
+@by_value
 def sgnht(alpha: float = 0.01, beta: float = 0.0, init_xi: float | None = None) -> SGMCMCKernel:
     """SGNHT as an :class:`SGMCMCKernel`; the thermostat starts at ``init_xi`` (default alpha)."""
     check_friction(alpha, beta)
