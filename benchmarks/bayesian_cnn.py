@@ -420,7 +420,7 @@ def fisher_mass(model, map_position, x, y, prior_scale):
 
 def preconditioned_sghmc(
     rng_key, model, mass, map_position, x, y, *, chains, steps, thin, temperature, batch_size,
-    friction, noise_tolerance,
+    friction, noise_tolerance, logdensity_z=None,
 ):  # fmt: skip
     """SGHMC from the MAP with the frozen diagonal mass ``mass`` (:func:`fisher_mass`), run
     as plain SGHMC on ``z = M^{1/2} theta`` (a linear change of variables, so the target is
@@ -429,14 +429,16 @@ def preconditioned_sghmc(
     gives the rule for ``alpha`` and ``h``).
 
     Every chain starts at the MAP with its own noise and minibatches; a position is stored
-    every ``thin`` steps from the start (burn-in included, for the probe). Returns
+    every ``thin`` steps from the start (burn-in included, for the probe). Pass the same
+    ``logdensity_z = mass.logdensity(model.logdensity)`` to runs at several temperatures so
+    they share one compiled program. Returns
     ``(positions in theta with axes (chains, draws, ...), step of each stored draw, h)``."""
     h = noise_tolerance * 2.0 * friction * batch_size / x.shape[0]
     z0 = jax.tree.map(lambda z: jnp.broadcast_to(z, (chains, *z.shape)), mass.to_z(map_position))
     result = sgmcmc.sample(
         rng_key,
         sgmcmc.sghmc(alpha=friction),
-        mass.logdensity(model.logdensity),
+        mass.logdensity(model.logdensity) if logdensity_z is None else logdensity_z,
         model.check_data(x, y),
         z0,
         temperature=temperature,
@@ -520,12 +522,14 @@ def sample_preconditioned(rng_key, args, cfg, model, map_result, train, val, pri
     temperature rule). Returns ``((positions, stored steps, kept mask), temperature)``."""
 
     mass = fisher_mass(model, map_result.position, *train, prior_scale)
+    logdensity_z = mass.logdensity(model.logdensity)  # one program for every temperature
 
     def run_at(t):
         positions, stored, h = preconditioned_sghmc(
             rng_key, model, mass, map_result.position, *train, chains=cfg["chains"],
             steps=cfg["steps"], thin=cfg["thin"], temperature=t, batch_size=args.batch_size,
             friction=args.friction, noise_tolerance=args.noise_tolerance,
+            logdensity_z=logdensity_z,
         )  # fmt: skip
         print(f"  T={t:g}: step size h={h:.5g} (in z), alpha={args.friction}", flush=True)
         return positions, stored, stored > cfg["burnin"]

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import COMPILE_FAST_XLA_FLAGS
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "examples").glob("*.ipynb"))
@@ -41,7 +42,8 @@ def test_committed_notebook_is_a_complete_docs_run(path):
 def test_notebook_executes(path, monkeypatch, tmp_path):
     monkeypatch.setenv("BAYESNN_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    # One device as a user has; the suite's compile-time flags (the notebooks keep them).
+    monkeypatch.setenv("XLA_FLAGS", COMPILE_FAST_XLA_FLAGS)
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
