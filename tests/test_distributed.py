@@ -32,6 +32,15 @@ def _data():
     )
 
 
+def _assert_same_draws(actual, desired):
+    """The draws of one chain do not depend on the device layout: each chain runs the same
+    program from its own key. Equal bit for bit under XLA's default code generation; other
+    code generation (the suite's compile-time flags) may vectorise the chain axis differently,
+    so up to float32 rounding. A wrong key or a misplaced chain differs by the posterior
+    spread (~0.1 here), far above this tolerance."""
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(desired), rtol=1e-5, atol=1e-6)
+
+
 def logdensity(theta, batch, data_size):
     return -0.5 * jnp.sum(theta**2) - 0.5 * data_size * jnp.mean(
         jnp.sum((batch - theta[None, :]) ** 2, -1)
@@ -115,8 +124,8 @@ def test_distributed_uneven_chains_are_sharded_with_a_warning(single9):
     assert sharded.positions.shape == (9, KWARGS["num_samples"], D)
     assert sharded.info.logdensity.shape == (9, KWARGS["num_samples"])
     assert jax.tree.leaves(sharded.state)[0].shape[0] == 9
-    np.testing.assert_array_equal(sharded.positions, single.positions)
-    np.testing.assert_array_equal(sharded.info.logdensity, single.info.logdensity)
+    _assert_same_draws(sharded.positions, single.positions)
+    _assert_same_draws(sharded.info.logdensity, single.info.logdensity)
     # The chains are distinct, so equality above pins every chain to its own key.
     assert np.all(np.abs(np.diff(single.positions[:, -1], axis=0)) > 1e-3)
 
@@ -141,7 +150,7 @@ def test_distributed_sharded_checkpoint_resumes(single9, tmp_path, monkeypatch):
     with pytest.warns(distributed.UnevenChainsWarning):
         resumed = _run(9, checkpoint_path=path, checkpoint_every=3)
     assert len(jax.tree.leaves(resumed.state)[0].sharding.device_set) == 5
-    np.testing.assert_array_equal(resumed.positions, single9.positions)
+    _assert_same_draws(resumed.positions, single9.positions)
 
 
 WORKER = textwrap.dedent(
@@ -237,13 +246,11 @@ def test_distributed_two_processes_match_single_process(tmp_path):
     pieces = sorted((tmp_path / "c.npz.draws").glob("piece_*.npz"))
     assert len(pieces) == 2  # one file per chunk, written by process 0
     saved = [np.load(piece)["draws_0"] for piece in pieces]  # (draws, chains, D) each
-    np.testing.assert_array_equal(np.concatenate(saved).swapaxes(0, 1), single.positions)
+    _assert_same_draws(np.concatenate(saved).swapaxes(0, 1), single.positions)
     for r in results:
         # Each process computes the chains of its 2 devices (of 4) and gathers all of them.
         assert (r["local_devices"], r["global_devices"]) == (2, 4)
-        np.testing.assert_array_equal(np.asarray(r["positions"]), single.positions)
-        np.testing.assert_array_equal(np.asarray(r["resumed"]), single.positions)
-        np.testing.assert_array_equal(np.asarray(r["logdensity"]), single.info.logdensity)
-        np.testing.assert_array_equal(
-            np.asarray(r["final"]), np.asarray(single.state.kernel_state.position)
-        )
+        _assert_same_draws(np.asarray(r["positions"]), single.positions)
+        _assert_same_draws(np.asarray(r["resumed"]), single.positions)
+        _assert_same_draws(np.asarray(r["logdensity"]), single.info.logdensity)
+        _assert_same_draws(np.asarray(r["final"]), np.asarray(single.state.kernel_state.position))
