@@ -265,7 +265,14 @@ class BayesianNeuralNet:
         )
 
     def predictive_accumulator(
-        self, x, *, step_size=None, num_burnin: int = 0, thinning: int = 1, link=None
+        self,
+        x,
+        *,
+        step_size=None,
+        num_burnin: int = 0,
+        thinning: int = 1,
+        link=None,
+        position_fn=None,
     ):
         """A streaming posterior-predictive mean for ``sample(..., accumulate=...)``.
 
@@ -277,6 +284,9 @@ class BayesianNeuralNet:
         keep no draws at all). Draws of exploration phases of a cyclical ``step_size`` are
         skipped: give the same ``step_size``, ``num_burnin`` and ``thinning`` as to the
         sampler (kept draw ``k = 1, 2, ...`` follows step ``num_burnin + k thinning - 1``).
+        ``position_fn`` maps a chain's sampled position to the model's parameters first, e.g.
+        ``mass.from_z`` when sampling ``z = M^{1/2} theta`` under a
+        :class:`samplers.sgmcmc.DiagonalMass`.
 
         The result's ``accumulated`` is a :class:`PredictiveMean` with a leading chain axis;
         :meth:`PredictiveMean.combine` pools the chains.
@@ -292,9 +302,10 @@ class BayesianNeuralNet:
         # schedules never explore
         schedule = as_schedule(step_size) if callable(step_size) else None
         link = (lambda f: jax.nn.softmax(f, axis=-1)) if link is None else link
+        position_fn = (lambda p: p) if position_fn is None else position_fn
 
         def predict(state):
-            return link(self.predict(state.kernel_state.position, x))
+            return link(self.predict(position_fn(state.kernel_state.position), x))
 
         def init(state):
             shape = jax.eval_shape(predict, state)

@@ -655,6 +655,9 @@ def main():
     parser.add_argument("--chains", type=int, default=None, help="chains")
     parser.add_argument("--cycles", type=int, default=None, help="cycles per chain")
     parser.add_argument("--thin", type=int, default=None, help="steps between draws")
+    parser.add_argument(
+        "--temperatures", type=str, default=None, help="comma-separated grid of the rule"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
@@ -692,6 +695,8 @@ def main():
         map_lrs = tuple(float(v) for v in args.map_lrs.split(","))
     if args.prior_scales is not None:
         cfg["scales"] = tuple(float(v) for v in args.prior_scales.split(","))
+    if args.temperatures is not None:
+        cfg["temperatures"] = tuple(float(v) for v in args.temperatures.split(","))
     map_key = jax.random.fold_in(key, 3)
     train, val = (x_train, y_train), (x_val, y_val)
     # ---- width (validation NLL of the MAP at a fixed prior scale) ------------------------------
