@@ -24,6 +24,14 @@ def chosen_core() -> int:
     return 0 if 0 in allowed else min(allowed)
 
 
+def share_chosen_core() -> int:
+    """Export :func:`chosen_core` as ``BAYESNN_PIN_CORE`` so that child processes (JAX or
+    PyTorch workers of one benchmark) pin to the same core; return it."""
+    core = chosen_core()
+    os.environ["BAYESNN_PIN_CORE"] = str(core)
+    return core
+
+
 def pin_to_one_core() -> int:
     """Pin this process to one core before JAX starts; return the core's number.
 

@@ -420,7 +420,7 @@ def fisher_mass(model, map_position, x, y, prior_scale):
 
 def preconditioned_sghmc(
     rng_key, model, mass, map_position, x, y, *, chains, steps, thin, temperature, batch_size,
-    friction, noise_tolerance, logdensity_z=None,
+    friction, noise_tolerance, logdensity_z,
 ):  # fmt: skip
     """SGHMC from the MAP with the frozen diagonal mass ``mass`` (:func:`fisher_mass`), run
     as plain SGHMC on ``z = M^{1/2} theta`` (a linear change of variables, so the target is
@@ -429,16 +429,16 @@ def preconditioned_sghmc(
     gives the rule for ``alpha`` and ``h``).
 
     Every chain starts at the MAP with its own noise and minibatches; a position is stored
-    every ``thin`` steps from the start (burn-in included, for the probe). Pass the same
-    ``logdensity_z = mass.logdensity(model.logdensity)`` to runs at several temperatures so
-    they share one compiled program. Returns
+    every ``thin`` steps from the start (burn-in included, for the probe). ``logdensity_z`` is
+    ``mass.logdensity(model.logdensity)``, built once by the caller so that runs at several
+    temperatures share one compiled program. Returns
     ``(positions in theta with axes (chains, draws, ...), step of each stored draw, h)``."""
     h = noise_tolerance * 2.0 * friction * batch_size / x.shape[0]
     z0 = jax.tree.map(lambda z: jnp.broadcast_to(z, (chains, *z.shape)), mass.to_z(map_position))
     result = sgmcmc.sample(
         rng_key,
         sgmcmc.sghmc(alpha=friction),
-        mass.logdensity(model.logdensity) if logdensity_z is None else logdensity_z,
+        logdensity_z,
         model.check_data(x, y),
         z0,
         temperature=temperature,

@@ -267,9 +267,9 @@ def main():
     )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from _pinning import chosen_core
+    from _pinning import share_chosen_core
 
-    os.environ["BAYESNN_PIN_CORE"] = str(chosen_core())  # jax and torch workers on one core
+    share_chosen_core()  # jax and torch workers on one core
     if args.worker:
         kind, *rest = args.worker
         if kind in ("jax", "profile"):

@@ -64,12 +64,9 @@ def load_images(n: int, crop: int) -> np.ndarray:
 
 def worker(args) -> None:
     """One measurement in this (pinned) process; prints one JSON line."""
-    from _pinning import chosen_core
+    from _pinning import pin_to_one_core
 
-    os.sched_setaffinity(0, {chosen_core()})
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-    )
+    pin_to_one_core()
     import resource
     import time
 
@@ -125,10 +122,10 @@ def worker(args) -> None:
 
 def conv_grad_in_scan() -> None:
     """Weight gradient of a convolution, alone and inside lax.scan (pinned, this process)."""
-    from _pinning import chosen_core
+    from _pinning import pin_to_one_core
 
-    os.sched_setaffinity(0, {chosen_core()})
-    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
+    os.environ.pop("XLA_FLAGS", None)
+    pin_to_one_core()
     import time
 
     import jax
@@ -198,9 +195,9 @@ def main():
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--out")
     args = ap.parse_args()
-    from _pinning import chosen_core
+    from _pinning import share_chosen_core
 
-    os.environ["BAYESNN_PIN_CORE"] = str(chosen_core())  # every measurement on one core
+    share_chosen_core()  # every measurement on one core
     if args.worker:
         return worker(args)
     if args.conv_grad:

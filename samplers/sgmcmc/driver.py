@@ -756,10 +756,11 @@ def sample(
         )
         step_size, num_burnin = step_size_info.step_size, num_burnin - tune_steps
     _check_step_size(step_size, num_burnin + num_samples * thinning)
+    shared_step = chain_steps is None and not callable(step_size)
     step_args = (
         kernel,
         logdensity_fn,
-        SHARED if chain_steps is None and not callable(step_size) else step_size,
+        SHARED if shared_step else step_size,
         batch_size,
         batches,
         gibbs_fn,
@@ -768,7 +769,7 @@ def sample(
         data_size,
     )
     consts = RunConstants(
-        jnp.float32(1.0 if callable(step_size) or chain_steps is not None else step_size),
+        jnp.float32(step_size if shared_step else 1.0),
         jnp.float32(temperature),
         jnp.int32(num_burnin),
     )
