@@ -2,8 +2,8 @@ import os
 
 # Tests are dominated by XLA:CPU compilation of small programs: compile with less
 # optimisation, with the classic elemental emitters instead of the fusion emitters, and without
-# splitting the LLVM module for parallel codegen (a sampler run's first call: ~40% less
-# compile time, measured; the flags change code generation, not semantics).
+# splitting the LLVM module for parallel codegen (benchmarks/compile_flags.py measures what the
+# last two buy; the flags change code generation, not semantics).
 COMPILE_FAST_XLA_FLAGS = (
     "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false "
     "--xla_cpu_parallel_codegen_split_count=1"

@@ -26,7 +26,8 @@ SCRIPTS = sorted(
 # scripts compile several kernel programs (float32 and float64, two readouts) and start
 # neural-tangents' environment when it exists; the Bayesian-CNN scripts compile
 # a convolutional SG-MCMC run and its baselines (bcnn_functional_prior: two CNN prior fits,
-# their independent W1 critics and five SG-MCMC runs, ~85 s CPU).
+# their independent W1 critics and five SG-MCMC runs, ~85 s CPU); compile_flags compiles a
+# sampler run in two fresh processes (~25 s).
 SLOW = {
     "fprior_drift",
     "fprior_speed",
@@ -40,6 +41,7 @@ SLOW = {
     "bayesian_cnn",
     "bcnn_speed",
     "bcnn_functional_prior",
+    "compile_flags",
 }
 # Scripts whose owner has not added --smoke yet; the test below fails once they have it, so
 # this set only shrinks.
