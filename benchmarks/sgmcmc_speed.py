@@ -30,7 +30,8 @@ pool from the affinity mask (there is no XLA flag for it), and an unpinned proce
 time of threads spinning on the second core. Compilation is excluded (one warm-up call); wall
 and process CPU time are reported per chain-step, as medians of the repeats; the JAX rows are
 timed in rounds (bare scan, driver, adaptive driver, then again), so that a drift of the
-machine's speed does not fall on one row. On an idle core
+machine's speed does not fall on one row, and a row's overhead over the bare scan is the
+median over rounds of its CPU time over the bare scan's in the same round. On an idle core
 the two agree; on a shared machine CPU time is the less disturbed one, and the ratios (overhead
 over the bare scan, reference / this) are taken on CPU time.
 
@@ -268,10 +269,10 @@ def bare_scan(model, data, steps):
 
 
 def timed_interleaved(fns, repeats):
-    """Median (wall, CPU) seconds of each ``fns[name]()`` over ``repeats`` rounds, the calls of
+    """(wall, CPU) seconds of each ``fns[name]()`` in each of ``repeats`` rounds, the calls of
     a round made one after another (after one warm-up call each), so that a drift of the
     machine's speed during the run (another process on a sibling core, the clock) affects
-    every row alike instead of the rows timed later."""
+    every row alike instead of the rows timed later. Returns ``{name: (walls, cpus)}``."""
     for fn in fns.values():
         fn()
     times = {name: ([], []) for name in fns}
@@ -281,11 +282,14 @@ def timed_interleaved(fns, repeats):
             fn()
             times[name][0].append(time.perf_counter() - w0)
             times[name][1].append(time.process_time() - c0)
-    return {name: (statistics.median(w), statistics.median(c)) for name, (w, c) in times.items()}
+    return times
 
 
 def bench_jax(model, data, chains, steps, repeats):
-    """Per-step (wall, CPU) seconds of the bare scan and the driver at ``chains`` chains."""
+    """Per-step (wall, CPU) seconds (medians over rounds) of the bare scan and the driver at
+    ``chains`` chains, and each row's overhead over the bare scan: the median over rounds of
+    its CPU time over the bare scan's in the same round (robust to a machine whose speed
+    drifts between rounds)."""
     pos = init_positions(model, chains)
     keys = jax.random.split(jax.random.key(2), chains)
     bare = bare_scan(model, data, steps)
@@ -304,9 +308,16 @@ def bench_jax(model, data, chains, steps, repeats):
             return jax.block_until_ready(res.positions)
 
         runs[name] = run
-    return {
-        name: tuple(t / steps for t in ts) for name, ts in timed_interleaved(runs, repeats).items()
+    times = timed_interleaved(runs, repeats)
+    per_step = {
+        name: (statistics.median(w) / steps, statistics.median(c) / steps)
+        for name, (w, c) in times.items()
     }
+    bare_cpu = np.asarray(times["bare scan sghmc"][1])
+    overhead = {  # median over rounds of the CPU-time ratio within a round
+        name: float(np.median(np.asarray(c) / bare_cpu) - 1) for name, (_, c) in times.items()
+    }
+    return per_step, overhead
 
 
 def bench_torch(data, steps, repeats, torch_python, reference):
@@ -376,17 +387,21 @@ def main():
         "optbnn/; default $OPTBNN_PATH)",
     )
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 5)")
     args = parser.parse_args()
     steps, torch_steps, repeats = (2000, 300, 3) if args.quick else (20000, 2000, 5)
+    repeats = args.rounds or repeats
     if args.smoke:
         steps, torch_steps, repeats, args.chains = 20, 10, 1, "2"
     chain_counts = [int(c) for c in args.chains.split(",")]
 
     model, data = make_problem()
-    rows = {}
+    rows, overheads = {}, {}
     for chains in chain_counts:
-        for name, t in bench_jax(model, data, chains, steps, repeats).items():
+        per_step, overhead = bench_jax(model, data, chains, steps, repeats)
+        for name, t in per_step.items():
             rows[(name, chains)] = tuple(s / chains for s in t)  # per chain-step
+            overheads[(name, chains)] = overhead[name]
     torch_rows, torch_version = ({}, None)
     if not args.no_torch:
         torch_rows, torch_version = bench_torch(
@@ -402,14 +417,14 @@ def main():
     print("| sampler | chains | wall us / chain-step | CPU us / chain-step | vs bare scan (CPU) |")
     print("| --- | --- | --- | --- | --- |")
     for (name, chains), (wall, cpu) in rows.items():
-        bare = rows[("bare scan sghmc", chains)][1]
-        overhead = "" if name.startswith("bare") else f"{100 * (cpu / bare - 1):+.1f}%"
+        over = overheads[(name, chains)]
+        overhead = "" if name.startswith("bare") else f"{100 * over:+.1f}%"
         print(f"| {name} | {chains} | {1e6 * wall:.1f} | {1e6 * cpu:.1f} | {overhead} |")
     for name, (wall, cpu) in torch_rows.items():
         print(f"| {name} | 1 | {1e6 * wall:.1f} | {1e6 * cpu:.1f} | |")
     print()
     for c in chain_counts:
-        overhead = rows[("driver sghmc", c)][1] / rows[("bare scan sghmc", c)][1] - 1
+        overhead = overheads[("driver sghmc", c)]
         verdict = "within" if overhead <= OVERHEAD_GOAL else "ABOVE"
         print(
             f"driver sghmc overhead over the bare scan, {c} chains: {100 * overhead:+.1f}% "
