@@ -148,8 +148,8 @@ lowest validation NLL of the posterior predictive wins. At ``s = 2.25`` in quick
 rule chose ``T = 0.25`` (validation NLL 0.3771 / 0.3713 / 0.3682; the MAP's 0.3856), so the
 posterior at ``T = 1`` is better than the MAP on validation NLL but is under-confident
 (validation ECE 0.031, mean confidence 0.836 at accuracy 0.861; the MAP's ECE 0.018), and
-the cold posterior is less so. Quick mode runs the recorded choice; the rule costs three
-sampler runs, which the 10-minute budget does not hold.
+the cold posterior is less so. Quick mode runs the joint rule's recorded choice (below);
+the rule costs three sampler runs, which the 10-minute budget does not hold.
 
 Prior scale and temperature jointly (the quick mode's choice; fixed before its runs): the
 MAP's validation NLL scores the prior through the MAP alone, while the prior also sets the
