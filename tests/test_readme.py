@@ -7,6 +7,8 @@ import re
 import numpy as np
 import pytest
 
+from bayesnn import datasets
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 FULL_SIZE = "num_samples=100, num_burnin=3000, thinning=20"
 SMALL_SIZE = "num_samples=13, num_burnin=16, thinning=1"  # 52 draws >= num_pp_samples
@@ -53,7 +55,7 @@ CNN_SHRINK = {
 }
 TINY_STEP = 0.04
 FASHION = pathlib.Path(
-    os.environ.get("BAYESNN_FASHION_MNIST") or "/usr/share/datasets/fashion-mnist"
+    os.environ.get("BAYESNN_FASHION_MNIST") or datasets.DEFAULT_FASHION_MNIST_DIR
 )
 
 
