@@ -14,15 +14,16 @@ Protocol (reference note ``bayesian-cnn.md`` sections 1 and 5, sized for a CPU):
 * prior: isotropic ``N(0, s^2)`` on the (NTK-scaled) parameters of every layer, the same
   ``s`` for the posterior, the MAP and the ensemble; ``s = 5.0625`` in quick mode, the choice
   of the joint prior-scale and temperature rule below (which starts from the MAP's prior-scale
-  rule's ``s = 2.25``), ``s = 1`` in full mode (not yet chosen there); ``--prior-scale``
-  fixes ``s``;
+  rule's ``s = 2.25``), the same ``s`` in full mode (which has no validation images to
+  choose one: it takes the quick mode's validated choice); ``--prior-scale`` fixes ``s``;
 * posterior (``--sampler preconditioned``, the default): ``--chains`` chains of SGHMC
   (Chen, Fox and Guestrin, ICML 2014; :func:`samplers.sgmcmc.sghmc`) at temperature ``T``,
   all started at the MAP, with a frozen diagonal mass matrix (the sampler rule below), a
   position every ``--thin`` steps, the first ``--burnin`` steps dropped (quick mode: 1,300
-  steps, burn-in 500, thinning 50: 4 x 16 = 64 draws; full mode, not run with this sampler:
-  23,400 steps, burn-in 4,200, thinning 1,200); ``T`` from the joint rule below (quick mode:
-  0.5; ``--temperature`` sets it); ``--sampler cyclical`` runs
+  steps, burn-in 500, thinning 50: 4 x 16 = 64 draws; full mode: 23,400 steps (50 epochs),
+  burn-in 4,200, thinning 1,200: 4 x 16 = 64 draws); ``T`` from the joint rule below (quick
+  mode: 0.5; full mode: 1, and the quick mode's 0.5 for the cold run of the results file;
+  ``--temperature`` sets it); ``--sampler cyclical`` runs
   cyclical SGHMC (Zhang et al., ICLR 2020) from draws of the initialiser: cosine step size
   from ``h_0 = sqrt(lr_0 / N)``, friction ``(1 - momentum) / h_0``, the first ``--explore``
   of each cycle without noise, the first cycle burn-in (the cyclical rows of the results file ran
@@ -230,7 +231,8 @@ MODES = {
                   temperatures=(1.0, 0.5, 0.25)),
     "full": dict(n_train=60000, n_val=0, n_test=10000, widths=((16, 32),), chains=4,
                  steps=23400, cycles=10, members=4, corruptions=None, thin=1200, map_epochs=150,
-                 scales=(), select_epochs=0, map_lrs=(3e-3, 1e-2, 3e-2, 1e-1), prior_scale=1.0,
+                 scales=(), select_epochs=0, map_lrs=(3e-3, 1e-2, 3e-2, 1e-1),
+                 prior_scale=PRIOR_SCALE_QUICK,
                  burnin=4200, temperature=1.0, temperatures=()),
 }  # fmt: skip
 
