@@ -10,6 +10,7 @@ can be read against it. The network is that of ``fprior_uci.py`` (tanh 1x50, 1x1
 protein) with the fixed ``N(0, 1)`` prior (``fg``).
 
     PYTHONPATH=. python benchmarks/fprior_step_rule.py wine-quality-red --steps 4000
+    PYTHONPATH=. python benchmarks/fprior_step_rule.py --smoke   # seconds; not a result
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from samplers.sgmcmc import step_size  # noqa: E402
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("dataset")
+    p.add_argument("dataset", nargs="?", default="wine-quality-red")
     p.add_argument("--root", default="/work/shared/data/uci")
     p.add_argument("--split", type=int, default=0)
     p.add_argument("--steps", type=int, default=4000, help="burn-in steps of the rule")
@@ -44,9 +45,18 @@ def main(argv=None):
     p.add_argument("--noise-var", type=float, default=0.1)
     p.add_argument("--mdecay", type=float, default=0.01)
     p.add_argument("--tolerances", type=float, nargs="+", default=[0.1, 0.3])
+    p.add_argument("--smoke", action="store_true", help="tiny sizes; synthetic data if absent")
     args = p.parse_args(argv)
-    data = load_uci(args.dataset, args.split, root=args.root)
-    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    if args.smoke:
+        args.steps, args.chains, args.tolerances = 40, 2, [0.5]
+    if args.smoke and not os.path.isdir(os.path.join(args.root, args.dataset)):
+        x = jax.random.normal(jax.random.key(0), (64, 3))
+        y = jnp.sin(x[:, :1]) + 0.3 * jax.random.normal(jax.random.key(1), (64, 1))
+        print(f"UCI splits not found under {args.root}: synthetic data (64 x 3)")
+        args.dataset = "synthetic"
+    else:
+        data = load_uci(args.dataset, args.split, root=args.root)
+        x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     d = x.shape[1]
     arch = mlp(100 if args.dataset.startswith("protein") else 50)
     tmpl = template_of(arch.init(jax.random.key(0), (d,)))
