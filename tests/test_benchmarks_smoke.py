@@ -20,8 +20,9 @@ SCRIPTS = sorted(
     p for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_") and p.name != "run_all.py"
 )
 # Compile-bound even at tiny sizes (the functional-prior fit and the independent W1 critic
-# compile for ~5-10 s CPU each, the step-size rule's burn-in rounds too): marked slow, outside the default suite and CI
-# (`pytest -m slow tests/test_benchmarks_smoke.py` runs them, ~4 minutes of CPU).
+# compile for ~5-10 s CPU each, the step-size rule's burn-in rounds too): marked slow,
+# outside the default suite and CI (`pytest -m slow tests/test_benchmarks_smoke.py` runs
+# them, ~4 minutes of CPU).
 # The mDBM scripts compile a training step with implicit gradients, solvers and Gibbs
 # kernels (~20-60 s CPU each at any size; 60-200 s on a loaded 2-core machine). The CNN-GP
 # scripts compile several kernel programs (float32 and float64, two readouts) and start
