@@ -587,10 +587,9 @@ class Clock:
         self.wall, self.cpu = wall, cpu
 
 
-def ensemble_only(args, cfg, key, model, x_train, y_train, x_test, y_test, corrupted, x_ood):
-    """The deep ensemble of a run (same key, members and steps as in :func:`main`) and its
-    metrics on the clean, corrupted and OOD images, without the MAP and the posterior."""
-    clock = Clock()
+def train_ensemble(args, cfg, key, model, x_train, y_train):
+    """The deep ensemble's stacked member positions: ``members`` MAP networks with as many
+    gradient evaluations in total as the sampler (``members * steps = chains * steps``)."""
     ens = deep_ensemble(
         jax.random.fold_in(key, 4),
         model,
@@ -601,31 +600,70 @@ def ensemble_only(args, cfg, key, model, x_train, y_train, x_test, y_test, corru
         batch_size=args.batch_size,
         learning_rate=args.map_lr,
     )
-    clock.lap(f"deep ensemble ({cfg['members']} members)")
-    sets = {"clean": (x_test, y_test), **corrupted}
+    return ens.position
+
+
+def evaluate_methods(model, methods, sets, x_ood):
+    """``{(method, set): metrics}`` and ``{(method, "ood_auroc"): AUROC}`` of each method's
+    predictive (stacked positions) on every set of ``sets`` and the OOD images; prints the
+    reliability diagrams of the non-ensemble methods on the validation and clean sets.
+
+    Every set goes in one array, one compiled predictive per method (one compilation, not
+    one per set: compiling dominated the evaluation of the smaller network)."""
     x_eval = np.concatenate([xs for xs, _ in sets.values()] + [x_ood])
     ends = np.cumsum([len(ys) for _, ys in sets.values()])
-    probs = np.asarray(mean_predictive_probs(model, ens.position, x_eval, batch_size=500))
-    parts = dict(zip(sets, np.split(probs[: ends[-1]], ends[:-1]), strict=True))
+    table = {}
+    for method, positions in methods.items():
+        probs_all = np.asarray(mean_predictive_probs(model, positions, x_eval, batch_size=500))
+        parts = dict(zip(sets, np.split(probs_all[: ends[-1]], ends[:-1]), strict=True))
+        for set_name, (_, ys) in sets.items():
+            table[method, set_name] = evaluate(parts[set_name], ys)
+            if set_name in ("validation", "clean") and method != "ensemble":
+                print_reliability(f"{method} {set_name}", parts[set_name], ys)
+        table[method, "ood_auroc"] = float(
+            metrics.ood_auroc(
+                metrics.predictive_entropy(parts["clean"]),
+                metrics.predictive_entropy(probs_all[ends[-1] :]),
+            )
+        )
+    return table
+
+
+def print_table(table, methods, sets, corrupted):
+    """Print every method's metrics per set, the mean over the corrupted sets (added to
+    ``table`` as ``(method, "corrupted")``) and the OOD AUROC."""
     print(
         f"\n{'method':<10} {'set':<14} {'conf':>6} {'acc':>6} {'nll':>7} {'ece':>7} {'brier':>7}"
     )
-    table = {name: evaluate(parts[name], ys) for name, (_, ys) in sets.items()}
-    for name, m in table.items():
+    for method in methods:
+        for set_name in sets:
+            m = table[method, set_name]
+            print(
+                f"{method:<10} {set_name:<14} {m['conf']:6.4f} {m['acc']:6.4f} {m['nll']:7.4f} "
+                f"{m['ece']:7.4f} {m['brier']:7.4f}"
+            )
+        corr = {
+            k: np.mean([table[method, s][k] for s in corrupted])
+            for k in ("conf", "acc", "nll", "ece")
+        }
+        table[method, "corrupted"] = corr
         print(
-            f"{'ensemble':<10} {name:<14} {m['conf']:6.4f} {m['acc']:6.4f} {m['nll']:7.4f} "
-            f"{m['ece']:7.4f} {m['brier']:7.4f}"
+            f"{method:<10} {'corrupted avg':<14} {corr['conf']:6.4f} {corr['acc']:6.4f} "
+            f"{corr['nll']:7.4f} {corr['ece']:7.4f}"
         )
-    corr = {k: np.mean([table[c][k] for c in corrupted]) for k in ("conf", "acc", "nll", "ece")}
-    print(
-        f"{'ensemble':<10} {'corrupted avg':<14} {corr['conf']:6.4f} {corr['acc']:6.4f} "
-        f"{corr['nll']:7.4f} {corr['ece']:7.4f}"
-    )
-    auroc = metrics.ood_auroc(
-        metrics.predictive_entropy(parts["clean"]), metrics.predictive_entropy(probs[ends[-1] :])
-    )
-    print(f"{'ensemble':<10} OOD AUROC (entropy, digits): {float(auroc):.4f}")
+        print(f"{method:<10} OOD AUROC (entropy, digits): {table[method, 'ood_auroc']:.4f}")
+
+
+def ensemble_only(args, cfg, key, model, x_train, y_train, x_test, y_test, corrupted, x_ood):
+    """The deep ensemble of a run (same key, members and steps as in :func:`main`) and its
+    metrics on the clean, corrupted and OOD images, without the MAP and the posterior."""
+    clock = Clock()
+    methods = {"ensemble": train_ensemble(args, cfg, key, model, x_train, y_train)}
+    clock.lap(f"deep ensemble ({cfg['members']} members)")
+    sets = {"clean": (x_test, y_test), **corrupted}
+    table = evaluate_methods(model, methods, sets, x_ood)
     clock.lap("evaluation")
+    print_table(table, methods, sets, corrupted)
 
 
 def main():
@@ -867,17 +905,7 @@ def main():
     )
     ens_position = None
     if cfg["members"] > 0:
-        ens = deep_ensemble(
-            jax.random.fold_in(key, 4),
-            model,
-            x_train,
-            y_train,
-            num_members=cfg["members"],
-            num_steps=chains * steps // cfg["members"],
-            batch_size=args.batch_size,
-            learning_rate=args.map_lr,
-        )
-        ens_position = ens.position
+        ens_position = train_ensemble(args, cfg, key, model, x_train, y_train)
         clock.lap(f"deep ensemble ({cfg['members']} members)")
 
     # ---- evaluation -----------------------------------------------------------------------------
@@ -887,24 +915,7 @@ def main():
     sets = {"clean": (x_test, y_test), **corrupted}
     if x_val.shape[0]:
         sets = {"validation": (x_val, y_val), **sets}
-    # every set in one array, one compiled predictive per method (one compilation, not one per
-    # set: compiling dominated the evaluation of the smaller network)
-    x_eval = np.concatenate([xs for xs, _ in sets.values()] + [x_ood])
-    ends = np.cumsum([len(ys) for _, ys in sets.values()])
-    table = {}
-    for method, positions in methods.items():
-        probs_all = np.asarray(mean_predictive_probs(model, positions, x_eval, batch_size=500))
-        parts = dict(zip(sets, np.split(probs_all[: ends[-1]], ends[:-1]), strict=True))
-        for set_name, (_, ys) in sets.items():
-            table[method, set_name] = evaluate(parts[set_name], ys)
-            if set_name in ("validation", "clean") and method != "ensemble":
-                print_reliability(f"{method} {set_name}", parts[set_name], ys)
-        table[method, "ood_auroc"] = float(
-            metrics.ood_auroc(
-                metrics.predictive_entropy(parts["clean"]),
-                metrics.predictive_entropy(probs_all[ends[-1] :]),
-            )
-        )
+    table = evaluate_methods(model, methods, sets, x_ood)
     if x_val.shape[0] and args.per_chain:
         for c in range(chains):
             one = jax.tree.map(lambda a: a[c], draws)
@@ -914,27 +925,7 @@ def main():
                 f"nll={m['nll']:.4f} ece={m['ece']:.4f}"
             )
     clock.lap("evaluation")
-
-    print(
-        f"\n{'method':<10} {'set':<14} {'conf':>6} {'acc':>6} {'nll':>7} {'ece':>7} {'brier':>7}"
-    )
-    for method in methods:
-        for set_name in sets:
-            m = table[method, set_name]
-            print(
-                f"{method:<10} {set_name:<14} {m['conf']:6.4f} {m['acc']:6.4f} {m['nll']:7.4f} "
-                f"{m['ece']:7.4f} {m['brier']:7.4f}"
-            )
-        corr = {
-            k: np.mean([table[method, s][k] for s in corrupted])
-            for k in ("conf", "acc", "nll", "ece")
-        }
-        table[method, "corrupted"] = corr
-        print(
-            f"{method:<10} {'corrupted avg':<14} {corr['conf']:6.4f} {corr['acc']:6.4f} "
-            f"{corr['nll']:7.4f} {corr['ece']:7.4f}"
-        )
-        print(f"{method:<10} OOD AUROC (entropy, digits): {table[method, 'ood_auroc']:.4f}")
+    print_table(table, methods, sets, corrupted)
     total_clock.lap("total")
     post, mp = table["posterior", "clean"], table["map", "clean"]
     cpost, cmap = table["posterior", "corrupted"], table["map", "corrupted"]
